@@ -1,0 +1,1 @@
+"""Supervision for Pykka actors: restart strategies, backoff, health monitoring, typed messages."""

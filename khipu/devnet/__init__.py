@@ -1,0 +1,1 @@
+"""Deterministic development chains: genesis and signed blocks of chosen workload profiles."""

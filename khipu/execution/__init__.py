@@ -1,0 +1,1 @@
+"""Parallel block execution: scheduler, worker process pool, read and write sets, merge."""

@@ -1,0 +1,1 @@
+"""Storage: the Kesque log store, the chain database and the py-evm adapter."""

@@ -1,0 +1,1 @@
+"""Chain synchronisation: fast sync (pivot, headers, bodies, receipts, snap state) and regular sync."""
