@@ -1,1 +1,1 @@
-"""Chain rules: genesis, the fork schedule mapped onto py-evm, header validation, fork ids, import."""
+"""Chain rules: genesis, fork schedule on py-evm, header validation, fork ids, import."""

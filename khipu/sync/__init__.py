@@ -1,1 +1,1 @@
-"""Chain synchronisation: fast sync (pivot, headers, bodies, receipts, snap state) and regular sync."""
+"""Chain synchronisation: fast sync (pivot, headers, bodies, receipts, state), regular sync."""
