@@ -29,7 +29,6 @@ from typing import cast
 import cramjam
 import rlp  # type: ignore[import-untyped]
 import sha3
-from trie.hexary import HexaryTrie
 
 from khipu.chain.e2store import HEADER_SIZE, E2StoreReader, Entry, Era1FormatError, encode_entry
 from khipu.chain.ssz_accumulator import EPOCH_SIZE, epoch_accumulator_root
@@ -364,14 +363,70 @@ class Era1File:
 
 
 def ordered_trie_root(values: Sequence[bytes]) -> bytes:
-    """Root of the trie mapping rlp(index) -> value: the transactions and receipts roots."""
+    """Root of the Merkle-Patricia trie mapping rlp(index) -> values[index]: the transactions
+    root and the receipts root of a block.
+
+    Built in one pass over the sorted keys instead of inserting into a trie.HexaryTrie, which
+    computes the same root (the tests compare them) about 4x slower: it re-decodes every node it
+    touches. Raises ValueError for an empty value, which a trie cannot hold.
+    """
     if not values:
         return BLANK_ROOT
-    trie = HexaryTrie(db={})
-    for index, value in enumerate(values):
-        trie.set(rlp.encode(index), value)  # type: ignore[no-untyped-call]
-    root: bytes = trie.root_hash
-    return root
+    if not all(values):
+        raise ValueError("a trie cannot hold an empty value")
+    pairs = sorted((_nibbles(rlp.encode(index)), value) for index, value in enumerate(values))
+    return _keccak(rlp.encode(_trie_node(pairs, 0)))
+
+
+def _trie_node(pairs: Sequence[tuple[bytes, bytes]], depth: int) -> list[object]:
+    """The node holding `pairs` (nibble keys sorted, sharing their first `depth` nibbles)."""
+    if len(pairs) == 1:
+        key, value = pairs[0]
+        return [_hex_prefix(key[depth:], is_leaf=True), value]
+    # The keys are sorted, so what the first and the last share, they all share.
+    first, last = pairs[0][0], pairs[-1][0]
+    shared = 0
+    while (
+        depth + shared < min(len(first), len(last))
+        and first[depth + shared] == last[depth + shared]
+    ):
+        shared += 1
+    if shared:
+        child = _trie_node(pairs, depth + shared)
+        return [_hex_prefix(first[depth : depth + shared], is_leaf=False), _node_reference(child)]
+    branch: list[object] = [b""] * 17
+    start = 0
+    if len(first) == depth:  # a key ending here keeps its value in the branch
+        branch[16] = pairs[0][1]
+        start = 1
+    while start < len(pairs):
+        nibble = pairs[start][0][depth]
+        end = start + 1
+        while end < len(pairs) and pairs[end][0][depth] == nibble:
+            end += 1
+        branch[nibble] = _node_reference(_trie_node(pairs[start:end], depth + 1))
+        start = end
+    return branch
+
+
+def _node_reference(node: list[object]) -> object:
+    """How a parent refers to a node: inline if its encoding is under 32 bytes, else its hash."""
+    encoded = rlp.encode(node)
+    return node if len(encoded) < 32 else _keccak(encoded)
+
+
+def _nibbles(key: bytes) -> bytes:
+    return bytes(nibble for byte in key for nibble in (byte >> 4, byte & 0x0F))
+
+
+def _hex_prefix(nibbles: bytes, is_leaf: bool) -> bytes:
+    """The compact (hex-prefix) encoding of a nibble path, flagged as leaf or extension."""
+    flag = 2 if is_leaf else 0
+    if len(nibbles) % 2:
+        prefix, rest = bytes([(flag + 1) << 4 | nibbles[0]]), nibbles[1:]
+    else:
+        prefix, rest = bytes([flag << 4]), nibbles
+    return prefix + bytes(rest[i] << 4 | rest[i + 1] for i in range(0, len(rest), 2))
 
 
 def write_era1(path: str | os.PathLike[str], blocks: Iterable[Era1Block]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import rlp
 from eth_hash.auto import keccak
+from trie import HexaryTrie
 
 from khipu.chain.e2store import E2StoreReader, Era1FormatError, encode_entry
 from khipu.chain.era1 import (
@@ -180,6 +182,21 @@ def test_receipts_root_of_real_blocks_with_typed_receipts(block_number: int) -> 
     block = rpc_json(f"trin_block_{block_number}_value.json")
     receipts = [encode_receipt(r) for r in rpc_json(f"trin_receipts-{block_number}.json")]
     assert ordered_trie_root(trie_values(receipts)) == data(block["receiptsRoot"])
+
+
+def hexary_trie_root(values: list[bytes]) -> bytes:
+    trie = HexaryTrie(db={})
+    for index, value in enumerate(values):
+        trie.set(rlp.encode(index), value)
+    root: bytes = trie.root_hash
+    return root
+
+
+@pytest.mark.parametrize("count", [*range(0, 40), 127, 128, 129, 255, 256, 257, 1000])
+def test_ordered_trie_root_equals_the_trie_package(count: int) -> None:
+    rng = random.Random(count)
+    values = [rng.randbytes(rng.choice([1, 2, 20, 31, 32, 33, 120])) for _ in range(count)]
+    assert ordered_trie_root(values) == hexary_trie_root(values)
 
 
 def test_verify_checks_real_transactions_and_receipts_against_the_header(
