@@ -372,6 +372,8 @@ def test_a_changed_header_breaks_the_next_parent_link(
         ("body_rlp", rlp.encode([[]]), "body-rlp"),
         ("body_rlp", rlp.encode([[b"\x02not-a-tx"], []]), "transactions-root"),
         ("receipts_rlp", b"\x80", "receipts-rlp"),
+        ("receipts_rlp", rlp.encode([b""]), "receipts-rlp"),
+        ("body_rlp", rlp.encode([[b""], []]), "body-rlp"),
         ("receipts_rlp", rlp.encode([[b"\x01", b"\x52\x08", bytes(256), []]]), "receipts-root"),
     ],
 )
