@@ -262,8 +262,11 @@ class Era1File:
 
     # --- verification ----------------------------------------------------------------------
 
-    def verify(self) -> None:
+    def verify(self, parent: Era1Block | None = None) -> None:
         """Check every block and the file's own commitments; return quietly if all hold.
+
+        `parent`, the last block of the previous file, lets the first block's parent hash and
+        total difficulty be checked too.
 
         Per block, in order (the check names as Era1VerificationError.check gives them):
         `header-rlp`/`body-rlp`/`receipts-rlp` (each decodes to the expected shape), `number`
@@ -271,15 +274,22 @@ class Era1File:
         parent is the previous block's hash), `transactions-root`, `uncles-hash`,
         `receipts-root` (tries and hash against the header), `total-difficulty`
         (td[n] = td[n-1] + difficulty[n]; for block 0, td = difficulty; the first block of a
-        later file has no predecessor here and is not checked), `block-index` (the index points
+        later file is checked only against a `parent`), `block-index` (the index points
         at the block found by walking the file). Then per file: `block-count` (no block tuple
         follows the last indexed one) and `accumulator` (the epoch root of (hash, td) records
         equals the file's Accumulator entry).
 
-        Raises Era1VerificationError at the first failure, Era1FormatError for malformed bytes.
+        Raises Era1VerificationError at the first failure, Era1FormatError for malformed bytes,
+        ValueError if `parent` is not the block before this file's first.
         """
         records: list[tuple[bytes, int]] = []
         previous: tuple[bytes, int] | None = None  # (hash, total difficulty)
+        if parent is not None:
+            if parent.number != self.start_number - 1:
+                raise ValueError(
+                    f"block {parent.number} is not the parent of block {self.start_number}"
+                )
+            previous = (parent.block_hash, parent.total_difficulty)
         end_of_blocks = HEADER_SIZE
         for offset, end, block in self._walk():
             block_hash = block.block_hash

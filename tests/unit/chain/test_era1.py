@@ -68,11 +68,15 @@ def patch_bytes(path: Path, offset: int, change: Callable[[int], int]) -> None:
 # --- the mainnet files ----------------------------------------------------------------------
 
 
+def test_the_first_mainnet_epoch_verifies_fully() -> None:
+    with Era1File(era1_path(EPOCH0)) as era:
+        era.verify()  # the second epoch is verified against its parent below
+
+
 @pytest.mark.parametrize("name", [EPOCH0, EPOCH1])
-def test_mainnet_epoch_verifies_fully(name: str) -> None:
+def test_the_file_name_carries_the_accumulator_root(name: str) -> None:
+    # go-ethereum names a file after the first 4 bytes of its accumulator root
     with Era1File(era1_path(name)) as era:
-        era.verify()
-        # go-ethereum names a file after the first 4 bytes of its accumulator root
         assert name.removesuffix(".era1").split("-")[2] == era.accumulator_root[:4].hex()
 
 
@@ -90,6 +94,24 @@ def test_epoch_bounds_and_the_genesis_block() -> None:
     header = rlp.decode(following.header_rlp)
     assert header[0] == last.block_hash
     assert following.total_difficulty == last.total_difficulty + int.from_bytes(header[7], "big")
+
+
+def test_the_second_epoch_verifies_against_its_parent_in_the_first() -> None:
+    with Era1File(era1_path(EPOCH0)) as first:
+        parent = first.read_block(8191)
+        grandparent = first.read_block(8190)
+    with Era1File(era1_path(EPOCH1)) as second:
+        second.verify(parent=parent)
+        with pytest.raises(ValueError):
+            second.verify(parent=grandparent)
+        heavier = dataclasses.replace(parent, total_difficulty=parent.total_difficulty + 1)
+        with pytest.raises(Era1VerificationError) as caught:
+            second.verify(parent=heavier)
+        assert (caught.value.block_number, caught.value.check) == (8192, "total-difficulty")
+        other = dataclasses.replace(parent, header_rlp=grandparent.header_rlp)
+        with pytest.raises(Era1VerificationError) as caught:
+            second.verify(parent=other)
+        assert (caught.value.block_number, caught.value.check) == (8192, "parent-hash")
 
 
 def test_random_access_equals_sequential_iteration() -> None:
