@@ -14,7 +14,12 @@ uint64 little-endian, each offset relative to the first byte of the BlockIndex e
 (block hash, total difficulty) records, see ssz_accumulator.
 
 Era1File reads blocks as raw RLP (decoding them is the importer's job, with the fork's classes),
-sequentially or by number, and verify() checks every commitment the file carries.
+sequentially or by number, and verify() checks every commitment the file carries:
+
+    with Era1File("mainnet-00001-a5364e9a.era1") as era:
+        era.verify(parent=last_block_of_previous_file)  # optional parent
+        for block in era:  # Era1Block(number, header_rlp, body_rlp, receipts_rlp, total_difficulty)
+            ...
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from khipu.chain.era1 import (
     ordered_trie_root,
     write_era1,
 )
-from khipu.chain.ssz_accumulator import epoch_accumulator_root
+from khipu.chain.ssz_accumulator import EPOCH_SIZE, epoch_accumulator_root
 from tests.conftest import require_testdata
 
 EPOCH0 = "mainnet-00000-5ec1ffb8.era1"
@@ -475,3 +475,12 @@ def test_random_damage_gives_typed_errors_or_the_same_blocks(
         except (Era1FormatError, Era1VerificationError) as error:
             outcomes.add(type(error).__name__)
     assert {"Era1FormatError", "Era1VerificationError"} <= outcomes
+
+
+def test_the_accumulator_refuses_more_records_than_an_epoch_holds() -> None:
+    record = (bytes(32), 1)
+    epoch_accumulator_root([record] * EPOCH_SIZE)
+    with pytest.raises(ValueError):
+        epoch_accumulator_root([record] * (EPOCH_SIZE + 1))
+    with pytest.raises(ValueError):
+        epoch_accumulator_root([(bytes(31), 1)])
