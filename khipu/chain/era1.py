@@ -65,6 +65,7 @@ def _keccak(data: bytes) -> bytes:
 _BLOCK_TUPLE_TYPES = (COMPRESSED_HEADER, COMPRESSED_BODY, COMPRESSED_RECEIPTS, TOTAL_DIFFICULTY)
 _ACCUMULATOR_ENTRY_SIZE = HEADER_SIZE + 32
 BLANK_ROOT = _keccak(rlp.encode(b""))
+_EMPTY_LIST_HASH = _keccak(rlp.encode([]))  # the uncles hash of a block without uncles
 
 # Indexes of header fields, common to every fork's header.
 _PARENT_HASH, _UNCLES_HASH, _TX_ROOT, _RECEIPTS_ROOT, _DIFFICULTY, _NUMBER = 0, 1, 4, 5, 7, 8
@@ -351,7 +352,7 @@ class Era1File:
         tx_root = ordered_trie_root(tx_values)
         if tx_root != header[_TX_ROOT]:
             raise fail("transactions-root", _mismatch(tx_root, header[_TX_ROOT]))
-        uncles_hash = _keccak(rlp.encode(uncles))
+        uncles_hash = _keccak(rlp.encode(uncles)) if uncles else _EMPTY_LIST_HASH
         if uncles_hash != header[_UNCLES_HASH]:
             raise fail("uncles-hash", _mismatch(uncles_hash, header[_UNCLES_HASH]))
         receipts_root = ordered_trie_root(receipt_values)
