@@ -14,7 +14,12 @@ uint64 little-endian, each offset relative to the first byte of the BlockIndex e
 (block hash, total difficulty) records, see ssz_accumulator.
 
 Era1File reads blocks as raw RLP (decoding them is the importer's job, with the fork's classes),
-sequentially or by number, and verify() checks every commitment the file carries.
+sequentially or by number, and verify() checks every commitment the file carries:
+
+    with Era1File("mainnet-00001-a5364e9a.era1") as era:
+        era.verify(parent=last_block_of_previous_file)  # optional parent
+        for block in era:  # Era1Block(number, header_rlp, body_rlp, receipts_rlp, total_difficulty)
+            ...
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def _keccak(data: bytes) -> bytes:
 _BLOCK_TUPLE_TYPES = (COMPRESSED_HEADER, COMPRESSED_BODY, COMPRESSED_RECEIPTS, TOTAL_DIFFICULTY)
 _ACCUMULATOR_ENTRY_SIZE = HEADER_SIZE + 32
 BLANK_ROOT = _keccak(rlp.encode(b""))
+_EMPTY_LIST_HASH = _keccak(rlp.encode([]))  # the uncles hash of a block without uncles
 
 # Indexes of header fields, common to every fork's header.
 _PARENT_HASH, _UNCLES_HASH, _TX_ROOT, _RECEIPTS_ROOT, _DIFFICULTY, _NUMBER = 0, 1, 4, 5, 7, 8
@@ -180,7 +186,7 @@ class Era1File:
 
     def __iter__(self) -> Iterator[Era1Block]:
         """The blocks in order, walking the entries from the start of the file."""
-        for _, block in self._walk():
+        for _, _, block in self._walk():
             yield block
 
     def block_offset(self, number: int) -> int:
@@ -206,7 +212,8 @@ class Era1File:
         return offset
 
     def read_block(self, number: int) -> Era1Block:
-        """Block `number`, found through the BlockIndex.
+        """Block `number`, found through the BlockIndex. Its content is not checked here (that
+        the header carries this number, for one): verify() does that for the whole file.
 
         Raises IndexError for a number outside the file; Era1FormatError for a bad entry or
         snappy stream (naming the block).
@@ -214,13 +221,13 @@ class Era1File:
         block, _ = self._read_tuple(self.block_offset(number), number)
         return block
 
-    def _walk(self) -> Iterator[tuple[int, Era1Block]]:
-        """(offset, block) for each block tuple in file order, starting after Version."""
-        offset = HEADER_SIZE
+    def _walk(self) -> Iterator[tuple[int, int, Era1Block]]:
+        """(start offset, end offset, block) of each block tuple in file order."""
+        offset = HEADER_SIZE  # just after the Version entry
         for number in range(self.start_number, self.start_number + self.count):
-            block, next_offset = self._read_tuple(offset, number)
-            yield offset, block
-            offset = next_offset
+            block, end = self._read_tuple(offset, number)
+            yield offset, end, block
+            offset = end
 
     def _read_tuple(self, offset: int, number: int) -> tuple[Era1Block, int]:
         """The block tuple whose header entry starts at `offset`, and the offset after it."""
@@ -261,8 +268,11 @@ class Era1File:
 
     # --- verification ----------------------------------------------------------------------
 
-    def verify(self) -> None:
+    def verify(self, parent: Era1Block | None = None) -> None:
         """Check every block and the file's own commitments; return quietly if all hold.
+
+        `parent`, the last block of the previous file, lets the first block's parent hash and
+        total difficulty be checked too.
 
         Per block, in order (the check names as Era1VerificationError.check gives them):
         `header-rlp`/`body-rlp`/`receipts-rlp` (each decodes to the expected shape), `number`
@@ -270,29 +280,37 @@ class Era1File:
         parent is the previous block's hash), `transactions-root`, `uncles-hash`,
         `receipts-root` (tries and hash against the header), `total-difficulty`
         (td[n] = td[n-1] + difficulty[n]; for block 0, td = difficulty; the first block of a
-        later file has no predecessor here and is not checked), `block-index` (the index points
+        later file is checked only against a `parent`), `block-index` (the index points
         at the block found by walking the file). Then per file: `block-count` (no block tuple
         follows the last indexed one) and `accumulator` (the epoch root of (hash, td) records
         equals the file's Accumulator entry).
 
-        Raises Era1VerificationError at the first failure, Era1FormatError for malformed bytes.
+        Raises Era1VerificationError at the first failure, Era1FormatError for malformed bytes,
+        ValueError if `parent` is not the block before this file's first.
         """
         records: list[tuple[bytes, int]] = []
         previous: tuple[bytes, int] | None = None  # (hash, total difficulty)
+        if parent is not None:
+            if parent.number != self.start_number - 1:
+                raise ValueError(
+                    f"block {parent.number} is not the parent of block {self.start_number}"
+                )
+            previous = (parent.block_hash, parent.total_difficulty)
         end_of_blocks = HEADER_SIZE
-        for offset, block in self._walk():
+        for offset, end, block in self._walk():
             block_hash = block.block_hash
             self._verify_block(block, previous)
-            if self.block_offset(block.number) != offset:
+            indexed = self.block_offset(block.number)
+            if indexed != offset:
                 raise Era1VerificationError(
                     self.path,
                     block.number,
                     "block-index",
-                    f"index points at {self.block_offset(block.number)}, block is at {offset}",
+                    f"index points at offset {indexed}, the block is at {offset}",
                 )
             records.append((block_hash, block.total_difficulty))
             previous = (block_hash, block.total_difficulty)
-            end_of_blocks = offset
+            end_of_blocks = end
         self._verify_no_extra_blocks(end_of_blocks)
         root = epoch_accumulator_root(records)
         if root != self.accumulator_root:
@@ -327,13 +345,17 @@ class Era1File:
         if previous is not None and header[_PARENT_HASH] != previous[0]:
             raise fail("parent-hash", f"parent 0x{header[_PARENT_HASH].hex()}")
 
-        tx_root = ordered_trie_root([_trie_value(tx) for tx in transactions])
+        tx_values = [_trie_value(tx) for tx in transactions]
+        receipt_values = [_trie_value(receipt) for receipt in receipts]
+        if not all(tx_values) or not all(receipt_values):
+            raise fail("body-rlp" if not all(tx_values) else "receipts-rlp", "an empty item")
+        tx_root = ordered_trie_root(tx_values)
         if tx_root != header[_TX_ROOT]:
             raise fail("transactions-root", _mismatch(tx_root, header[_TX_ROOT]))
-        uncles_hash = _keccak(rlp.encode(uncles))
+        uncles_hash = _keccak(rlp.encode(uncles)) if uncles else _EMPTY_LIST_HASH
         if uncles_hash != header[_UNCLES_HASH]:
             raise fail("uncles-hash", _mismatch(uncles_hash, header[_UNCLES_HASH]))
-        receipts_root = ordered_trie_root([_trie_value(receipt) for receipt in receipts])
+        receipts_root = ordered_trie_root(receipt_values)
         if receipts_root != header[_RECEIPTS_ROOT]:
             raise fail("receipts-root", _mismatch(receipts_root, header[_RECEIPTS_ROOT]))
 
@@ -347,9 +369,8 @@ class Era1File:
                 "total-difficulty", f"file has {block.total_difficulty}, expected {expected_td}"
             )
 
-    def _verify_no_extra_blocks(self, last_block_offset: int) -> None:
-        _, offset = self._read_tuple(last_block_offset, self.start_number + self.count - 1)
-        for entry in self._store.entries(offset):
+    def _verify_no_extra_blocks(self, end_of_blocks: int) -> None:
+        for entry in self._store.entries(end_of_blocks):
             if entry.offset >= self._accumulator_offset:
                 break
             if entry.type in _BLOCK_TUPLE_TYPES:

@@ -24,7 +24,7 @@ from khipu.chain.era1 import (
     ordered_trie_root,
     write_era1,
 )
-from khipu.chain.ssz_accumulator import epoch_accumulator_root
+from khipu.chain.ssz_accumulator import EPOCH_SIZE, epoch_accumulator_root
 from tests.conftest import require_testdata
 
 EPOCH0 = "mainnet-00000-5ec1ffb8.era1"
@@ -68,11 +68,15 @@ def patch_bytes(path: Path, offset: int, change: Callable[[int], int]) -> None:
 # --- the mainnet files ----------------------------------------------------------------------
 
 
+def test_the_first_mainnet_epoch_verifies_fully() -> None:
+    with Era1File(era1_path(EPOCH0)) as era:
+        era.verify()  # the second epoch is verified against its parent below
+
+
 @pytest.mark.parametrize("name", [EPOCH0, EPOCH1])
-def test_mainnet_epoch_verifies_fully(name: str) -> None:
+def test_the_file_name_carries_the_accumulator_root(name: str) -> None:
+    # go-ethereum names a file after the first 4 bytes of its accumulator root
     with Era1File(era1_path(name)) as era:
-        era.verify()
-        # go-ethereum names a file after the first 4 bytes of its accumulator root
         assert name.removesuffix(".era1").split("-")[2] == era.accumulator_root[:4].hex()
 
 
@@ -90,6 +94,24 @@ def test_epoch_bounds_and_the_genesis_block() -> None:
     header = rlp.decode(following.header_rlp)
     assert header[0] == last.block_hash
     assert following.total_difficulty == last.total_difficulty + int.from_bytes(header[7], "big")
+
+
+def test_the_second_epoch_verifies_against_its_parent_in_the_first() -> None:
+    with Era1File(era1_path(EPOCH0)) as first:
+        parent = first.read_block(8191)
+        grandparent = first.read_block(8190)
+    with Era1File(era1_path(EPOCH1)) as second:
+        second.verify(parent=parent)
+        with pytest.raises(ValueError):
+            second.verify(parent=grandparent)
+        heavier = dataclasses.replace(parent, total_difficulty=parent.total_difficulty + 1)
+        with pytest.raises(Era1VerificationError) as caught:
+            second.verify(parent=heavier)
+        assert (caught.value.block_number, caught.value.check) == (8192, "total-difficulty")
+        other = dataclasses.replace(parent, header_rlp=grandparent.header_rlp)
+        with pytest.raises(Era1VerificationError) as caught:
+            second.verify(parent=other)
+        assert (caught.value.block_number, caught.value.check) == (8192, "parent-hash")
 
 
 def test_random_access_equals_sequential_iteration() -> None:
@@ -372,6 +394,8 @@ def test_a_changed_header_breaks_the_next_parent_link(
         ("body_rlp", rlp.encode([[]]), "body-rlp"),
         ("body_rlp", rlp.encode([[b"\x02not-a-tx"], []]), "transactions-root"),
         ("receipts_rlp", b"\x80", "receipts-rlp"),
+        ("receipts_rlp", rlp.encode([b""]), "receipts-rlp"),
+        ("body_rlp", rlp.encode([[b""], []]), "body-rlp"),
         ("receipts_rlp", rlp.encode([[b"\x01", b"\x52\x08", bytes(256), []]]), "receipts-root"),
     ],
 )
@@ -425,3 +449,38 @@ def test_writer_refuses_gaps_and_empty_input(tmp_path: Path, first_blocks: list[
         write_era1(tmp_path / "gap.era1", [first_blocks[0], first_blocks[2]])
     with pytest.raises(ValueError):
         write_era1(tmp_path / "empty.era1", [])
+
+
+def test_random_damage_gives_typed_errors_or_the_same_blocks(
+    small_era1: Path, first_blocks: list[Era1Block]
+) -> None:
+    # Whatever bytes change, reading and verifying either fails with a typed error or yields
+    # exactly the original blocks (snappy can encode the same bytes in more than one way: a
+    # copy from a run of zeros at another offset decodes to the same header).
+    original = small_era1.read_bytes()
+    rng = random.Random(2124)
+    outcomes = set()
+    for _ in range(200):
+        damaged = bytearray(original)
+        for _ in range(rng.choice([1, 1, 2, 5])):
+            damaged[rng.randrange(len(damaged))] ^= rng.randrange(1, 256)
+        if rng.random() < 0.1:
+            damaged = damaged[: rng.randrange(len(damaged))]
+        small_era1.write_bytes(bytes(damaged))
+        try:
+            with Era1File(small_era1) as era:
+                era.verify()
+                assert list(era) == first_blocks
+            outcomes.add("verified")
+        except (Era1FormatError, Era1VerificationError) as error:
+            outcomes.add(type(error).__name__)
+    assert {"Era1FormatError", "Era1VerificationError"} <= outcomes
+
+
+def test_the_accumulator_refuses_more_records_than_an_epoch_holds() -> None:
+    record = (bytes(32), 1)
+    epoch_accumulator_root([record] * EPOCH_SIZE)
+    with pytest.raises(ValueError):
+        epoch_accumulator_root([record] * (EPOCH_SIZE + 1))
+    with pytest.raises(ValueError):
+        epoch_accumulator_root([(bytes(31), 1)])
