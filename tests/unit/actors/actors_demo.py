@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
+from pykka.messages import ProxyCall
 
 from khipu.actors import (
     ChildContext,
@@ -154,3 +155,13 @@ class EventLog:
             lambda _e: len([e for e in self.events if isinstance(e, kind)]) >= count, timeout
         )
         return self.of(kind)
+
+
+def hang_call(release: threading.Event) -> ProxyCall:
+    """The message that keeps a Counter busy until `release` is set (a stuck handler)."""
+    return ProxyCall(attr_path=("hang",), args=(release,), kwargs={})
+
+
+def get_call() -> ProxyCall:
+    """The message asking a Counter for its count."""
+    return ProxyCall(attr_path=("get",), args=(), kwargs={})

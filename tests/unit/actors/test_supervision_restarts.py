@@ -5,7 +5,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-from actors_demo import WAIT, Boom, Counter, EventLog, PlainActor, Store, fast_strategy
+from actors_demo import (
+    WAIT,
+    Boom,
+    Counter,
+    EventLog,
+    PlainActor,
+    Store,
+    fast_strategy,
+    get_call,
+    hang_call,
+)
 
 from khipu.actors import (
     ActorDied,
@@ -103,17 +113,13 @@ def test_asks_waiting_behind_a_failure_get_actor_restarted_or_are_retried(start_
     handle.call("increment")
     release = threading.Event()
     ref = tree.table.slot("Writer").runtime.ref  # type: ignore[union-attr]
-    from pykka.messages import ProxyCall
-
-    ref.ask(ProxyCall(attr_path=("hang",), args=(release,), kwargs={}), block=False)
+    ref.ask(hang_call(release), block=False)
     ref.tell("fail")  # handled after the hang, kills the incarnation
     results: dict[str, object] = {}
 
     def ask(key: str, retry: bool) -> None:
         try:
-            results[key] = handle.ask(
-                ProxyCall(attr_path=("get",), args=(), kwargs={}), retry=retry
-            )
+            results[key] = handle.ask(get_call(), retry=retry)
         except Exception as error:  # recorded for the assertions below
             results[key] = error
 
@@ -138,9 +144,7 @@ def test_tells_left_in_a_dead_mailbox_are_redelivered_when_allowed(start_tree) -
     handle = tree.handle("Writer")
     release = threading.Event()
     ref = tree.table.slot("Writer").runtime.ref  # type: ignore[union-attr]
-    from pykka.messages import ProxyCall
-
-    ref.ask(ProxyCall(attr_path=("hang",), args=(release,), kwargs={}), block=False)
+    ref.ask(hang_call(release), block=False)
     ref.tell("fail")
     ref.tell(("block", 7))
     ref.tell(("block", 8))
