@@ -131,7 +131,7 @@ class MetricsServer:
         self.port: int = self._server.server_address[1]
         self.path = path
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="metrics-http", daemon=True
         )
 
     @property

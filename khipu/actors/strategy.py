@@ -101,13 +101,16 @@ class ChildSpec:
 
     `redeliver` re-sends tells left in a dead incarnation's mailbox to the next one (safe only for
     idempotent messages); without it they are logged as dropped. `stop_timeout` bounds a graceful
-    stop before the incarnation is abandoned.
+    stop before the incarnation is abandoned. The supervisor waits up to `start_timeout` for a
+    SupervisedActor's `on_start` to finish before starting the next child, so children start in
+    order (StorageWriter is ready before the importer needs it).
     """
 
     name: str
     factory: ChildFactory
     restart: RestartPolicy = RestartPolicy.PERMANENT
     stop_timeout: float = 5.0
+    start_timeout: float = 10.0
     redeliver: bool = False
 
     def __post_init__(self) -> None:

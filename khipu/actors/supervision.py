@@ -36,6 +36,7 @@ from khipu.actors.messages import (
     ChildFailed,
     ChildRestarted,
     ChildStopped,
+    Heartbeat,
     RestartDue,
     RestartStalled,
     Shutdown,
@@ -179,6 +180,7 @@ class Supervisor(SupervisedActor):
             self._apply_failure(slot, failure)
             return False
         runtime: ChildRuntime = ActorChild(made) if isinstance(made, pykka.ActorRef) else made
+        self._await_started(slot, runtime)
         slot.set_running(runtime, incarnation)
         pending, self._pending[slot.name] = self._pending[slot.name], []
         undelivered = [message for message in pending if not runtime.deliver(message)]
@@ -186,6 +188,21 @@ class Supervisor(SupervisedActor):
             self._pending[slot.name].extend(undelivered)
             self._settle_undelivered(slot)
         return True
+
+    def _await_started(self, slot: ChildSlot, runtime: ChildRuntime) -> None:
+        """Wait for a SupervisedActor's on_start: a heartbeat is answered only after it.
+
+        A failed start is not handled here: the child reports it, and the report waits in this
+        supervisor's mailbox. A slow start only logs; the HealthMonitor watches it from then on.
+        """
+        if not isinstance(runtime, ActorChild) or not reports_own_death(runtime):
+            return
+        try:
+            runtime.ref.ask(Heartbeat(0), timeout=slot.spec.start_timeout)
+        except pykka.Timeout:
+            logger.warning("%s still starting after %gs", slot.path, slot.spec.start_timeout)
+        except pykka.ActorDeadError:
+            pass
 
     def _restart_due(self, message: RestartDue) -> None:
         if self._stopping:
