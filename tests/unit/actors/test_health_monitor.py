@@ -203,3 +203,32 @@ def test_a_non_running_actor_logs_at_warn_level() -> None:
 def test_config_rejects_an_unknown_log_format() -> None:
     with pytest.raises(ValueError, match="log_format"):
         HealthConfig(log_format="xml")  # type: ignore[arg-type]
+
+
+def test_the_monitor_feeds_actor_metrics(start_tree) -> None:
+    from khipu.actors.metrics import NodeMetrics
+
+    store, events, metrics = Store(), EventLog(), NodeMetrics()
+    board = HealthBoard()
+    config = HealthConfig(heartbeat_interval=60.0, heartbeat_timeout=1.0)
+    children = [
+        ChildSpec("StorageWriter", lambda ctx: Counter.start(ctx, store, "writer")),
+        ChildSpec(
+            "HealthMonitor", lambda ctx: HealthMonitor.start(ctx, board, config, metrics=metrics)
+        ),
+    ]
+    tree = start_tree(children, fast_strategy(), listeners=[events])
+    monitor = tree.handle("HealthMonitor")
+    with pytest.raises(Boom):
+        tree.handle("StorageWriter").call("fail")
+    events.wait_for(lambda e: isinstance(e, ChildRestarted))
+    monitor.call("check_tree")
+    monitor.call("check_tree")  # a second look must not count the same restart again
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("khipu_actor_restarts_total", actor="StorageWriter") == 1
+    assert sample("khipu_actor_state", actor="StorageWriter", state="running") == 1
+    assert sample("khipu_actor_state", actor="StorageWriter", state="stalled") == 0
+    assert sample("khipu_actor_mailbox_messages", actor="StorageWriter") == 0
