@@ -92,3 +92,27 @@ def test_a_node_that_is_not_running_is_reported() -> None:
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(HealthUnavailable, match=f"127.0.0.1:{port}"):
         fetch_health(url, timeout=2)
+
+
+def test_khipu_status_prints_the_table_and_exits_by_health(rpc: FakeRpc, capsys) -> None:
+    from khipu.cli import main
+
+    assert main(["status", "--rpc-url", rpc.url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:2] == ["ACTOR", "STATE"]
+    assert "StorageWriter" in out and "123" in out
+
+    stalled = {"ts": "t", "actors": [{"actor": "Importer", "state": "stalled", "restarts": 1}]}
+    rpc.answer = {"jsonrpc": "2.0", "id": 1, "result": stalled}
+    assert main(["status", "--rpc-url", rpc.url, "--json"]) == 2
+    assert json.loads(capsys.readouterr().out) == stalled
+
+
+def test_khipu_status_exits_1_when_the_node_does_not_answer(capsys) -> None:
+    from khipu.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["status", "--rpc-url", f"http://127.0.0.1:{port}", "--timeout", "2"]) == 1
+    assert f"no health from http://127.0.0.1:{port}" in capsys.readouterr().err
