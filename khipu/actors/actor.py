@@ -70,9 +70,12 @@ class SupervisedActor(pykka.ThreadingActor):
             try:
                 response = self._handle_receive(envelope.message)
             except BaseException as error:
-                if envelope.reply_to is not None:
-                    envelope.reply_to.set_exception(sys.exc_info())
+                exc_info = sys.exc_info()
+                # End the incarnation before answering, so that a caller who reacts to the error
+                # at once already finds the actor dead and waits for its successor.
                 self._handler_failed(error, asked=envelope.reply_to is not None)
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception(exc_info)
             else:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(response)

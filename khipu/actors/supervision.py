@@ -118,6 +118,10 @@ class Supervisor(SupervisedActor):
     def on_stop(self) -> None:
         self._stop_children(self._stop_reason)
 
+    def on_failure(self, *_exc_info: Any) -> None:
+        # A bug in this supervisor must not leave its children running without supervision.
+        self._stop_children(f"{self.actor_path} failed")
+
     def _actor_loop_teardown(self) -> None:
         self._stopping = True
         self._timers.cancel_all()

@@ -215,3 +215,14 @@ def test_shutdown_stops_children_in_reverse_start_order_and_refuses_work(start_t
     assert stopped == list(reversed(names))
     with pytest.raises(ActorUnavailable, match="shutting down"):
         handle.call("get")
+
+
+def test_a_tell_right_after_a_failure_reaches_the_next_incarnation(start_tree) -> None:
+    store, events = Store(), EventLog()
+    tree = start_tree([counter_spec("Writer", store)], fast_strategy(), listeners=[events])
+    handle = tree.handle("Writer")
+    with pytest.raises(Boom):
+        handle.call("fail")
+    handle.tell(("block", 1))  # the dead incarnation refuses it; the handle waits for the next
+    assert handle.call("seen") == [("block", 1)]
+    assert tree.table.slot("Writer").incarnation == 2
