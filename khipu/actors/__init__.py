@@ -14,6 +14,7 @@ from khipu.actors.errors import (
     ActorUnavailable,
     ChildStartFailed,
     ProcessExited,
+    RequestRejected,
     SupervisorGaveUp,
 )
 from khipu.actors.handle import ActorHandle
@@ -26,7 +27,7 @@ from khipu.actors.strategy import (
     SupervisionStrategy,
     decider_from_map,
 )
-from khipu.actors.supervision import Supervisor
+from khipu.actors.supervision import Supervisor, supervisor_spec
 from khipu.actors.tree import SupervisionTree
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "ExponentialBackoff",
     "ProcessChild",
     "ProcessExited",
+    "RequestRejected",
     "RestartPolicy",
     "StrategyKind",
     "SupervisedActor",
@@ -52,4 +54,5 @@ __all__ = [
     "Supervisor",
     "SupervisorGaveUp",
     "decider_from_map",
+    "supervisor_spec",
 ]

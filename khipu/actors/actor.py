@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 
 from khipu.actors.children import ChildContext, drain_inbox
-from khipu.actors.errors import ActorRestarted, ActorUnavailable
+from khipu.actors.errors import ActorRestarted, ActorUnavailable, RequestRejected
 from khipu.actors.messages import ChildFailed, HealthReport, Heartbeat
 from khipu.actors.strategy import Directive
 
@@ -32,7 +32,11 @@ class SupervisedActor(pykka.ThreadingActor):
     An exception raised while handling a message goes to the asker (if any) and to the decider:
     RESUME keeps the actor and its state; any other directive ends this incarnation, fails the
     asks still waiting in its mailbox with `ActorRestarted` (or `ActorUnavailable`), and tells the
-    supervisor with a `ChildFailed` that also carries the tells left in the mailbox.
+    supervisor with a `ChildFailed` that also carries the tells left in the mailbox. A
+    `RequestRejected` is no failure: it only goes back to the asker.
+
+    Hooks of Pykka's loop (`_actor_loop_setup`, `_actor_loop_running`, `_actor_loop_teardown`,
+    `_handle_receive`) are overridden: they are private to Pykka, which is pinned to 4.5.0 for it.
     """
 
     # An actor stuck in a handler must not keep the process alive after the tree has stopped.
@@ -99,6 +103,7 @@ class SupervisedActor(pykka.ThreadingActor):
                     error=self._failure,
                     directive=directive,
                     undelivered=tuple(undelivered),
+                    slot_uid=self.context.slot.uid,
                 )
             )
 
@@ -130,6 +135,9 @@ class SupervisedActor(pykka.ThreadingActor):
         return self.context.decider(error)
 
     def _handler_failed(self, error: BaseException, asked: bool) -> None:
+        if isinstance(error, RequestRejected):
+            logger.debug("%s rejected a request: %s", self.actor_path, error)
+            return
         # Outside a tree keep Pykka's behaviour: an asker gets the error, a tell kills the actor.
         directive = self._decide(error, Directive.RESUME if asked else Directive.STOP)
         if directive is Directive.RESUME:
@@ -137,7 +145,13 @@ class SupervisedActor(pykka.ThreadingActor):
             self.processed += 1
             if self.context is not None:
                 self.context.report(
-                    ChildFailed(self.context.name, self.incarnation, error, Directive.RESUME)
+                    ChildFailed(
+                        self.context.name,
+                        self.incarnation,
+                        error,
+                        Directive.RESUME,
+                        slot_uid=self.context.slot.uid,
+                    )
                 )
             return
         logger.error("%s failed (%s)", self.actor_path, directive.value, exc_info=error)

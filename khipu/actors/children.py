@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import itertools
 import logging
 import queue
 import sys
@@ -20,6 +21,8 @@ from khipu.actors.errors import ActorUnavailable
 from khipu.actors.strategy import ChildSpec, Decider
 
 logger = logging.getLogger("khipu.actors")
+
+_slot_uids = itertools.count(1)
 
 
 class ChildState(enum.Enum):
@@ -178,6 +181,7 @@ class ChildSlot:
         self, spec: ChildSpec, parent_path: str, owner: pykka.ActorRef[Any] | None = None
     ) -> None:
         self.spec = spec
+        self.uid = next(_slot_uids)  # tells this slot from a later one of the same name
         self.owner = owner  # the supervisor of this child
         self.name = spec.name
         self.path = f"{parent_path}/{spec.name}"
@@ -274,7 +278,7 @@ class ChildTable:
 
     def slot(self, name: str) -> ChildSlot:
         """The slot of the child called `name`; KeyError names the supervisor if there is none."""
-        for slot in self.slots:
+        for slot in list(self.slots):  # the supervisor may add or remove meanwhile
             if slot.name == name:
                 return slot
         raise KeyError(f"{self.path} has no child {name!r}")

@@ -30,6 +30,15 @@ class ActorRestarted(ActorUnavailable):
         self.incarnation = incarnation
 
 
+class RequestRejected(Exception):
+    """An actor refused a request as invalid: the caller's mistake, not the actor's failure.
+
+    Raised from a handler, it goes back to the asker and the actor carries on: the supervisor's
+    decider never sees it. Subclass it for errors that are part of an actor's protocol (an
+    unknown block, a name already taken).
+    """
+
+
 class ActorStalled(Exception):
     """An actor did not answer a heartbeat within the timeout (it is stuck in a message handler)."""
 

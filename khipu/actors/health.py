@@ -81,6 +81,12 @@ class HealthBoard:
         with self._lock:
             self._actors[health.actor] = health
 
+    def retain(self, actors: set[str]) -> None:
+        """Forget every actor not in `actors` (it left the tree, e.g. a disconnected peer)."""
+        with self._lock:
+            for name in [name for name in self._actors if name not in actors]:
+                del self._actors[name]
+
     def get(self, actor: str) -> ActorHealth | None:
         """The latest health of `actor`, or None if it was never checked."""
         with self._lock:
@@ -169,6 +175,7 @@ class HealthMonitor(SupervisedActor):
             found.append(self._collect(slot, future, deadline))
         for health in found:
             self.board.update(health)
+        self.board.retain({health.actor for health in found})
         if self.metrics is not None:
             self._feed_metrics(found)
         return found
@@ -241,7 +248,7 @@ class HealthMonitor(SupervisedActor):
         logger.warning("%s did not answer a heartbeat within %gs", slot.path, timeout)
         if self.config.restart_stalled and slot.owner is not None:
             with contextlib.suppress(pykka.ActorDeadError):  # its supervisor is stopping
-                slot.owner.tell(RestartStalled(slot.name, slot.incarnation, timeout))
+                slot.owner.tell(RestartStalled(slot.name, slot.incarnation, timeout, slot.uid))
 
     def _name(self, slot: ChildSlot) -> str:
         return slot.path.removeprefix(self.root.path + "/")

@@ -33,6 +33,7 @@ class ChildFailed:
     `error` is None for a normal stop the supervisor did not ask for. `directive` is the decision
     already taken where the error happened (RESUME means the child is still running); None lets the
     supervisor decide. `undelivered` holds tells found in the dead incarnation's mailbox.
+    `slot_uid` tells a child apart from an earlier one of the same name (None: the current one).
     """
 
     name: str
@@ -40,6 +41,7 @@ class ChildFailed:
     error: BaseException | None
     directive: Directive | None = None
     undelivered: tuple[Any, ...] = field(default=())
+    slot_uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class RestartStalled:
     name: str
     incarnation: int
     timeout: float
+    slot_uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class RestartDue:
 
     name: str
     incarnation: int
+    slot_uid: int | None = None
 
 
 @dataclass(frozen=True)

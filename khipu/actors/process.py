@@ -54,7 +54,14 @@ class ProcessChild(ChildRuntime):
         code = self.process.exitcode
         error = None if code == 0 else ProcessExited(self.context.path, self.process.pid, code)
         logger.warning("%s (pid %s) exited with code %s", self.context.path, self.process.pid, code)
-        self.context.report(ChildFailed(self.context.name, self.context.incarnation, error))
+        self.context.report(
+            ChildFailed(
+                self.context.name,
+                self.context.incarnation,
+                error,
+                slot_uid=self.context.slot.uid,
+            )
+        )
 
     def is_alive(self) -> bool:
         return self.process.is_alive()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -29,6 +30,7 @@ from khipu.actors.errors import (
     ActorRestarted,
     ActorStalled,
     ChildStartFailed,
+    RequestRejected,
     SupervisorGaveUp,
 )
 from khipu.actors.messages import (
@@ -54,6 +56,16 @@ from khipu.actors.timers import ActorTimers
 logger = logging.getLogger("khipu.actors")
 
 Listener = Callable[[Any], None]
+
+
+@dataclass
+class RestartBook:
+    """A supervisor's private record of one child: recent restarts, the last backoff delay, and
+    tells waiting for the next incarnation."""
+
+    window: RestartWindow
+    delay: float = 0.0
+    pending: list[Any] = field(default_factory=list)
 
 
 class Supervisor(SupervisedActor):
@@ -91,14 +103,7 @@ class Supervisor(SupervisedActor):
             self.table.slots.append(ChildSlot(spec, self.table.path, self.actor_ref))
         if context is not None:
             context.slot.subtree = self.table
-        self._windows = {
-            spec.name: RestartWindow(
-                self.strategy.max_restarts, self.strategy.within_seconds, clock=clock
-            )
-            for spec in children
-        }
-        self._pending: dict[str, list[Any]] = {spec.name: [] for spec in children}
-        self._delays: dict[str, float] = {}
+        self._books: dict[int, RestartBook] = {}
         self._timers = ActorTimers(self.actor_ref)
         self._stopping = False
         self._stop_reason = "stopped"
@@ -158,6 +163,56 @@ class Supervisor(SupervisedActor):
             slot.close()
         self.stop()
 
+    def add_child(self, spec: ChildSpec) -> str:
+        """Start one more child, after the others (e.g. an actor per connected peer); returns
+        its path. Call through the supervisor's mailbox (`handle.call("add_child", spec)`).
+
+        A child added this way is not rebuilt if this supervisor itself is restarted: whoever
+        added it adds it again. Raises RequestRejected if a running child has that name or the
+        supervisor is stopping.
+        """
+        if self._stopping:
+            raise RequestRejected(f"{self.actor_path} is stopping, not taking new children")
+        for existing in list(self.table.slots):
+            if existing.name == spec.name:
+                if existing.state is not ChildState.STOPPED:
+                    raise RequestRejected(f"{existing.path} already exists")
+                self._forget(existing)
+        slot = ChildSlot(spec, self.table.path, self.actor_ref)
+        self.table.slots.append(slot)
+        self._start_child(slot)
+        return slot.path
+
+    def remove_child(self, name: str, reason: str = "removed") -> None:
+        """Stop the child called `name` for good and forget it; RequestRejected if there is none."""
+        slot = self._slot_for(name, None)
+        if slot is None:
+            raise RequestRejected(f"{self.actor_path} has no child {name!r}")
+        if slot.state is not ChildState.STOPPED:
+            self._stop_for_good(slot, reason)
+        self._forget(slot)
+
+    def _slot_for(self, name: str, slot_uid: int | None) -> ChildSlot | None:
+        """The child a message is about, or None if it was removed or replaced."""
+        for slot in self.table.slots:
+            if slot.name == name and (slot_uid is None or slot.uid == slot_uid):
+                return slot
+        return None
+
+    def _book(self, slot: ChildSlot) -> RestartBook:
+        book = self._books.get(slot.uid)
+        if book is None:
+            window = RestartWindow(
+                self.strategy.max_restarts, self.strategy.within_seconds, clock=self.clock
+            )
+            book = self._books[slot.uid] = RestartBook(window)
+        return book
+
+    def _forget(self, slot: ChildSlot) -> None:
+        if slot in self.table.slots:
+            self.table.slots.remove(slot)
+        self._books.pop(slot.uid, None)
+
     # -- starting ------------------------------------------------------------------------------
 
     def _start_child(self, slot: ChildSlot) -> bool:
@@ -180,16 +235,18 @@ class Supervisor(SupervisedActor):
         except Exception as error:
             logger.error("%s: factory raised", slot.path, exc_info=True)
             slot.runtime = None
-            failure = ChildFailed(slot.name, incarnation, ChildStartFailed(slot.path, error))
+            failed = ChildStartFailed(slot.path, error)
+            failure = ChildFailed(slot.name, incarnation, failed, slot_uid=slot.uid)
             self._apply_failure(slot, failure)
             return False
         runtime: ChildRuntime = ActorChild(made) if isinstance(made, pykka.ActorRef) else made
         self._await_started(slot, runtime)
         slot.set_running(runtime, incarnation)
-        pending, self._pending[slot.name] = self._pending[slot.name], []
+        book = self._book(slot)
+        pending, book.pending = book.pending, []
         undelivered = [message for message in pending if not runtime.deliver(message)]
         if undelivered:
-            self._pending[slot.name].extend(undelivered)
+            book.pending.extend(undelivered)
             self._settle_undelivered(slot)
         return True
 
@@ -211,14 +268,16 @@ class Supervisor(SupervisedActor):
     def _restart_due(self, message: RestartDue) -> None:
         if self._stopping:
             return
-        slot = self.table.slot(message.name)
-        if slot.incarnation != message.incarnation or slot.state is not ChildState.RESTARTING:
+        slot = self._slot_for(message.name, message.slot_uid)
+        if slot is None or slot.incarnation != message.incarnation:
+            return
+        if slot.state is not ChildState.RESTARTING:
             return
         if self.strategy.kind is StrategyKind.ALL_FOR_ONE:
             targets = [s for s in self.table.slots if s.state is ChildState.RESTARTING]
         else:
             targets = [slot]
-        delay = self._delays.get(slot.name, 0.0)
+        delay = self._book(slot).delay
         for target in targets:
             target.restarts += 1
             if not self._start_child(target):
@@ -233,10 +292,12 @@ class Supervisor(SupervisedActor):
     # -- failures ------------------------------------------------------------------------------
 
     def _child_failed(self, message: ChildFailed) -> None:
-        slot = self.table.slot(message.name)
+        slot = self._slot_for(message.name, message.slot_uid)
+        if slot is None:
+            return  # a child that was removed
         current = message.incarnation == slot.incarnation
         if current and message.undelivered:
-            self._pending[slot.name].extend(message.undelivered)
+            self._book(slot).pending.extend(message.undelivered)
         if self._stopping or not current or slot.state is not ChildState.RUNNING:
             self._settle_undelivered(slot)
             return  # a stop or restart we asked for, or a stale incarnation
@@ -269,13 +330,14 @@ class Supervisor(SupervisedActor):
         return self.strategy.decider(message.error)
 
     def _schedule_restart(self, slot: ChildSlot, error: BaseException | None) -> None:
-        window = self._windows[slot.name]
+        book = self._book(slot)
+        window = book.window
         if not window.allows_another():
             self._give_up(slot, error)
             return
         delay = self.strategy.backoff.delay(window.recent())
         window.record()
-        self._delays[slot.name] = delay
+        book.delay = delay
         if self.strategy.kind is StrategyKind.ALL_FOR_ONE:
             for sibling in reversed(self.table.slots):
                 if sibling is not slot and sibling.state is ChildState.RUNNING:
@@ -284,7 +346,7 @@ class Supervisor(SupervisedActor):
         slot.set_state(ChildState.RESTARTING)
         self._retire(slot, graceful=False)
         logger.warning("%s restarting in %.3fs", slot.path, delay)
-        self._timers.once(delay, RestartDue(slot.name, slot.incarnation))
+        self._timers.once(delay, RestartDue(slot.name, slot.incarnation, slot.uid))
 
     def _retire(self, slot: ChildSlot, graceful: bool) -> None:
         """End the current incarnation; asks left in its mailbox fail with ActorRestarted."""
@@ -297,11 +359,11 @@ class Supervisor(SupervisedActor):
         elif runtime.is_alive():
             runtime.abandon()
         undelivered = runtime.drain(ActorRestarted(slot.path, slot.incarnation))
-        self._pending[slot.name].extend(undelivered)
+        self._book(slot).pending.extend(undelivered)
 
     def _settle_undelivered(self, slot: ChildSlot) -> None:
         """Keep tells for the next incarnation if the spec allows redelivery, else report them."""
-        pending = self._pending[slot.name]
+        pending = self._book(slot).pending
         if pending and (not slot.spec.redeliver or slot.state is ChildState.STOPPED):
             logger.warning(
                 "%s: %d told message(s) to a dead incarnation dropped: %s",
@@ -315,11 +377,13 @@ class Supervisor(SupervisedActor):
         slot.set_state(ChildState.STOPPED, reason)
         self._retire(slot, graceful=True)
         logger.warning("%s stopped for good: %s", slot.path, reason)
+        if slot.spec.restart is RestartPolicy.TEMPORARY:
+            self._forget(slot)  # e.g. a disconnected peer: nothing to keep
         self._publish(ChildStopped(slot.path, reason))
 
     def _give_up(self, slot: ChildSlot, error: BaseException | None) -> None:
         """Stop every child and fail this supervisor so that its parent decides."""
-        window = self._windows[slot.name]
+        window = self._book(slot).window
         gave_up = SupervisorGaveUp(
             self.actor_path, slot.path, error, window.recent(), self.strategy.within_seconds
         )
@@ -340,11 +404,18 @@ class Supervisor(SupervisedActor):
         self._end_incarnation(gave_up, decided)
 
     def _restart_stalled(self, message: RestartStalled) -> None:
-        slot = self.table.slot(message.name)
-        if message.incarnation != slot.incarnation or slot.state is not ChildState.RUNNING:
+        slot = self._slot_for(message.name, message.slot_uid)
+        if slot is None or message.incarnation != slot.incarnation:
+            return
+        if slot.state is not ChildState.RUNNING:
             return
         self._child_failed(
-            ChildFailed(slot.name, slot.incarnation, ActorStalled(slot.path, message.timeout))
+            ChildFailed(
+                slot.name,
+                slot.incarnation,
+                ActorStalled(slot.path, message.timeout),
+                slot_uid=slot.uid,
+            )
         )
 
     def _check_children(self) -> None:
@@ -358,7 +429,10 @@ class Supervisor(SupervisedActor):
             if reports_own_death(runtime):
                 continue
             if not runtime.is_alive():
-                self._child_failed(ChildFailed(slot.name, slot.incarnation, ActorDied(slot.path)))
+                died = ActorDied(slot.path)
+                self._child_failed(
+                    ChildFailed(slot.name, slot.incarnation, died, slot_uid=slot.uid)
+                )
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -393,3 +467,25 @@ def reports_own_death(runtime: ChildRuntime) -> bool:
     if isinstance(runtime, ActorChild):
         return issubclass(runtime.ref.actor_class, SupervisedActor)
     return True
+
+
+def supervisor_spec(
+    name: str,
+    children: Sequence[ChildSpec],
+    strategy: SupervisionStrategy | None = None,
+    *,
+    stop_timeout: float = 60.0,
+    watch_interval: float = 1.0,
+) -> ChildSpec:
+    """The spec of a nested supervisor, e.g. SyncSupervisor under NodeSupervisor.
+
+    Its stop timeout is long by default: stopping it stops its whole subtree.
+    """
+
+    def start(context: ChildContext) -> pykka.ActorRef[Any]:
+        ref: pykka.ActorRef[Any] = Supervisor.start(
+            context, name, children, strategy, watch_interval=watch_interval
+        )
+        return ref
+
+    return ChildSpec(name, start, stop_timeout=stop_timeout)
