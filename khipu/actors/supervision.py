@@ -115,9 +115,10 @@ class Supervisor(SupervisedActor):
     # -- life cycle ----------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        for slot in self.table.slots:
-            if not self._start_child(slot):
-                break
+        for slot in list(self.table.slots):
+            # A failed start under all-for-one leaves the later children to its restart.
+            if slot.state is ChildState.STARTING:
+                self._start_child(slot)
         self._timers.every(self.watch_interval, CheckChildren())
 
     def on_stop(self) -> None:
@@ -340,9 +341,13 @@ class Supervisor(SupervisedActor):
         book.delay = delay
         if self.strategy.kind is StrategyKind.ALL_FOR_ONE:
             for sibling in reversed(self.table.slots):
-                if sibling is not slot and sibling.state is ChildState.RUNNING:
+                if sibling is slot:
+                    continue
+                if sibling.state is ChildState.RUNNING:
                     sibling.set_state(ChildState.RESTARTING)
                     self._retire(sibling, graceful=True)
+                elif sibling.state is ChildState.STARTING:
+                    sibling.set_state(ChildState.RESTARTING)  # not started yet: start with all
         slot.set_state(ChildState.RESTARTING)
         self._retire(slot, graceful=False)
         logger.warning("%s restarting in %.3fs", slot.path, delay)
@@ -363,7 +368,8 @@ class Supervisor(SupervisedActor):
 
     def _settle_undelivered(self, slot: ChildSlot) -> None:
         """Keep tells for the next incarnation if the spec allows redelivery, else report them."""
-        pending = self._book(slot).pending
+        book = self._books.get(slot.uid)
+        pending = book.pending if book is not None else []
         if pending and (not slot.spec.redeliver or slot.state is ChildState.STOPPED):
             logger.warning(
                 "%s: %d told message(s) to a dead incarnation dropped: %s",

@@ -126,3 +126,33 @@ def test_escalate_directive_gives_up_at_once(start_tree) -> None:
     assert "after 0 restart(s)" in outcome.reason
     assert "store corrupted at segment 3" in outcome.reason
     assert not events.of(ChildRestarted)
+
+
+@pytest.mark.parametrize("kind", [StrategyKind.ONE_FOR_ONE, StrategyKind.ALL_FOR_ONE])
+def test_a_factory_failing_at_first_start_does_not_strand_later_children(start_tree, kind) -> None:
+    store, events = Store(), EventLog()
+    failures = {"left": 1}
+
+    def flaky_factory(ctx):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise Boom("datadir locked")
+        return Counter.start(ctx, store, "importer")
+
+    tree = start_tree(
+        [
+            counter_spec("StorageWriter", store),
+            ChildSpec("Importer", flaky_factory),
+            counter_spec("RpcServer", store),
+        ],
+        fast_strategy(kind=kind),
+        listeners=[events],
+    )
+    assert tree.handle("Importer").call("increment") == 1
+    assert tree.handle("RpcServer").call("increment") == 1
+    importer = tree.table.slot("Importer")
+    assert (importer.incarnation, importer.restarts) == (2, 1)
+    assert "ChildStartFailed" in (importer.last_error or "")
+    assert tree.table.slot("RpcServer").incarnation == 1  # started once, after the Importer
+    writer_incarnation = 2 if kind is StrategyKind.ALL_FOR_ONE else 1
+    assert tree.table.slot("StorageWriter").incarnation == writer_incarnation
