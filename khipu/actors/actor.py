@@ -66,7 +66,7 @@ class SupervisedActor(pykka.ThreadingActor):
             self.on_start()
         except Exception as error:
             logger.error("%s failed to start", self.actor_path, exc_info=True)
-            self._end_incarnation(error, self._decide(error, Directive.RESTART))
+            self._end_incarnation(error, self._decide(error, Directive.STOP))
 
     def _actor_loop_running(self) -> None:
         while not self.actor_stopped.is_set():

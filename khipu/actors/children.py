@@ -105,6 +105,8 @@ class ActorChild(ChildRuntime):
         return int(qsize()) if qsize is not None else None
 
     def heartbeat(self, message: Any) -> pykka.Future[Any] | None:
+        if not hasattr(self.ref.actor_class, "health_report"):
+            return None  # a plain Pykka actor would log every heartbeat as unexpected
         future: pykka.Future[Any] = self.ref.ask(message, block=False)
         return future
 

@@ -31,12 +31,15 @@ LogFormat = Literal["logfmt", "json"]
 class HealthConfig:
     """How often to heartbeat and log, how long an actor may take to answer, and what to do then.
 
-    `restart_stalled` asks the stalled actor's supervisor to replace it (the supervisor's decider
-    sees an `ActorStalled` error); without it the stall is only reported.
+    An actor is stalled after `stall_misses` heartbeats in a row went unanswered within
+    `heartbeat_timeout` (one slow answer is a long message, not a stuck actor). Then
+    `restart_stalled` asks its supervisor to replace it (the supervisor's decider sees an
+    `ActorStalled` error); without it the stall is only reported.
     """
 
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 2.0
+    stall_misses: int = 3
     log_interval: float = 60.0
     log_format: LogFormat = "logfmt"
     restart_stalled: bool = True
@@ -46,6 +49,8 @@ class HealthConfig:
             raise ValueError(f"log_format must be 'logfmt' or 'json', got {self.log_format!r}")
         if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= 0 or self.log_interval <= 0:
             raise ValueError("heartbeat_interval, heartbeat_timeout and log_interval must be > 0")
+        if self.stall_misses < 1:
+            raise ValueError(f"stall_misses must be >= 1, got {self.stall_misses}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ActorHealth:
     last_error_at: float | None
     last_heartbeat_at: float | None
     pid: int | None = None
+    missed_heartbeats: int = 0  # in a row, for the current incarnation
 
 
 @dataclass
@@ -133,6 +139,7 @@ class HealthMonitor(SupervisedActor):
         self._sequence = 0
         self._last_log_at: float | None = None
         self._restarts_seen: dict[str, int] = {}
+        self._misses: dict[tuple[int, int], int] = {}  # (slot uid, incarnation) -> in a row
 
     def on_start(self) -> None:
         self._timers.every(self.config.heartbeat_interval, HealthTick())
@@ -173,6 +180,8 @@ class HealthMonitor(SupervisedActor):
         found = [self._own_health()] if self.context is not None else []
         for slot, future in pending:
             found.append(self._collect(slot, future, deadline))
+        current = {(slot.uid, slot.incarnation) for slot, _ in pending}
+        self._misses = {key: n for key, n in self._misses.items() if key in current}
         for health in found:
             self.board.update(health)
         self.board.retain({health.actor for health in found})
@@ -198,15 +207,19 @@ class HealthMonitor(SupervisedActor):
         processed = previous.processed if previous is not None else None
         last_heartbeat_at = previous.last_heartbeat_at if previous is not None else None
         state = slot.state.value
+        key = (slot.uid, slot.incarnation)
         if future is not None:
             try:
                 reply = future.get(timeout=max(0.0, deadline - time.monotonic()))
             except pykka.Timeout:
-                state = ChildState.STALLED.value
-                self._stalled(slot)
+                self._misses[key] = self._misses.get(key, 0) + 1
+                if self._misses[key] >= self.config.stall_misses:
+                    state = ChildState.STALLED.value
+                    self._stalled(slot)
             except Exception:
                 pass  # died meanwhile: its supervisor hears of it and restarts it
             else:
+                self._misses.pop(key, None)
                 last_heartbeat_at = self.board.clock()
                 if isinstance(reply, HealthReport):
                     processed = reply.processed
@@ -224,6 +237,7 @@ class HealthMonitor(SupervisedActor):
             last_error_at=slot.last_error_at,
             last_heartbeat_at=last_heartbeat_at,
             pid=runtime.pid() if runtime is not None else None,
+            missed_heartbeats=self._misses.get(key, 0),
         )
         return health
 
@@ -245,7 +259,8 @@ class HealthMonitor(SupervisedActor):
 
     def _stalled(self, slot: ChildSlot) -> None:
         timeout = self.config.heartbeat_timeout
-        logger.warning("%s did not answer a heartbeat within %gs", slot.path, timeout)
+        misses = self.config.stall_misses
+        logger.warning("%s missed %d heartbeat(s) of %gs in a row", slot.path, misses, timeout)
         if self.config.restart_stalled and slot.owner is not None:
             with contextlib.suppress(pykka.ActorDeadError):  # its supervisor is stopping
                 slot.owner.tell(RestartStalled(slot.name, slot.incarnation, timeout, slot.uid))
@@ -291,6 +306,8 @@ def format_health_line(health: ActorHealth, log_format: LogFormat, now: float) -
         fields["last_error_at"] = iso_time(health.last_error_at)
     if health.pid is not None:
         fields["pid"] = health.pid
+    if health.missed_heartbeats:
+        fields["missed_heartbeats"] = health.missed_heartbeats
     if log_format == "json":
         return json.dumps(fields, separators=(",", ":"))
     return " ".join(f"{key}={logfmt_value(value)}" for key, value in fields.items())

@@ -27,7 +27,12 @@ def monitored_tree(start_tree, store: Store, events: EventLog, **config: Any):
     lines: list[str] = []
     board = HealthBoard(clock=lambda: FIXED_NOW)
     # A long interval: the tests drive check_tree themselves, so nothing depends on timing.
-    settings = {"heartbeat_interval": 60.0, "heartbeat_timeout": 0.3, "log_interval": 60.0}
+    settings = {
+        "heartbeat_interval": 60.0,
+        "heartbeat_timeout": 0.2,
+        "stall_misses": 2,
+        "log_interval": 60.0,
+    }
     settings.update(config)
     health_config = HealthConfig(**settings)
     children = [
@@ -126,8 +131,12 @@ def test_a_stalled_actor_is_reported_and_restarted(start_tree) -> None:
     try:
         writer.tell(hang_call(release))
         found = tree.handle("HealthMonitor").call("check_tree")
+        slow = next(h for h in found if h.actor == "StorageWriter")
+        assert (slow.state, slow.missed_heartbeats) == ("running", 1)  # one miss: just slow
+        assert tree.table.slot("StorageWriter").incarnation == 1
+        found = tree.handle("HealthMonitor").call("check_tree")
         stalled = next(h for h in found if h.actor == "StorageWriter")
-        assert stalled.state == "stalled"
+        assert (stalled.state, stalled.missed_heartbeats) == ("stalled", 2)
         failed = events.wait_for(lambda e: isinstance(e, ChildFailed))
         assert isinstance(failed.error, ActorStalled)
         events.wait_for(lambda e: isinstance(e, ChildRestarted))
@@ -146,14 +155,17 @@ def test_without_restart_policy_a_stall_is_only_reported(start_tree) -> None:
     release = threading.Event()
     try:
         tree.handle("StorageWriter").tell(hang_call(release))
-        tree.handle("HealthMonitor").call("check_tree")
+        for _ in range(3):
+            tree.handle("HealthMonitor").call("check_tree")
         assert board.get("StorageWriter").state == "stalled"  # type: ignore[union-attr]
         assert tree.table.slot("StorageWriter").incarnation == 1
     finally:
         release.set()
     tree.handle("StorageWriter").call("get", timeout=WAIT)
     tree.handle("HealthMonitor").call("check_tree")
-    assert board.get("StorageWriter").state == "running"  # type: ignore[union-attr]
+    recovered = board.get("StorageWriter")
+    assert recovered is not None
+    assert (recovered.state, recovered.missed_heartbeats) == ("running", 0)
     assert not events.of(ChildRestarted)
 
 
