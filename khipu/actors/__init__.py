@@ -1,7 +1,20 @@
 """Supervision for Pykka actors: restart strategies, backoff, health monitoring, typed messages.
 
-The pieces a component needs: subclass `SupervisedActor`, describe it with a `ChildSpec`, and
-run it under a `Supervisor` (the root is a `SupervisionTree`). Callers keep an `ActorHandle`.
+A component subclasses `SupervisedActor` (its constructor takes the `ChildContext` first and
+rebuilds its state from storage), is described by a `ChildSpec`, and runs under a `Supervisor`;
+the root is a `SupervisionTree`. Callers keep an `ActorHandle`, valid across restarts::
+
+    board, metrics = HealthBoard(), NodeMetrics()
+    tree = SupervisionTree("NodeSupervisor", [
+        ChildSpec("StorageWriter", lambda ctx: StorageWriter.start(ctx, config.datadir)),
+        supervisor_spec("SyncSupervisor", [...], SupervisionStrategy(StrategyKind.ALL_FOR_ONE)),
+        ChildSpec("RpcServer", lambda ctx: RpcServer.start(ctx, config, board.health_snapshot)),
+        ChildSpec("HealthMonitor", lambda ctx: HealthMonitor.start(ctx, board, metrics=metrics)),
+    ])
+    writer = tree.handle("StorageWriter")
+    shutdown = GracefulShutdown(tree)
+    shutdown.install()
+    sys.exit(shutdown.run())
 """
 
 from khipu.actors.actor import SupervisedActor
