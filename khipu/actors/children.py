@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
+from pykka import messages as pykka_messages
 
 from khipu.actors.errors import ActorUnavailable
 from khipu.actors.strategy import ChildSpec, Decider
@@ -124,7 +125,7 @@ class ActorChild(ChildRuntime):
 def drain_inbox(inbox: Any, ask_error: BaseException) -> list[Any]:
     """Take every envelope out of a Pykka inbox: asks fail with `ask_error`, tells are returned.
 
-    Pykka's own stop message is answered as done, since a stopped actor is what it asked for.
+    Pykka's own (private) stop message is answered as done: a stopped actor is what it asked for.
     """
     tells: list[Any] = []
     while True:
@@ -135,7 +136,7 @@ def drain_inbox(inbox: Any, ask_error: BaseException) -> list[Any]:
         if envelope is None:
             break
         message, reply_to = envelope.message, envelope.reply_to
-        if type(message).__name__ == "_ActorStop":
+        if isinstance(message, pykka_messages._ActorStop):
             if reply_to is not None:
                 reply_to.set(None)
             continue
@@ -192,10 +193,8 @@ class ChildSlot:
         self.incarnation = 0
         self.runtime: ChildRuntime | None = None
         self.restarts = 0
-        self.processed = 0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
-        self.last_heartbeat_at: float | None = None
         self.stopped_reason: str | None = None
         self.subtree: ChildTable | None = None
         self.closing = False
@@ -273,9 +272,8 @@ class ChildSlot:
 class ChildTable:
     """A supervisor's children in start order; a nested supervisor hangs its table off a slot."""
 
-    def __init__(self, path: str, owner: pykka.ActorRef[Any] | None = None) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.owner = owner  # the supervisor to tell about a child (e.g. RestartStalled)
         self.slots: list[ChildSlot] = []
 
     def slot(self, name: str) -> ChildSlot:

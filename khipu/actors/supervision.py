@@ -97,7 +97,7 @@ class Supervisor(SupervisedActor):
         self.watch_interval = watch_interval
         inherited = context.listeners if context is not None else ()
         self.listeners: tuple[Listener, ...] = (*inherited, *listeners)
-        self.table = ChildTable(context.path if context is not None else name, self.actor_ref)
+        self.table = ChildTable(context.path if context is not None else name)
         self.root_table = context.root if context is not None else self.table
         for spec in children:
             self.table.slots.append(ChildSlot(spec, self.table.path, self.actor_ref))

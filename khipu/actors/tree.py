@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
+from pykka.messages import ProxyGetAttr
 
 from khipu.actors.children import ChildTable
 from khipu.actors.handle import ActorHandle
@@ -45,7 +46,7 @@ class SupervisionTree:
             watch_interval=watch_interval,
             listeners=(*listeners, self._on_event),
         )
-        table: ChildTable = self.ref.proxy().table.get()
+        table: ChildTable = self.ref.ask(ProxyGetAttr(attr_path=("table",)), block=True)
         self.table = table
 
     def _on_event(self, event: Any) -> None:
