@@ -45,21 +45,24 @@ class ActorHandle:
         seen = 0
         while True:
             slot, ref, incarnation = self._resolve(seen, deadline)
+            seen = incarnation
+            if not ref.is_alive():
+                continue  # dead before we sent: nothing is lost, wait for its successor
             try:
                 return ref.ask(message, timeout=max(0.0, deadline - time.monotonic()))
+            except ActorRestarted:
+                if ref.is_alive() or not retry:
+                    raise  # from the drained mailbox, or the handler's own about another actor
             except pykka.ActorDeadError as error:
-                if ref.is_alive():
-                    raise  # raised by the handler itself, about some other actor
-                if not retry:
-                    if isinstance(error, ActorUnavailable):
-                        raise
+                if ref.is_alive() or isinstance(error, ActorUnavailable):
+                    raise
+                if not retry:  # a plain Pykka actor died holding the message
                     raise ActorRestarted(slot.path, incarnation) from error
             except pykka.Timeout:
                 if ref.is_alive():
                     raise
                 if not retry:
                     raise ActorRestarted(slot.path, incarnation) from None
-            seen = incarnation
 
     def tell(self, message: Any, *, timeout: float | None = None) -> None:
         """Put `message` in the mailbox of a running incarnation, waiting for one if restarting.

@@ -220,6 +220,18 @@ def test_shutdown_stops_children_in_reverse_start_order_and_refuses_work(start_t
         handle.call("get")
 
 
+def test_an_ask_right_after_a_failure_waits_for_the_next_incarnation(start_tree) -> None:
+    store, events = Store(), EventLog()
+    tree = start_tree([counter_spec("Writer", store)], fast_strategy(), listeners=[events])
+    handle = tree.handle("Writer")
+    handle.call("increment")
+    with pytest.raises(Boom):
+        handle.call("fail")
+    # Never sent to the dead incarnation, so no retry is needed and no ActorRestarted is raised.
+    assert handle.call("get") == 1
+    assert tree.table.slot("Writer").incarnation == 2
+
+
 def test_a_tell_right_after_a_failure_reaches_the_next_incarnation(start_tree) -> None:
     store, events = Store(), EventLog()
     tree = start_tree([counter_spec("Writer", store)], fast_strategy(), listeners=[events])
