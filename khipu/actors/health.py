@@ -82,16 +82,11 @@ class HealthBoard:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _actors: dict[str, ActorHealth] = field(default_factory=dict)
 
-    def update(self, health: ActorHealth) -> None:
-        """Replace what is known of `health.actor`."""
+    def publish(self, actors: list[ActorHealth]) -> None:
+        """Replace the board with one round of checks, in tree order; actors that left the tree
+        (a disconnected peer) leave the board."""
         with self._lock:
-            self._actors[health.actor] = health
-
-    def retain(self, actors: set[str]) -> None:
-        """Forget every actor not in `actors` (it left the tree, e.g. a disconnected peer)."""
-        with self._lock:
-            for name in [name for name in self._actors if name not in actors]:
-                del self._actors[name]
+            self._actors = {health.actor: health for health in actors}
 
     def get(self, actor: str) -> ActorHealth | None:
         """The latest health of `actor`, or None if it was never checked."""
@@ -99,7 +94,7 @@ class HealthBoard:
             return self._actors.get(actor)
 
     def all(self) -> list[ActorHealth]:
-        """Every actor's latest health, in the order they were first seen."""
+        """Every actor's latest health, in tree order (depth first, start order)."""
         with self._lock:
             return list(self._actors.values())
 
@@ -111,9 +106,10 @@ class HealthBoard:
 class HealthMonitor(SupervisedActor):
     """Every `heartbeat_interval`, asks every actor of the tree for a HealthReport.
 
-    An actor that does not answer within `heartbeat_timeout` is reported as stalled and, if the
-    config says so, its supervisor is asked to restart it. Every `log_interval`, one health line
-    per actor goes to `emit` (default: the 'khipu.health' logger), in logfmt or JSON.
+    An actor that misses `stall_misses` heartbeats in a row (no answer within `heartbeat_timeout`)
+    is reported as stalled and, if the config says so, its supervisor is asked to restart it.
+    Every `log_interval`, one health line per actor goes to `emit` (default: the 'khipu.health'
+    logger at INFO), in logfmt or JSON.
     """
 
     def __init__(
@@ -165,26 +161,26 @@ class HealthMonitor(SupervisedActor):
         board, and ask for stalled actors to be restarted. Returns what it found."""
         self._sequence += 1
         own = self.context.slot if self.context is not None else None
-        slots = [slot for slot in self.root.walk() if slot is not own]
         pending: list[tuple[ChildSlot, pykka.Future[Any] | None]] = []
-        for slot in slots:
+        for slot in self.root.walk():
             runtime = slot.runtime
             future = None
-            if slot.state is ChildState.RUNNING and runtime is not None:
+            if slot is own:
+                pass  # answers for itself below, without a message to its own mailbox
+            elif slot.state is ChildState.RUNNING and runtime is not None:
                 try:
                     future = runtime.heartbeat(Heartbeat(self._sequence))
                 except pykka.ActorDeadError:
                     future = None
             pending.append((slot, future))
         deadline = time.monotonic() + self.config.heartbeat_timeout
-        found = [self._own_health()] if self.context is not None else []
-        for slot, future in pending:
-            found.append(self._collect(slot, future, deadline))
+        found = [
+            self._own_health() if slot is own else self._collect(slot, future, deadline)
+            for slot, future in pending
+        ]
         current = {(slot.uid, slot.incarnation) for slot, _ in pending}
         self._misses = {key: n for key, n in self._misses.items() if key in current}
-        for health in found:
-            self.board.update(health)
-        self.board.retain({health.actor for health in found})
+        self.board.publish(found)
         if self.metrics is not None:
             self._feed_metrics(found)
         return found

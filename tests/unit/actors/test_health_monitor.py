@@ -93,7 +93,7 @@ def test_snapshot_is_json_and_lists_every_actor_including_the_monitor(start_tree
     snapshot = json.loads(json.dumps(board.health_snapshot()))
     assert snapshot["ts"] == "2027-01-15T08:00:00.250Z"
     names = [a["actor"] for a in snapshot["actors"]]
-    assert sorted(names) == ["HealthMonitor", "RpcServer", "StorageWriter"]
+    assert names == ["StorageWriter", "RpcServer", "HealthMonitor"]  # tree order
     monitor = next(a for a in snapshot["actors"] if a["actor"] == "HealthMonitor")
     assert monitor["state"] == "running" and monitor["kind"] == "actor"
 
