@@ -241,3 +241,21 @@ def test_a_tell_right_after_a_failure_reaches_the_next_incarnation(start_tree) -
     handle.tell(("block", 1))  # the dead incarnation refuses it; the handle waits for the next
     assert handle.call("seen") == [("block", 1)]
     assert tree.table.slot("Writer").incarnation == 2
+
+
+def test_tells_left_in_a_dead_mailbox_are_reported_when_not_redelivered(start_tree, caplog) -> None:
+    store, events = Store(), EventLog()
+    tree = start_tree([counter_spec("Writer", store)], fast_strategy(), listeners=[events])
+    release = threading.Event()
+    ref = tree.table.slot("Writer").runtime.ref  # type: ignore[union-attr]
+    ref.ask(hang_call(release), block=False)
+    ref.tell("fail")
+    ref.tell(("block", 7))
+    with caplog.at_level("WARNING", logger="khipu.actors"):
+        release.set()
+        events.wait_for(lambda e: isinstance(e, ChildRestarted))
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped == [
+        "NodeSupervisor/Writer: 1 told message(s) to a dead incarnation dropped: tuple"
+    ]
+    assert tree.handle("Writer").call("seen") == []
