@@ -1,0 +1,1 @@
+"""`make bench`: khipu measured against baselines taken in the same run."""

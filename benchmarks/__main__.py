@@ -1,0 +1,15 @@
+"""Run every benchmark: `python -m benchmarks` (what `make bench` does)."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import import_serial
+
+
+def main() -> int:
+    return import_serial.main([])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
