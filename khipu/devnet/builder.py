@@ -93,7 +93,7 @@ class DevChainBuilder:
     ) -> SignedTransactionAPI:
         """`planned` signed by `account`, paying at most twice the block's base fee plus tip."""
         builder = self.rules.vm_class_for_header(template).get_transaction_builder()
-        base_fee: int = template.base_fee_per_gas
+        base_fee = int(template.base_fee_per_gas or 0)
         to = Address(planned.to)
         access_list = [(Address(a), list(slots)) for a, slots in planned.access_list]
         if planned.kind is TxKind.DYNAMIC_FEE:

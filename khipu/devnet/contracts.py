@@ -102,7 +102,7 @@ swap:                                               ; swap(amount_in, direction)
     PUSH1 36 CALLDATALOAD ISZERO ISZERO             ; [amount_in, in_slot]
     DUP1 PUSH1 1 SUB                                ; [amount_in, in_slot, out_slot]
     DUP2 SLOAD DUP2 SLOAD                           ; [.., reserve_in, reserve_out]
-    DUP5 DUP3 ADD DUP6 DUP3 MUL DIV                 ; [.., reserve_out * amount_in / (reserve_in + amount_in)]
+    DUP5 DUP3 ADD DUP6 DUP3 MUL DIV                 ; [.., r_out * a_in / (r_in + a_in)]
     DUP1 ISZERO PUSH2 fail JUMPI                    ; nothing out: revert
     DUP1 DUP3 SUB DUP5 SSTORE                       ; reserve_out -= amount_out
     DUP6 DUP4 ADD DUP6 SSTORE                       ; reserve_in += amount_in

@@ -49,7 +49,10 @@ class GeneratedChain:
             "txs": self.txs,
             "failedTxs": self.failed_txs,
             "gas": self.gas,
-            "head": {"hash": "0x" + self.head_hash.hex(), "stateRoot": "0x" + self.head_state_root.hex()},
+            "head": {
+                "hash": "0x" + self.head_hash.hex(),
+                "stateRoot": "0x" + self.head_state_root.hex(),
+            },
         }
 
 
@@ -129,9 +132,7 @@ def generate_chain(
         for _ in range(blocks):
             template = builder.next_header()
             planned = workload.plan_block()
-            signed = [
-                builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned
-            ]
+            signed = [builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned]
             built = builder.build_block(template, signed, workload.plan_withdrawals())
             number = template.block_number
             for index, (tx, receipt) in enumerate(zip(planned, built.receipts, strict=True)):

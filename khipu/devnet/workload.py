@@ -158,14 +158,14 @@ class Workload:
         """The next block's withdrawals, to dev accounts and fresh addresses."""
         withdrawals = []
         for _ in range(WITHDRAWALS_PER_BLOCK):
-            address = (
-                self.rng.choice(self.addresses) if self.rng.random() < 0.5 else self._fresh()
-            )
+            address = self.rng.choice(self.addresses) if self.rng.random() < 0.5 else self._fresh()
             withdrawals.append(
                 PlannedWithdrawal(
-                    self.withdrawal_index, self.rng.randrange(1024), address,
+                    self.withdrawal_index,
+                    self.rng.randrange(1024),
+                    address,
                     self.rng.randint(1, 32 * GWEI),
-                )  # fmt: skip
+                )
             )
             self.withdrawal_index += 1
         return withdrawals
