@@ -16,6 +16,7 @@ from khipu import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "khipu.commands.run",
     "khipu.commands.import_chain",
+    "khipu.devnet.commands",
     "khipu.actors.commands",
 )
 

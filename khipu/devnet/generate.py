@@ -1,0 +1,161 @@
+"""`khipu devnet generate`: write a dev chain's genesis.json and chain.rlp.
+
+The output is a function of the arguments alone: timestamps are fixed (block i at 12 * i after
+the genesis at time 0), keys are derived from account indexes and every choice comes from one
+`random.Random(seed)`. The same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import rlp
+
+from khipu.devnet.builder import DevChainBuilder, GenerationError, receipt_succeeded
+from khipu.devnet.genesis import dev_genesis_json
+from khipu.devnet.workload import Books, Workload
+
+GENESIS_FILE = "genesis.json"
+CHAIN_FILE = "chain.rlp"
+
+
+@dataclass(frozen=True)
+class GeneratedChain:
+    """What `generate_chain` wrote, and the state its books predict at the head."""
+
+    genesis_path: Path
+    chain_path: Path
+    blocks: int
+    txs: int
+    failed_txs: int  # transactions that revert, on purpose
+    gas: int
+    head_hash: bytes
+    head_state_root: bytes
+    books: Books
+
+    def as_json(self) -> dict[str, object]:
+        """The `--json` summary of `khipu devnet generate`."""
+        return {
+            "genesis": str(self.genesis_path),
+            "chain": str(self.chain_path),
+            "blocks": self.blocks,
+            "txs": self.txs,
+            "failedTxs": self.failed_txs,
+            "gas": self.gas,
+            "head": {
+                "hash": "0x" + self.head_hash.hex(),
+                "stateRoot": "0x" + self.head_state_root.hex(),
+            },
+        }
+
+
+class GenerationProgress:
+    """Reports blocks/s, tx/s and Mgas/s on a stream at most once per `interval` seconds."""
+
+    def __init__(
+        self,
+        total_blocks: int,
+        stream: TextIO | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total_blocks = total_blocks
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.clock = clock
+        self.started = self._last_report = clock()
+        self.blocks = self.txs = self.gas = 0
+
+    def advance(self, txs: int, gas: int) -> None:
+        """Count one block; report if the interval has passed."""
+        self.blocks += 1
+        self.txs += txs
+        self.gas += gas
+        now = self.clock()
+        if now - self._last_report >= self.interval:
+            self._last_report = now
+            self.report()
+
+    def line(self) -> str:
+        """One logfmt line with counts, rates and the estimated time left."""
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = self.blocks / elapsed
+        eta = (self.total_blocks - self.blocks) / rate if rate > 0 else 0.0
+        return (
+            f"generate progress={self.blocks}/{self.total_blocks} blocks_per_s={rate:.1f} "
+            f"tx_per_s={self.txs / elapsed:.1f} mgas_per_s={self.gas / elapsed / 1e6:.2f} "
+            f"eta={eta:.0f}s"
+        )
+
+    def report(self) -> None:
+        print(self.line(), file=self.stream, flush=True)
+
+
+def generate_chain(
+    out_dir: Path | str,
+    blocks: int,
+    txs_per_block: int,
+    profile: str,
+    seed: int,
+    *,
+    progress: GenerationProgress | None = None,
+) -> GeneratedChain:
+    """Write OUT_DIR/genesis.json and OUT_DIR/chain.rlp (blocks 1..`blocks`) of a dev chain.
+
+    Files appear complete or not at all (written beside, then renamed). Raises ValueError for an
+    unknown profile or a negative count, and GenerationError if a block cannot be built as planned
+    (too many transactions for the gas limit, or a receipt contradicting the workload's books).
+    """
+    if blocks < 0:
+        raise ValueError(f"blocks must be >= 0, not {blocks}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workload = Workload(profile, txs_per_block, seed)
+    genesis_json = dev_genesis_json(
+        account_count=len(workload.accounts), extra_alloc=workload.genesis_alloc()
+    )
+    builder = DevChainBuilder(genesis_json)
+    if progress is None:
+        progress = GenerationProgress(blocks)
+    genesis_path, chain_path = out / GENESIS_FILE, out / CHAIN_FILE
+    _write_atomically(genesis_path, (json.dumps(genesis_json, indent=2) + "\n").encode())
+    txs = failed = gas = 0
+    partial = chain_path.with_name(chain_path.name + ".partial")
+    with partial.open("wb") as chain_file:
+        for _ in range(blocks):
+            template = builder.next_header()
+            planned = workload.plan_block()
+            signed = [builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned]
+            built = builder.build_block(template, signed, workload.plan_withdrawals())
+            number = template.block_number
+            for index, (tx, receipt) in enumerate(zip(planned, built.receipts, strict=True)):
+                if receipt_succeeded(receipt) != tx.succeeds:
+                    outcome = "succeeded" if tx.succeeds is False else "reverted"
+                    raise GenerationError(number, f"transaction {index} {outcome} unexpectedly")
+            failed += sum(1 for tx in planned if not tx.succeeds)
+            txs += len(planned)
+            gas += built.block.header.gas_used
+            chain_file.write(rlp.encode(built.block))
+            progress.advance(len(planned), built.block.header.gas_used)
+    os.replace(partial, chain_path)
+    head = builder.head
+    return GeneratedChain(
+        genesis_path, chain_path, blocks, txs, failed, gas, head.hash, head.state_root,
+        workload.books,
+    )  # fmt: skip
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(content)
+    os.replace(partial, path)
+
+
+__all__ = ["GeneratedChain", "GenerationError", "GenerationProgress", "generate_chain"]
