@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth.abc import BlockAPI
 from eth._utils.rlp import validate_imported_block_unchanged
+from eth.abc import BlockAPI
 
 from khipu.chain.block_files import iter_rlp_blocks
 from khipu.chain.chain import KhipuChain, open_chain
@@ -97,7 +97,7 @@ def default_chains() -> dict[str, tuple[Path, Path]]:
         chains["ethtest"] = (ethtest / "genesis.json", ethtest / "chain.rlp")
     else:
         print(f"skipping ethtest: {ethtest} not found (set KHIPU_TESTDATA)", file=sys.stderr)
-    from khipu.devnet.generator import generate_chain
+    from khipu.devnet.generate import generate_chain
 
     folder = Path(tempfile.mkdtemp(prefix="khipu-bench-erc20-"))
     generated = generate_chain(folder, 40, 100, "erc20", 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -17,20 +16,11 @@ from khipu.chain.import_job import import_files
 from khipu.chain.progress import ImportProgress
 from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
+from khipu.devnet.generate import DevChainSpec, generate_chain
 from khipu.logs import event
 from khipu.storage.chain_store import ChainStore
 
 log = logging.getLogger("khipu.node")
-
-
-@dataclass(frozen=True)
-class DevChainSpec:
-    """The dev chain a dev node generates on first start."""
-
-    blocks: int = 64
-    txs_per_block: int = 50
-    profile: str = "mixed"
-    seed: int = 1
 
 
 class Node:
@@ -61,8 +51,6 @@ class Node:
             self._import_dev_chain(self.store, self.dev_chain)
 
     def _import_dev_chain(self, store: ChainStore, spec: DevChainSpec) -> None:
-        from khipu.devnet.generator import generate_chain
-
         folder = self.selection.datadir / "devchain"
         chain_file = folder / "chain.rlp"
         if not chain_file.exists():

@@ -21,17 +21,15 @@ def register(subparsers: Any) -> None:
     add_chain_arguments(parser)
     parser.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS, default="logfmt")
     parser.add_argument("--log.level", dest="log_level", default="info")
-    parser.add_argument("--dev.blocks", dest="dev_blocks", type=int, default=64)
-    parser.add_argument("--dev.txs", dest="dev_txs", type=int, default=50)
-    parser.add_argument("--dev.profile", dest="dev_profile", default="mixed")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from khipu.chain.config import GenesisError
     from khipu.config import select_chain
+    from khipu.devnet.generate import DEV_CHAIN
     from khipu.logs import configure_logging
-    from khipu.node import DevChainSpec, run_node
+    from khipu.node import run_node
     from khipu.storage.chain_store import GenesisMismatch
     from khipu.storage.leveldb import StoreLocked
 
@@ -41,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    dev = None
-    if selection.name == "dev":
-        dev = DevChainSpec(args.dev_blocks, args.dev_txs, args.dev_profile)
+    dev = DEV_CHAIN if selection.name == "dev" else None
     try:
         return run_node(selection, dev, selection.datadir)
     except (GenesisMismatch, StoreLocked) as exc:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import rlp
 
@@ -98,6 +98,28 @@ class GenerationProgress:
         print(self.line(), file=self.stream, flush=True)
 
 
+@dataclass(frozen=True)
+class DevChainSpec:
+    """The shape of a generated dev chain."""
+
+    blocks: int = 32
+    txs_per_block: int = 40
+    profile: str = "mixed"
+    seed: int = 1
+
+
+# The chain of the built-in `dev` network: `khipu run --network dev` generates it on first start.
+DEV_CHAIN = DevChainSpec()
+
+
+def workload_genesis_json(profile: str, txs_per_block: int, seed: int) -> dict[str, Any]:
+    """The genesis.json of the dev chain that `generate_chain` writes for these arguments."""
+    workload = Workload(profile, txs_per_block, seed)
+    return dev_genesis_json(
+        account_count=len(workload.accounts), extra_alloc=workload.genesis_alloc()
+    )
+
+
 def generate_chain(
     out_dir: Path | str,
     blocks: int,
@@ -118,9 +140,7 @@ def generate_chain(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     workload = Workload(profile, txs_per_block, seed)
-    genesis_json = dev_genesis_json(
-        account_count=len(workload.accounts), extra_alloc=workload.genesis_alloc()
-    )
+    genesis_json = workload_genesis_json(profile, txs_per_block, seed)
     builder = DevChainBuilder(genesis_json)
     if progress is None:
         progress = GenerationProgress(blocks)
