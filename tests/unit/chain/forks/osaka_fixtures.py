@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from eth.abc import ComputationAPI, VirtualMachineAPI
 from eth.chains.base import Chain
@@ -23,19 +24,33 @@ except ModuleNotFoundError:  # pytest run without the checkout root on sys.path
     from conftest import require_testdata  # type: ignore[no-redef]
 
 CONTRACT_ADDRESS = b"\x11" * 20
+CHAIN_ID = 1
 
 
-def vm_at_genesis(vm_class: type[VM], base_fee_per_gas: int = 10**9) -> VirtualMachineAPI:
-    """The VM of block 1 on a fresh chain whose genesis already runs `vm_class`."""
-    chain_class = Chain.configure(vm_configuration=((0, vm_class),), chain_id=1)
+def vm_at_genesis(
+    vm_class: type[VM],
+    base_fee_per_gas: int = 10**9,
+    balances: dict[bytes, int] | None = None,
+    **genesis_fields: Any,
+) -> VirtualMachineAPI:
+    """The VM of block 1 on a fresh chain whose genesis already runs `vm_class`.
+
+    `balances` funds accounts at genesis; `genesis_fields` set more genesis header fields.
+    """
+    chain_class = Chain.configure(vm_configuration=((0, vm_class),), chain_id=CHAIN_ID)
     genesis = {
         "difficulty": 0,
         "gas_limit": 30_000_000,
         "timestamp": 0,
         "base_fee_per_gas": base_fee_per_gas,
         "nonce": b"\x00" * 8,
+        **genesis_fields,
     }
-    chain = chain_class.from_genesis(AtomicDB(), genesis, {})
+    state = {
+        address: {"balance": balance, "nonce": 0, "code": b"", "storage": {}}
+        for address, balance in (balances or {}).items()
+    }
+    chain = chain_class.from_genesis(AtomicDB(), genesis, state)
     return chain.get_vm()
 
 
