@@ -123,6 +123,18 @@ def call_precompile_code(address: int, input_size: int, output_size: int) -> byt
     )
 
 
+def eip4844_fake_exponential(factor: int, numerator: int, denominator: int) -> int:
+    """The EIP-4844 reference helper, written out again here to check ours against."""
+    i = 1
+    output = 0
+    numerator_accumulator = factor * denominator
+    while numerator_accumulator > 0:
+        output += numerator_accumulator
+        numerator_accumulator = (numerator_accumulator * numerator) // (denominator * i)
+        i += 1
+    return output // denominator
+
+
 def rpc_compat_path(name: str) -> Path:
     """A file of the rpc-compat suite (chain to Osaka/BPO2), or skip the test."""
     return require_testdata("rpc-compat", name)
