@@ -189,3 +189,14 @@ def test_chain_executes_to_the_bpo2_head() -> None:
         assert chain.get_canonical_head().hash == header.hash
     osaka_vm = chain.get_vm(headers[BPO2_BLOCK - 1])
     assert osaka_vm.fork == "bpo2"
+
+
+def test_precompiles_are_those_eth_config_lists_for_bpo2() -> None:
+    exchange = rpc_compat_path("eth_config/get-config.io").read_text().splitlines()
+    response = json.loads(next(line[3:] for line in exchange if line.startswith("<< ")))
+    listed = {bytes.fromhex(a[2:]) for a in response["result"]["current"]["precompiles"].values()}
+    genesis, _, headers = load_chain()
+    bpo2 = dict(vm_schedule(genesis, headers))[BPO2_BLOCK]
+    computation_class = bpo2.get_state_class().computation_class
+    assert set(computation_class.get_precompiles()) == listed
+    assert len(listed) == 18
