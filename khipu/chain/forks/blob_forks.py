@@ -142,9 +142,13 @@ def with_blob_schedule(
         if issubclass(base_state_class, BlobScheduleState)
         else (BlobScheduleState, base_state_class)
     )
-    state_class = _register(
-        f"{base_state_class.__name__}_{suffix}", state_bases, {"blob_schedule": schedule}
-    )
+    state_key = (base_state_class, schedule)
+    state_class = _SCHEDULED_STATE_CLASSES.get(state_key)
+    if state_class is None:
+        state_class = _register(
+            f"{base_state_class.__name__}_{suffix}", state_bases, {"blob_schedule": schedule}
+        )
+        _SCHEDULED_STATE_CLASSES[state_key] = state_class
     vm_bases: tuple[type[VM], ...] = (
         (vm_class,) if issubclass(vm_class, BlobScheduleVM) else (BlobScheduleVM, vm_class)
     )
@@ -158,10 +162,21 @@ def with_blob_schedule(
 
 
 _SCHEDULED_VM_CLASSES: dict[tuple[type[VM], BlobSchedule, str], type[VM]] = {}
+_SCHEDULED_STATE_CLASSES: dict[tuple[type[StateAPI], BlobSchedule], Any] = {}
 
 
 def _register(name: str, bases: tuple[type, ...], attributes: dict[str, Any]) -> Any:
-    """Create a class and make it importable from this module, as pickle looks classes up."""
+    """Create a class and make it importable from this module, as pickle looks classes up.
+
+    Two different classes of the same name (say two configurations of one VM) get distinct
+    names, so that each still pickles as itself.
+    """
+    unique_name = name
+    copies = 1
+    while unique_name in globals():
+        copies += 1
+        unique_name = f"{name}_{copies}"
+    name = unique_name
     new_class = type(name, bases, {"__module__": __name__, "__qualname__": name, **attributes})
     globals()[name] = new_class
     return new_class

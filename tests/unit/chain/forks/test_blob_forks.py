@@ -54,6 +54,18 @@ def test_same_arguments_same_class_and_it_pickles() -> None:
     assert pickle.loads(pickle.dumps(first.get_state_class())) is first.get_state_class()
 
 
+def test_two_configurations_of_one_vm_pickle_as_themselves() -> None:
+    plain = with_blob_schedule(OsakaVM, 3, 6, 3_338_477, fork_name="twin")
+    configured = with_blob_schedule(
+        OsakaVM.configure(extra_data_max_bytes=64), 3, 6, 3_338_477, fork_name="twin"
+    )
+    assert plain is not configured
+    assert pickle.loads(pickle.dumps(plain)) is plain
+    assert pickle.loads(pickle.dumps(configured)) is configured
+    # both share the one state class of Osaka with these numbers
+    assert plain.get_state_class() is configured.get_state_class()
+
+
 def test_forks_without_blobs_and_impossible_numbers_are_refused() -> None:
     with pytest.raises(TypeError):
         with_blob_schedule(LondonVM, 3, 6, 3_338_477)
