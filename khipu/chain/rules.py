@@ -7,61 +7,23 @@ terminal total difficulty is configured, everything before by number.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from eth.abc import BlockHeaderAPI, VirtualMachineAPI
 from eth.consensus.noproof import NoProofConsensus
-from eth.vm.forks import (
-    ArrowGlacierVM,
-    BerlinVM,
-    ByzantiumVM,
-    CancunVM,
-    ConstantinopleVM,
-    FrontierVM,
-    GrayGlacierVM,
-    HomesteadVM,
-    IstanbulVM,
-    LondonVM,
-    MuirGlacierVM,
-    ParisVM,
-    PetersburgVM,
-    PragueVM,
-    ShanghaiVM,
-    SpuriousDragonVM,
-    TangerineWhistleVM,
+from eth.vm.base import VM
+
+from khipu.chain.config import ChainConfig, GenesisError
+from khipu.chain.forkid import ForkPoints
+from khipu.chain.forks import (
+    DEFAULT_BLOB_SCHEDULES,
+    FORK_VM_CLASSES,
+    BlobSchedule,
+    OsakaVM,
+    with_blob_schedule,
 )
 
-from khipu.chain.config import BlobParams, ChainConfig, GenesisError
-from khipu.chain.forkid import ForkPoints
-
 VMClass = type[VirtualMachineAPI]
-
-PY_EVM_FORKS: Mapping[str, VMClass] = {
-    "frontier": FrontierVM,
-    "homestead": HomesteadVM,
-    "tangerine_whistle": TangerineWhistleVM,
-    "spurious_dragon": SpuriousDragonVM,
-    "byzantium": ByzantiumVM,
-    "constantinople": ConstantinopleVM,
-    "petersburg": PetersburgVM,
-    "istanbul": IstanbulVM,
-    "muir_glacier": MuirGlacierVM,
-    "berlin": BerlinVM,
-    "london": LondonVM,
-    "arrow_glacier": ArrowGlacierVM,
-    "gray_glacier": GrayGlacierVM,
-    "paris": ParisVM,
-    "shanghai": ShanghaiVM,
-    "cancun": CancunVM,
-    "prague": PragueVM,
-}
-
-# The blob parameters py-evm hard-codes for the forks it has.
-PY_EVM_BLOB_PARAMS: Mapping[str, BlobParams] = {
-    "cancun": BlobParams(3, 6, 3338477),
-    "prague": BlobParams(6, 9, 5007716),
-}
 
 
 class UnsupportedFork(GenesisError):
@@ -91,22 +53,34 @@ class ChainRules:
 
     def _configure_vm(self, fork: str) -> VMClass:
         base = _fork_base(fork)
+        schedule = self.blob_schedule(fork)
+        if schedule is not None:
+            base = with_blob_schedule(
+                base,
+                schedule.target_blobs_per_block,
+                schedule.max_blobs_per_block,
+                schedule.base_fee_update_fraction,
+                fork_name=fork,
+            )
         overrides: dict[str, Any] = {"consensus_class": NoProofConsensus}
         if fork == "homestead":
             supports_dao = self.config.dao_fork_support and self.config.dao_fork_block is not None
             overrides["support_dao_fork"] = supports_dao
             overrides["_dao_fork_block_number"] = self.config.dao_fork_block
-        self._check_blob_params(fork)
         return base.configure(__name__=f"Khipu{base.__name__}", **overrides)
 
-    def _check_blob_params(self, fork: str) -> None:
-        wanted = self.config.blob_schedule.get(fork)
-        built_in = PY_EVM_BLOB_PARAMS.get(fork)
-        if wanted is not None and built_in is not None and wanted != built_in:
-            raise UnsupportedFork(
-                f"blobSchedule.{fork} {wanted} differs from the built-in {built_in}; "
-                "custom blob parameters are not supported yet"
-            )
+    def blob_schedule(self, fork: str) -> BlobSchedule | None:
+        """The blob parameters of `fork`: its genesis `blobSchedule` entry, else the fork's own.
+
+        None for forks without blobs. Raises UnsupportedFork for a blob-parameter-only fork
+        (bpo1, ...) without an entry, InvalidBlobSchedule for numbers no fork could use.
+        """
+        entry = self.config.blob_schedule.get(fork)
+        if entry is not None:
+            return BlobSchedule(entry.target, entry.max, entry.base_fee_update_fraction)
+        if fork.startswith("bpo"):
+            raise UnsupportedFork(f"fork {fork!r} is scheduled without a blobSchedule entry")
+        return DEFAULT_BLOB_SCHEDULES.get(fork)
 
     def fork_name(self, number: int, timestamp: int, difficulty: int) -> str:
         """The name of the fork whose rules apply to a block."""
@@ -166,7 +140,9 @@ class ChainRules:
         )
 
 
-def _fork_base(fork: str) -> VMClass:
-    if fork in PY_EVM_FORKS:
-        return PY_EVM_FORKS[fork]
+def _fork_base(fork: str) -> type[VM]:
+    if fork in FORK_VM_CLASSES:
+        return FORK_VM_CLASSES[fork]
+    if fork.startswith("bpo"):
+        return OsakaVM  # EIP-7892: a blob-parameter-only fork is Osaka with other blob numbers
     raise UnsupportedFork(f"fork {fork!r} is scheduled but not supported by this build")

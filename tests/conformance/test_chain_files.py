@@ -91,3 +91,23 @@ def test_mainnet_era1_blocks_with_seals_rewards_and_uncles(
     head = ChainDB(chain.chaindb.db).get_canonical_head()
     assert head.block_number == ERA1_SAMPLE_BLOCKS
     assert uncles > 0, "the sample must include uncle rewards"
+
+
+@pytest.mark.parametrize(("suite", "head_number"), [("rpc-compat-prague", 45), ("rpc-compat", 54)])
+def test_rpc_compat_chain_imports_to_the_forkchoice_head(
+    suite: str, head_number: int, tmp_path: Path
+) -> None:
+    """The hive rpc-compat chains: Frontier to Prague, and the current one through Osaka/BPO2."""
+    folder = require_testdata(suite)
+    document = json.loads((folder / "genesis.json").read_text())
+    genesis = Genesis.from_json(document)
+    store = ChainStore.open(tmp_path, genesis, document)
+    try:
+        summary = import_files(
+            store, ChainRules(genesis.config), [folder / "chain.rlp"], check_seal=False
+        )
+    finally:
+        store.close()
+    fcu = json.loads((folder / "headfcu.json").read_text())
+    assert "0x" + summary.head.hash.hex() == fcu["params"][0]["headBlockHash"]
+    assert summary.head.block_number == head_number

@@ -4,7 +4,7 @@
 schedule (khipu.chain.rules) picks among them and configures them. A blob-parameter-only fork
 (EIP-7892: bpo1, bpo2, ...) is Osaka with other blob numbers:
 `with_blob_schedule(OsakaVM, 10, 15, 8_346_193, fork_name="bpo1")`, with the numbers of the genesis
-`blobSchedule` entry of the same name (see `blob_schedules_from_genesis`). Cancun and Prague take
+`blobSchedule` entry of the same name (read by khipu.chain.config). Cancun and Prague take
 their genesis entries the same way.
 """
 
@@ -38,7 +38,6 @@ from .blob_schedule import (
     PRAGUE_BLOB_SCHEDULE,
     BlobSchedule,
     InvalidBlobSchedule,
-    blob_schedules_from_genesis,
 )
 from .osaka import OsakaVM
 
@@ -81,6 +80,5 @@ __all__ = [
     "BlobScheduleVM",
     "InvalidBlobSchedule",
     "OsakaVM",
-    "blob_schedules_from_genesis",
     "with_blob_schedule",
 ]

@@ -9,7 +9,6 @@ blob gas, the excess blob gas no longer falls by the full target.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth._utils.calculations import fake_exponential
@@ -42,31 +41,6 @@ class BlobSchedule:
             raise InvalidBlobSchedule(
                 f"base fee update fraction must be positive, got {self.base_fee_update_fraction}"
             )
-
-    @classmethod
-    def from_genesis_entry(cls, entry: Mapping[str, object], fork: str = "?") -> BlobSchedule:
-        """Read a `{"target": .., "max": .., "baseFeeUpdateFraction": ..}` entry.
-
-        Numbers may be JSON integers or 0x-prefixed hex strings. Raises InvalidBlobSchedule naming
-        the fork and the field when a field is missing or is not a number.
-        """
-        values = []
-        for field in ("target", "max", "baseFeeUpdateFraction"):
-            raw = entry.get(field)
-            if isinstance(raw, bool) or raw is None:
-                raise InvalidBlobSchedule(f"blobSchedule.{fork}.{field} is missing")
-            if isinstance(raw, int):
-                values.append(raw)
-            elif isinstance(raw, str):
-                try:
-                    values.append(int(raw, 0))
-                except ValueError as error:
-                    raise InvalidBlobSchedule(
-                        f"blobSchedule.{fork}.{field} is not a number: {raw!r}"
-                    ) from error
-            else:
-                raise InvalidBlobSchedule(f"blobSchedule.{fork}.{field} is not a number: {raw!r}")
-        return cls(*values)
 
     @property
     def target_blob_gas_per_block(self) -> int:
@@ -120,22 +94,3 @@ OSAKA_BLOB_SCHEDULE = PRAGUE_BLOB_SCHEDULE
 # Mainnet's blob-parameter-only forks after Osaka (EIP-7892).
 MAINNET_BPO1_BLOB_SCHEDULE = BlobSchedule(10, 15, 8_346_193)
 MAINNET_BPO2_BLOB_SCHEDULE = BlobSchedule(14, 21, 11_684_671)
-
-
-def blob_schedules_from_genesis(chain_config: Mapping[str, object]) -> dict[str, BlobSchedule]:
-    """The `blobSchedule` of a genesis.json `config` object, by fork name ("cancun", "bpo1"...).
-
-    An absent `blobSchedule` gives an empty mapping (the forks then keep their defaults). Raises
-    InvalidBlobSchedule when it is not an object of objects, or an entry is malformed.
-    """
-    raw = chain_config.get("blobSchedule")
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InvalidBlobSchedule(f"blobSchedule must be an object, got {raw!r}")
-    schedules = {}
-    for fork, entry in raw.items():
-        if not isinstance(entry, Mapping):
-            raise InvalidBlobSchedule(f"blobSchedule.{fork} must be an object, got {entry!r}")
-        schedules[str(fork)] = BlobSchedule.from_genesis_entry(entry, fork=str(fork))
-    return schedules

@@ -8,11 +8,11 @@ import json
 import pytest
 from osaka_fixtures import eip4844_fake_exponential, rpc_compat_path
 
+from khipu.chain.config import ChainConfig
 from khipu.chain.forks import (
     DEFAULT_BLOB_SCHEDULES,
     BlobSchedule,
     InvalidBlobSchedule,
-    blob_schedules_from_genesis,
 )
 from khipu.chain.forks.blob_schedule import (
     CANCUN_BLOB_SCHEDULE,
@@ -20,6 +20,7 @@ from khipu.chain.forks.blob_schedule import (
     OSAKA_BLOB_SCHEDULE,
     PRAGUE_BLOB_SCHEDULE,
 )
+from khipu.chain.rules import ChainRules
 
 BLOB = 2**17  # gas per blob
 
@@ -96,30 +97,26 @@ def test_limits_in_gas() -> None:
 
 
 def test_schedule_from_the_rpc_compat_genesis() -> None:
-    config = json.loads(rpc_compat_path("genesis.json").read_text())["config"]
-    schedules = blob_schedules_from_genesis(config)
-    assert set(schedules) == {"cancun", "prague", "osaka", "bpo1", "bpo2"}
-    assert schedules["cancun"] == DEFAULT_BLOB_SCHEDULES["cancun"]
-    assert schedules["osaka"] == DEFAULT_BLOB_SCHEDULES["osaka"]
-    assert schedules["bpo2"] == BlobSchedule(14, 21, 11_684_671)
-
-
-def test_genesis_entries_may_be_hex_strings() -> None:
-    entry = {"target": "0xa", "max": "0xf", "baseFeeUpdateFraction": "0x7f5a51"}
-    assert BlobSchedule.from_genesis_entry(entry) == MAINNET_BPO1_BLOB_SCHEDULE
-    assert blob_schedules_from_genesis({}) == {}
+    config = ChainConfig.from_json(
+        json.loads(rpc_compat_path("genesis.json").read_text())["config"]
+    )
+    rules = ChainRules(config)
+    assert set(config.blob_schedule) == {"cancun", "prague", "osaka", "bpo1", "bpo2"}
+    assert rules.blob_schedule("cancun") == DEFAULT_BLOB_SCHEDULES["cancun"]
+    assert rules.blob_schedule("osaka") == DEFAULT_BLOB_SCHEDULES["osaka"]
+    assert rules.blob_schedule("bpo2") == BlobSchedule(14, 21, 11_684_671)
 
 
 @pytest.mark.parametrize(
-    "config",
+    "entry",
     [
-        {"blobSchedule": {"bpo1": {"target": 10, "max": 15}}},
-        {"blobSchedule": {"bpo1": {"target": "ten", "max": 15, "baseFeeUpdateFraction": 1}}},
-        {"blobSchedule": {"bpo1": {"target": 16, "max": 15, "baseFeeUpdateFraction": 1}}},
-        {"blobSchedule": {"bpo1": {"target": 1, "max": 15, "baseFeeUpdateFraction": 0}}},
-        {"blobSchedule": [1, 2]},
+        {"target": 16, "max": 15, "baseFeeUpdateFraction": 1},
+        {"target": 1, "max": 15, "baseFeeUpdateFraction": 0},
     ],
 )
-def test_malformed_schedules_are_refused(config: dict[str, object]) -> None:
+def test_impossible_schedules_are_refused(entry: dict[str, object]) -> None:
+    config = ChainConfig.from_json(
+        {"chainId": 1, "cancunTime": 0, "shanghaiTime": 0, "blobSchedule": {"cancun": entry}}
+    )
     with pytest.raises(InvalidBlobSchedule):
-        blob_schedules_from_genesis(config)
+        ChainRules(config).vm_class_of_fork("cancun")
