@@ -3,7 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DATADIR ?= $(HOME)/.khipu/dev
 
 .PHONY: install run test lint typecheck unit conformance bench clean
 
@@ -16,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/khipu run --network dev --datadir $(DATADIR)
+	$(BIN)/khipu run --config config/dev.toml $(if $(DATADIR),--datadir $(DATADIR))
 
 lint: install
 	$(BIN)/ruff check khipu tests benchmarks

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,50 @@ def default_datadir(network: str) -> Path:
     return Path.home() / ".khipu" / network
 
 
+class ConfigError(GenesisError):
+    """A node configuration file is unreadable or has a bad value; the message says which."""
+
+
+# (TOML section, key) -> argparse destination, for the settings a config file may hold.
+CONFIG_KEYS: dict[tuple[str, str], str] = {
+    ("node", "network"): "network",
+    ("node", "genesis"): "genesis",
+    ("node", "datadir"): "datadir",
+    ("log", "format"): "log_format",
+    ("log", "level"): "log_level",
+}
+
+
+def apply_config_file(args: argparse.Namespace) -> None:
+    """Fill the settings not given on the command line from `--config FILE`, if given.
+
+    Raises ConfigError for an unreadable file, an unknown key or a network and genesis both set.
+    """
+    path = getattr(args, "config", None)
+    if path is None:
+        return
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    for section, values in document.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for key, value in values.items():
+            destination = CONFIG_KEYS.get((section, key))
+            if destination is None:
+                raise ConfigError(f"{path}: unknown setting {section}.{key}")
+            if getattr(args, destination, None) is None:
+                if destination in ("genesis", "datadir"):
+                    value = Path(os.path.expanduser(str(value)))
+                setattr(args, destination, value)
+    if args.network is not None and args.genesis is not None:
+        raise ConfigError(f"{path}: set node.network or node.genesis, not both")
+
+
 def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --datadir, --network and --genesis to a sub-command's parser."""
+    """Add --config, --datadir, --network and --genesis to a sub-command's parser."""
+    parser.add_argument("--config", type=Path, help="a node configuration file (TOML)")
     parser.add_argument("--datadir", type=Path, help="data directory (default ~/.khipu/NETWORK)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--network", choices=NETWORKS, help="a built-in network")
@@ -50,6 +93,7 @@ def select_chain(args: argparse.Namespace) -> ChainSelection:
     """Resolve --datadir/--network/--genesis. Raises GenesisError with a clear message."""
     from khipu.storage.chain_store import ChainStore
 
+    apply_config_file(args)
     if args.genesis is not None:
         try:
             document = json.loads(Path(args.genesis).read_text())

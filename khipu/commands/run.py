@@ -19,8 +19,8 @@ def register(subparsers: Any) -> None:
         "first start.",
     )
     add_chain_arguments(parser)
-    parser.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS, default="logfmt")
-    parser.add_argument("--log.level", dest="log_level", default="info")
+    parser.add_argument("--log.format", dest="log_format", choices=LOG_FORMATS)
+    parser.add_argument("--log.level", dest="log_level")
     parser.set_defaults(handler=run)
 
 
@@ -33,12 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from khipu.storage.chain_store import GenesisMismatch
     from khipu.storage.leveldb import StoreLocked
 
-    configure_logging(args.log_format, args.log_level)
     try:
         selection = select_chain(args)
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(args.log_format or "logfmt", args.log_level or "info")
     dev = DEV_CHAIN if selection.name == "dev" else None
     try:
         return run_node(selection, dev, selection.datadir)

@@ -88,3 +88,24 @@ def test_compatible_remotes_are_accepted(head: int, remote: ForkId) -> None:
 def test_incompatible_remotes_are_rejected(head: int, remote: ForkId) -> None:
     with pytest.raises(ForkIdRejected):
         MAINNET.validate(remote, head, 0)
+
+
+@pytest.mark.parametrize(("suite", "head_time"), [("rpc-compat", 540), ("rpc-compat-prague", 450)])
+def test_fork_id_equals_the_one_geth_reports_in_eth_config(suite: str, head_time: int) -> None:
+    """geth's eth_config answer in the rpc-compat suites names the fork id of its head fork."""
+    import json
+
+    from khipu.chain.config import Genesis
+    from khipu.chain.genesis import genesis_header
+    from khipu.chain.rules import ChainRules
+    from tests.conftest import require_testdata
+
+    folder = require_testdata(suite)
+    genesis = Genesis.load(folder / "genesis.json")
+    rules = ChainRules(genesis.config)
+    header = genesis_header(genesis, rules)
+    exchange = (folder / "eth_config" / "get-config.io").read_text().splitlines()
+    response = json.loads(next(line for line in exchange if line.startswith("<<"))[3:])
+    expected = response["result"]["current"]["forkId"]
+    fork_id = rules.fork_points(header.hash, genesis.timestamp).fork_id(10**6, head_time)
+    assert "0x" + fork_id.fork_hash.hex() == expected
