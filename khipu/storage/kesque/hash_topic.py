@@ -80,7 +80,7 @@ class HashTopic(TopicLog):
         self.store.maybe_refresh()
         return self.next_offset - 1
 
-    def _current_index(self) -> HashIndex | None:
+    def current_index(self) -> HashIndex | None:
         if self.index is None and self.state.index_generation and not self.writable:
             self.index = HashIndex(
                 self.directory / index_file_name(self.state.index_generation), writable=False
@@ -92,7 +92,7 @@ class HashTopic(TopicLog):
             pending = self._pending_by_key.get(key)
             if pending is not None:
                 return self.read_record(pending[1], pending[2], pending[3])
-        index = self._current_index()
+        index = self.current_index()
         if index is None:
             return None
         found = index.candidates(index.hash_of(key))

@@ -90,6 +90,16 @@ class NumberTopic(TopicLog):
                 return None
         return None
 
+    def record_at(self, ordinal: int, position: int) -> Record | None:
+        """The visible record starting at byte `position` of segment `ordinal` (no CRC check),
+        or None past the end. Raises StoreCorrupted if no valid record header is there."""
+        segment = self.segment(ordinal)
+        end = self.visible_end(ordinal)
+        chunk = self.config.offset_index_interval + HEADER_SIZE
+        return next(
+            iter(scan_records(segment.read, position, end, segment.path, False, chunk)), None
+        )
+
     def iter_records(self) -> Iterator[tuple[int, Record]]:
         """(segment ordinal, record) of every visible record, in log order (for check/stats)."""
         for ordinal in range(self.visible_segments()):

@@ -86,6 +86,16 @@ class OffsetIndex:
                 high = middle
         return self._entry(low - 1)[1] if low else 0
 
+    def entries(self, end: int) -> list[tuple[int, int, int]]:
+        """(entry number, relative offset, position) of the entries before byte `end`."""
+        found = []
+        for i in range(self.capacity):
+            relative, position = self._entry(i)
+            if (i > 0 and position == 0) or position >= end:
+                break
+            found.append((i, relative, position))
+        return found
+
     def truncate(self, end: int) -> None:
         """Writer only: drop the entries at or past byte `end` of the segment."""
         while self.count and self._entry(self.count - 1)[1] >= end:

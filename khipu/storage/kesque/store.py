@@ -99,7 +99,7 @@ class Kesque:
 
     def _open_writer(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
+        self._lock_fd = acquire_writer_lock(self.path)
         try:
             self.state, self._commit_bytes = read_commit(self.commit_path)
         except FileNotFoundError:
@@ -108,19 +108,6 @@ class Kesque:
             (self.path / name).mkdir(exist_ok=True)
         self._make_topics(writable=True)
         self._recover_topics()
-
-    def _take_lock(self) -> None:
-        lock_path = self.path / LOCK_FILE_NAME
-        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._lock_fd, 64, 0).decode(errors="replace").strip()
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-            raise StoreLocked(lock_path, holder) from None
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, f"pid {os.getpid()}\n".encode(), 0)
 
     def _create_empty_store(self) -> None:
         for name in (*self.config.hash_topics, *self.config.number_topics):
@@ -311,3 +298,19 @@ class Kesque:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def acquire_writer_lock(store_path: Path) -> int:
+    """Take the store's exclusive writer lock; return the lock file's descriptor (closing it
+    releases the lock). Raises StoreLocked, naming the holder's pid, if another process has it."""
+    lock_path = store_path / LOCK_FILE_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise StoreLocked(lock_path, holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    return fd
