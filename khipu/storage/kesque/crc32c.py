@@ -105,7 +105,7 @@ def _crc32c_snappy(data: bytes | bytearray | memoryview) -> int:
     if length == 0:
         return 0
     compressor = _compressor()
-    compressor.compress(data if isinstance(data, bytes | bytearray) else bytes(data))
+    compressor.compress(data if type(data) is bytes else bytes(data))
     framed = bytes(compressor.flush())
     crc = 0
     seen = 0

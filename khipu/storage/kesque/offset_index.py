@@ -43,8 +43,9 @@ class OffsetIndex:
             self._map = mmap.mmap(fd, self.capacity * ENTRY.size, access=access)
         finally:
             os.close(fd)
-        self.count = self._count_entries() if writable else 0
-        """Writer only: entries in use."""
+        self.count = self._count_entries() if writable and not create else 0
+        """Writer only: entries in use (an empty index reads as one (0, 0) entry until the
+        writer truncates it to its segment's committed end)."""
 
     def _entry(self, i: int) -> tuple[int, int]:
         relative, position = ENTRY.unpack_from(self._map, i * ENTRY.size)

@@ -205,12 +205,12 @@ def scan_records(
         try:
             record = decode_record(buffer, offset_in_buffer, position, file, verify)
         except TornRecord:
-            wanted = chunk_bytes
-            if len(buffer) - offset_in_buffer >= HEADER_SIZE:
-                wanted = max(wanted, RECORD_HEADER.unpack_from(buffer, offset_in_buffer)[0])
-            wanted = min(wanted, end - position)
-            buffer = read(position, wanted)
+            buffer = read(position, min(max(chunk_bytes, HEADER_SIZE), end - position))
             buffer_start = position
+            if len(buffer) >= HEADER_SIZE:
+                length = RECORD_HEADER.unpack_from(buffer, 0)[0]
+                if len(buffer) < length <= end - position:
+                    buffer += read(position + len(buffer), length - len(buffer))
             record = decode_record(buffer, 0, position, file, verify)
         yield record
         position += record.length
