@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, NoReturn, overload
 
+from khipu.storage.kesque import files
 from khipu.storage.kesque.commit_file import (
     COMMIT_FILE_NAME,
     CommitState,
@@ -39,7 +40,6 @@ from khipu.storage.kesque.errors import (
     StoreMissing,
     StoreWriteFailed,
 )
-from khipu.storage.kesque.files import write_file_atomically
 from khipu.storage.kesque.hash_topic import HashTopic
 from khipu.storage.kesque.number_topic import NumberTopic
 from khipu.storage.kesque.segment import list_segment_bases
@@ -118,7 +118,7 @@ class Kesque:
                 )
         self.state = CommitState()
         self._commit_bytes = encode_commit(self.state)
-        write_file_atomically(self.commit_path, self._commit_bytes, self.config.fsync)
+        files.write_file_atomically(self.commit_path, self._commit_bytes, self.config.fsync)
 
     def _make_topics(self, writable: bool) -> None:
         for name in self.config.hash_topics:
@@ -195,7 +195,7 @@ class Kesque:
         state = CommitState(self.state.sequence + 1, new_topics)
         data = encode_commit(state)
         try:
-            write_file_atomically(self.commit_path, data, self.config.fsync)
+            files.write_file_atomically(self.commit_path, data, self.config.fsync)
         except OSError as error:
             if not self._commit_file_is(data):
                 self.fail_write(error, self.commit_path)
