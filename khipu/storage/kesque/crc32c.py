@@ -22,6 +22,7 @@ _CHUNK_HEADER = struct.Struct("<BHBI")  # type, 24-bit length (16 + 8 bits), mas
 _STREAM_IDENTIFIER = 0xFF
 _CHUNK_COMPRESSED = 0x00
 _CHUNK_UNCOMPRESSED = 0x01
+_SINGLE_CHUNK = 65536  # snappy frames hold at most this many uncompressed bytes per chunk
 
 
 def _make_table() -> tuple[int, ...]:
@@ -107,6 +108,9 @@ def _crc32c_snappy(data: bytes | bytearray | memoryview) -> int:
     compressor = _compressor()
     compressor.compress(data if type(data) is bytes else bytes(data))
     framed = bytes(compressor.flush())
+    if length <= _SINGLE_CHUNK:  # one chunk, after the stream identifier on a first call
+        at = 14 if framed[0] == _STREAM_IDENTIFIER else 4
+        return _unmask(int.from_bytes(framed[at : at + 4], "little"))
     crc = 0
     seen = 0
     position = 0

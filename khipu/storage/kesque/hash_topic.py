@@ -123,8 +123,8 @@ class HashTopic(TopicLog):
             new_index = HashIndex(
                 self.directory / index_file_name(state.index_generation), writable=False
             )
-            if self.index is not None:
-                self.index.close()
+            # the old map is not closed: another thread may be probing it; it goes with its
+            # last reference
             self.index = new_index
         if state.overwrites != self.state.overwrites:
             self.cache.clear()

@@ -61,10 +61,13 @@ class NumberTopic(TopicLog):
 
     def offset_index(self, ordinal: int) -> OffsetIndex:
         """The offset index of segment `ordinal` (a reader maps it on first use)."""
-        while len(self.offset_indexes) <= ordinal:
-            base = self.segment(len(self.offset_indexes)).base_offset
-            path = self.directory / offset_index_file_name(base)
-            self.offset_indexes.append(OffsetIndex(path, writable=False))
+        if len(self.offset_indexes) <= ordinal:
+            self.segment(ordinal)
+            with self._open_lock:
+                while len(self.offset_indexes) <= ordinal:
+                    base = self.segments[len(self.offset_indexes)].base_offset
+                    path = self.directory / offset_index_file_name(base)
+                    self.offset_indexes.append(OffsetIndex(path, writable=False))
         return self.offset_indexes[ordinal]
 
     def find(self, number: int) -> Record | None:

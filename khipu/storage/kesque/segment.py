@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from khipu.storage.kesque import files
 from khipu.storage.kesque.crc32c import crc32c
@@ -41,8 +41,7 @@ class TornRecord(StoreCorrupted):
     """A record runs past the end of the readable bytes (a crash cut it short)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One decoded record and where it lies in its segment."""
 
     position: int

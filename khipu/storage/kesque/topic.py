@@ -7,6 +7,7 @@ visible (`TopicState`): the first `segments` segment files, the last one up to `
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -59,6 +60,7 @@ class TopicLog:
         self._dirty: set[int] = set()
         self._created_files = False
         self.closed = False
+        self._open_lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -83,10 +85,12 @@ class TopicLog:
     def _open_reader_segments(self) -> None:
         if self.closed:
             raise StoreClosed(f"topic {self.name} is closed")
-        bases = list_segment_bases(self.directory)[: self.state.segments]
-        for ordinal in range(len(self.segments), len(bases)):
-            self.segments.append(Segment(self.directory, bases[ordinal], ordinal, writable=False))
-            self.bases.append(bases[ordinal])
+        with self._open_lock:  # reader threads may race to open the same segment
+            bases = list_segment_bases(self.directory)[: self.state.segments]
+            for ordinal in range(len(self.segments), len(bases)):
+                segment = Segment(self.directory, bases[ordinal], ordinal, writable=False)
+                self.bases.append(bases[ordinal])
+                self.segments.append(segment)
 
     def is_visible(self, ordinal: int, position: int, length: int) -> bool:
         """Whether the bytes [position, position+length) of segment `ordinal` may be read."""

@@ -207,3 +207,24 @@ def test_cache_serves_repeated_reads(store_dir: Path, small_config: KesqueConfig
         before = READS.calls
         assert account.get(key_of(1)) == value_of(1)
         assert READS.calls == before and account.cache.hits == 1
+
+
+def test_heap_does_not_grow_with_the_keys(store_dir: Path, small_config: KesqueConfig) -> None:
+    import tracemalloc
+
+    config = KesqueConfig(**{**small_config.__dict__, "segment_bytes": 1 << 24})
+    with Kesque.open(store_dir, config=config) as writer:
+        for i in range(20_000):
+            writer.topic("storage").put(key_of(i), b"v%d" % i)
+        writer.commit()
+    tracemalloc.start()
+    try:
+        with Kesque.open(store_dir, config=config) as writer:
+            reader = Kesque.open(store_dir, readonly=True, config=config)
+            assert reader.topic("storage").get(key_of(12_345)) == b"v12345"
+            assert writer.topic("storage").get(key_of(54)) == b"v54"
+            held, _ = tracemalloc.get_traced_memory()
+            reader.close()
+    finally:
+        tracemalloc.stop()
+    assert held < 256 * 1024, f"{held} bytes held after opening a store of 20,000 keys"
