@@ -2,7 +2,8 @@
 
 The check reads every committed record (CRC32C, offsets, lengths) and every index entry, and
 says what is wrong with file and byte offset. It reads the committed view only, so it may run
-beside the writer; index entries past the commit are reported only when no writer holds the lock.
+beside the writer; index entries past the commit (a commit in flight, or a crash's leftovers that
+the writer retires when it next opens) are noted, not reported as problems.
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ def check_store(store_path: Path, config: KesqueConfig | None = None) -> CheckRe
     problems: list[Problem] = []
     notes: list[str] = []
     records = 0
-    running = writer_running(store_path)
-    if running:
-        notes.append("a writer holds the lock: entries it has not committed yet are not checked")
+    if writer_running(store_path):
+        notes.append("a writer holds the lock: what it has not committed yet is not checked")
     try:
         store = Kesque.open(store_path, readonly=True, config=config)
     except StoreCorrupted as error:
@@ -97,7 +97,7 @@ def check_store(store_path: Path, config: KesqueConfig | None = None) -> CheckRe
             notes.extend(_uncommitted_tail(topic.directory, topic.state))
             try:
                 if isinstance(topic, HashTopic):
-                    records += _check_hash_topic(topic, problems, strict=not running)
+                    records += _check_hash_topic(topic, problems, notes)
                 else:
                     records += _check_number_topic(topic, problems)
             except StoreCorrupted as error:
@@ -194,7 +194,7 @@ def _check_number_topic(topic: NumberTopic, problems: list[Problem]) -> int:
     return count
 
 
-def _check_hash_topic(topic: HashTopic, problems: list[Problem], strict: bool) -> int:
+def _check_hash_topic(topic: HashTopic, problems: list[Problem], notes: list[str]) -> int:
     if not _check_segments_exist(topic, problems):
         return 0
     state = topic.state
@@ -225,14 +225,17 @@ def _check_hash_topic(topic: HashTopic, problems: list[Problem], strict: bool) -
         problems.append(
             Problem(topic.directory, 0, f"{count} records, commit says {state.records}")
         )
-    live = 0
-    for slot, _, ordinal, position, length in index.entries():
+    live = past_commit = 0
+    for _, _, ordinal, position, length in index.entries():
         if topic.is_visible(ordinal, position, length):
             live += 1
-        elif strict:
-            problems.append(
-                Problem(index_path, slot, f"entry -> segment {ordinal} byte {position} past commit")
-            )
+        else:
+            past_commit += 1
+    if past_commit:
+        notes.append(
+            f"{topic.name}: {past_commit} index entries point past the commit (a commit in "
+            "flight, or left by a crash: retired when the writer next opens)"
+        )
     if live != count:
         problems.append(Problem(index_path, 0, f"{live} index entries for {count} records"))
     return count

@@ -87,7 +87,7 @@ class HashTopic(TopicLog):
             )
         return self.index
 
-    def _newest(self, key: bytes) -> Record | None:
+    def _newest(self, key: bytes, hashed: int = 0) -> Record | None:
         if self._pending_by_key:
             pending = self._pending_by_key.get(key)
             if pending is not None:
@@ -95,7 +95,7 @@ class HashTopic(TopicLog):
         index = self.current_index()
         if index is None:
             return None
-        found = index.candidates(index.hash_of(key))
+        found = index.candidates(hashed or index.hash_of(key))
         if len(found) > 1:  # the newest record wins: a key that was put again or deleted
             found.sort(key=lambda entry: (entry[1], entry[2]), reverse=True)
         for _, ordinal, position, length in found:
@@ -138,10 +138,12 @@ class HashTopic(TopicLog):
         Raises StoreFull or StoreWriteFailed (after rolling back to the last commit).
         """
         self.require_writer()
-        current = self._newest(key)
+        assert self.index is not None
+        hashed = self.index.hash_of(key)
+        current = self._newest(key, hashed)
         if current is not None and not current.tombstone and current.value == value:
             return
-        self._append(key, value, 0, superseding=current is not None)
+        self._append(key, value, 0, current is not None, hashed)
 
     def delete(self, key: bytes) -> bool:
         """Writer only: delete `key` by appending a tombstone; False if it had no value."""
@@ -149,12 +151,12 @@ class HashTopic(TopicLog):
         current = self._newest(key)
         if current is None or current.tombstone:
             return False
-        self._append(key, b"", FLAG_TOMBSTONE, superseding=True)
+        self._append(key, b"", FLAG_TOMBSTONE, True, 0)
         return True
 
-    def _append(self, key: bytes, value: bytes, flags: int, superseding: bool) -> None:
+    def _append(self, key: bytes, value: bytes, flags: int, superseding: bool, hashed: int) -> None:
         assert self.index is not None
-        hashed = self.index.hash_of(key)
+        hashed = hashed or self.index.hash_of(key)
         try:
             record = self.append_record(self.next_offset, key, value, flags)
         except OSError as error:

@@ -36,6 +36,9 @@ def test_uncommitted_index_entries_are_retired(store_dir: Path, small_config: Ke
     crash_mid_commit(writer)
     with Kesque.open(store_dir, readonly=True, config=small_config) as reader:
         assert reader.topic("account").get(key_of(120)) is None  # past the commit: invisible
+    crashed = check_store(store_dir, small_config)
+    assert crashed.ok, crashed.problems
+    assert any("50 index entries point past the commit" in note for note in crashed.notes)
     with Kesque.open(store_dir, config=small_config) as reopened:
         account = reopened.topic("account")
         assert account.get(key_of(120)) is None
