@@ -127,7 +127,7 @@ def report(name: str, phase: str, result: Measure, count: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns 0 (a missing key raises AssertionError)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=20_000)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
     args = parser.parse_args(argv)

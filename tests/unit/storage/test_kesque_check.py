@@ -120,3 +120,13 @@ def test_stats(datadir: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_missing_store(tmp_path: Path) -> None:
     assert main(["db", "check", "--datadir", str(tmp_path)]) == 2
+
+
+def test_repair_refuses_while_a_writer_runs(
+    datadir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Kesque.open(datadir / "kesque"):
+        assert main(["db", "repair", "--datadir", str(datadir)]) == 1
+        assert "stop the node first" in capsys.readouterr().out
+        # check may run beside the writer
+        assert main(["db", "check", "--datadir", str(datadir)]) == 0
