@@ -158,16 +158,17 @@ class HashTopic(TopicLog):
         assert self.index is not None
         hashed = hashed or self.index.hash_of(key)
         try:
-            record = self.append_record(self.next_offset, key, value, flags)
+            position, length = self.append_record(self.next_offset, key, value, flags)
         except OSError as error:
             self.fail(error, self.segments[-1].path if self.segments else self.directory)
-        entry = (hashed, len(self.segments) - 1, record.position, record.length)
+        entry = (hashed, len(self.segments) - 1, position, length)
         self._pending.append(entry)
         self._pending_by_key[key] = entry
         self.next_offset += 1
         self.records += 1
         self._superseded |= superseding
-        self.cache.discard(key)
+        if superseding:
+            self.cache.discard(key)
 
     def publish_indexes(self) -> None:
         """Commit step 2: enter the fsynced records into the index (a grown copy if it would be

@@ -122,14 +122,14 @@ class NumberTopic(TopicLog):
         if number < self.next_offset:
             raise OffsetOutOfOrder(self.name, number, self.next_offset - 1)
         try:
-            record = self.append_record(number, b"", value, 0)
+            position, _ = self.append_record(number, b"", value, 0)
         except OSError as error:
             self.fail(error, self.segments[-1].path if self.segments else self.directory)
         segment = self.segments[-1]
         last = self._last_entry_position
-        due = last is None or record.position - last >= self.config.offset_index_interval
-        if due and self.offset_indexes[-1].append(number - segment.base_offset, record.position):
-            self._last_entry_position = record.position
+        due = last is None or position - last >= self.config.offset_index_interval
+        if due and self.offset_indexes[-1].append(number - segment.base_offset, position):
+            self._last_entry_position = position
         self.next_offset = number + 1
         self.records += 1
 

@@ -15,7 +15,7 @@ from khipu.storage.kesque import files
 from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreClosed, StoreCorrupted
-from khipu.storage.kesque.segment import Record, Segment, encode_record, list_segment_bases
+from khipu.storage.kesque.segment import Segment, encode_record, list_segment_bases
 
 
 class StoreLink(Protocol):
@@ -49,6 +49,7 @@ class TopicLog:
         self.name = name
         self.directory = directory
         self.config = config
+        self.segment_bytes = config.segment_bytes
         self.writable = writable
         self.state = state
         """The last commit this process knows of (the writer's own, or what a reader read)."""
@@ -106,21 +107,18 @@ class TopicLog:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def append_record(self, offset: int, key: bytes, value: bytes, flags: int) -> Record:
+    def append_record(self, offset: int, key: bytes, value: bytes, flags: int) -> tuple[int, int]:
         """Writer only: append a record, rolling to a new segment when the active one is full.
 
-        Returns the record with its position; segment is `self.segments[-1]`. Raises OSError.
+        Returns its position and length in `self.segments[-1]`. Raises OSError.
         """
         data = encode_record(offset, key, value, flags)
-        if not self.segments or (
-            self.segments[-1].end > 0
-            and self.segments[-1].end + len(data) > self.config.segment_bytes
-        ):
+        segment = self.segments[-1] if self.segments else None
+        if segment is None or (segment.end > 0 and segment.end + len(data) > self.segment_bytes):
             self.roll(offset)
-        segment = self.segments[-1]
-        position = segment.append(data)
+            segment = self.segments[-1]
         self._dirty.add(segment.ordinal)
-        return Record(position, len(data), 0, offset, key, value, flags)
+        return segment.append(data), len(data)
 
     def roll(self, base_offset: int) -> None:
         """Writer only: start a new segment whose first record has offset `base_offset`."""
