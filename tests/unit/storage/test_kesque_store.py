@@ -95,6 +95,23 @@ def test_a_get_is_one_read(store_dir: Path, small_config: KesqueConfig) -> None:
         assert READS.calls - before == 500
 
 
+def test_a_get_at_is_mostly_one_read(store_dir: Path) -> None:
+    config = KesqueConfig(segment_bytes=1 << 20, cache_bytes={}, fsync=False)
+    with Kesque.open(store_dir, config=config) as writer:
+        for number in range(2000):
+            writer.topic("header").put_at(number, value_of(number))
+        writer.commit()
+    with Kesque.open(store_dir, readonly=True, config=config) as reader:
+        header = reader.topic("header")
+        reads = []
+        for number in range(0, 2000, 3):
+            before = READS.calls
+            assert header.get_at(number) == value_of(number)
+            reads.append(READS.calls - before)
+        assert max(reads) <= 2  # a record running past the first chunk costs a second read
+        assert sum(reads) <= 1.2 * len(reads), sum(reads) / len(reads)
+
+
 def test_opening_does_not_read_the_logs(store_dir: Path, small_config: KesqueConfig) -> None:
     with Kesque.open(store_dir, config=small_config) as writer:
         for i in range(500):
