@@ -93,6 +93,26 @@ class NumberTopic(TopicLog):
                 return None
         return None
 
+    def iter_from(self, first: int, last: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(number, value) of every stored number from `first` to `last` (default: the end),
+        ascending, read sequentially. Raises StoreCorrupted at a damaged record."""
+        self.store.maybe_refresh()
+        stop = self.next_offset - 1 if last is None else min(last, self.next_offset - 1)
+        count = self.visible_segments()
+        if count == 0 or first > stop:
+            return
+        self.segment(count - 1)
+        first_ordinal = max(bisect_right(self.bases, first, 0, count) - 1, 0)
+        for ordinal in range(first_ordinal, count):
+            segment = self.segment(ordinal)
+            end = self.visible_end(ordinal)
+            start = self.offset_index(ordinal).lookup(first - segment.base_offset, end)
+            for record in scan_records(segment.read, start, end, segment.path):
+                if record.offset > stop:
+                    return
+                if record.offset >= first:
+                    yield record.offset, record.value
+
     def record_at(self, ordinal: int, position: int) -> Record | None:
         """The visible record starting at byte `position` of segment `ordinal` (no CRC check),
         or None past the end. Raises StoreCorrupted if no valid record header is there."""

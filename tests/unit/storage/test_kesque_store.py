@@ -245,3 +245,21 @@ def test_heap_does_not_grow_with_the_keys(store_dir: Path, small_config: KesqueC
     finally:
         tracemalloc.stop()
     assert held < 256 * 1024, f"{held} bytes held after opening a store of 20,000 keys"
+
+
+def test_iter_from_reads_ranges_across_segments(
+    store_dir: Path, small_config: KesqueConfig
+) -> None:
+    numbers = list(range(5, 1500, 2))
+    with Kesque.open(store_dir, config=small_config) as writer:
+        for n in numbers:
+            writer.topic("receipts").put_at(n, value_of(n))
+        writer.commit()
+    with Kesque.open(store_dir, readonly=True, config=small_config) as reader:
+        receipts = reader.topic("receipts")
+        got = list(receipts.iter_from(100, 900))
+        assert got == [(n, value_of(n)) for n in numbers if 100 <= n <= 900]
+        assert [n for n, _ in receipts.iter_from(1490)] == [1491, 1493, 1495, 1497, 1499]
+        assert list(receipts.iter_from(0)) == [(n, value_of(n)) for n in numbers]
+        assert list(receipts.iter_from(2000)) == []
+        assert reader.state.topic("receipts").segments > 5
