@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "khipu.commands.run",
     "khipu.commands.import_chain",
     "khipu.devnet.commands",
+    "khipu.storage.commands",
+    "khipu.p2p.commands",
     "khipu.actors.commands",
 )
 

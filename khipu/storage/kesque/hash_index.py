@@ -1,0 +1,199 @@
+"""The on-disk hash index of a hash topic: key hash -> (segment, position, length) of its record.
+
+One file per generation, `hash.{generation:08d}.idx`: a 64-byte header (magic, version, log2 of
+the slot count, generation, the salt of the key hash), then slots of 20 bytes
+
+    key hash u64 (0: empty, 1: deleted)    segment ordinal u32    position u32    length u32
+
+with linear probing from the slot named by the top bits of the 64-bit key hash (a keyed BLAKE2b,
+so crafted keys cannot pile up in one place). Every process memory-maps the file; a get is one
+probe in the page cache plus one pread of exactly the record, whose key is compared, since equal
+hashes do not prove equal keys. The writer only fills empty slots (location first, hash last, so
+a reader never sees half an entry) and marks uncommitted entries deleted after a crash: existing
+entries never move while readers use the file. Growing builds the next generation beside it; the
+commit file names the generation readers must use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+MAGIC = b"KSQHASH1"
+VERSION = 1
+HEADER = struct.Struct("<8sIIQ16s")
+SLOTS_START = 64
+SLOT = struct.Struct("<QIII")
+SLOT_SIZE = SLOT.size
+_LOCATION = struct.Struct("<III")
+_HASH = struct.Struct("<Q")
+EMPTY = 0
+DELETED = 1
+INDEX_PREFIX = "hash."
+INDEX_SUFFIX = ".idx"
+
+
+def index_file_name(generation: int) -> str:
+    return f"{INDEX_PREFIX}{generation:08d}{INDEX_SUFFIX}"
+
+
+def list_index_generations(directory: Path) -> list[int]:
+    """The generations of the hash index files in `directory`, ascending."""
+    generations = []
+    for name in os.listdir(directory):
+        if name.startswith(INDEX_PREFIX) and name.endswith(INDEX_SUFFIX):
+            middle = name[len(INDEX_PREFIX) : -len(INDEX_SUFFIX)]
+            if middle.isdigit():
+                generations.append(int(middle))
+    return sorted(generations)
+
+
+def key_hash(salt: bytes, key: bytes) -> int:
+    """The 64-bit hash of `key` under the index's salt; never EMPTY or DELETED."""
+    value = int.from_bytes(hashlib.blake2b(key, digest_size=8, key=salt).digest(), "little")
+    return value if value > DELETED else value + 2
+
+
+class HashIndex:
+    """One memory-mapped generation of a hash index."""
+
+    def __init__(self, path: Path, writable: bool) -> None:
+        """Map the index file at `path`. Raises OSError, or ValueError for a foreign file."""
+        self.path = path
+        self.writable = writable
+        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+            self._map = mmap.mmap(fd, size, access=access)
+        finally:
+            os.close(fd)
+        magic, version, slots_log2, generation, salt = HEADER.unpack_from(self._map, 0)
+        if magic != MAGIC or version != VERSION:
+            self._map.close()
+            raise ValueError(f"{path} is not a Kesque hash index (magic {magic!r})")
+        self.slots_log2 = int(slots_log2)
+        self.slots = 1 << self.slots_log2
+        self.generation = int(generation)
+        self.salt = bytes(salt)
+        self._shift = 64 - self.slots_log2
+        self._mask = self.slots - 1
+        if size < SLOTS_START + self.slots * SLOT_SIZE:
+            self._map.close()
+            raise ValueError(f"{path} is {size} bytes, too short for {self.slots} slots")
+
+    @classmethod
+    def create(cls, path: Path, slots_log2: int, generation: int, salt: bytes) -> HashIndex:
+        """Make an empty index file at `path` (sparse: untouched slots take no disk)."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
+            os.pwrite(fd, HEADER.pack(MAGIC, VERSION, slots_log2, generation, salt), 0)
+        finally:
+            os.close(fd)
+        return cls(path, writable=True)
+
+    def hash_of(self, key: bytes) -> int:
+        return key_hash(self.salt, key)
+
+    def candidates(self, hashed: int) -> list[tuple[int, int, int, int]]:
+        """(slot, segment, position, length) of every entry with this hash, in probe order."""
+        found = []
+        slot = hashed >> self._shift
+        mask = self._mask
+        unpack = SLOT.unpack_from
+        index_map = self._map
+        for _ in range(self.slots):
+            entry_hash, segment, position, length = unpack(
+                index_map, SLOTS_START + slot * SLOT_SIZE
+            )
+            if entry_hash == EMPTY:
+                break
+            if entry_hash == hashed:
+                found.append((slot, segment, position, length))
+            slot = (slot + 1) & mask
+        return found
+
+    def insert(self, hashed: int, segment: int, position: int, length: int) -> int:
+        """Writer only: store an entry in the first empty slot of its chain; return the slot.
+
+        Raises OverflowError if no slot is empty (the caller grows the index well before).
+        """
+        slot = hashed >> self._shift
+        for _ in range(self.slots):
+            offset = SLOTS_START + slot * SLOT_SIZE
+            if _HASH.unpack_from(self._map, offset)[0] == EMPTY:
+                _LOCATION.pack_into(self._map, offset + 8, segment, position, length)
+                _HASH.pack_into(self._map, offset, hashed)
+                return slot
+            slot = (slot + 1) & self._mask
+        raise OverflowError(f"{self.path}: all {self.slots} slots are used")
+
+    def mark_deleted(self, slot: int) -> None:
+        """Writer only: retire the entry in `slot`; probe chains still run through it."""
+        _HASH.pack_into(self._map, SLOTS_START + slot * SLOT_SIZE, DELETED)
+
+    def entries(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(slot, hash, segment, position, length) of every live entry, in slot order."""
+        chunk_slots = 1 << 14
+        for first in range(0, self.slots, chunk_slots):
+            start = SLOTS_START + first * SLOT_SIZE
+            count = min(chunk_slots, self.slots - first)
+            chunk = self._map[start : start + count * SLOT_SIZE]
+            for i, (hashed, segment, position, length) in enumerate(SLOT.iter_unpack(chunk)):
+                if hashed > DELETED:
+                    yield first + i, hashed, segment, position, length
+
+    def count_used_slots(self) -> int:
+        """Slots not empty (live or deleted), by a full scan."""
+        used = 0
+        chunk_slots = 1 << 14
+        for first in range(0, self.slots, chunk_slots):
+            start = SLOTS_START + first * SLOT_SIZE
+            count = min(chunk_slots, self.slots - first)
+            chunk = self._map[start : start + count * SLOT_SIZE]
+            used += sum(1 for entry in SLOT.iter_unpack(chunk) if entry[0] != EMPTY)
+        return used
+
+    def sync(self) -> None:
+        """Writer only: msync the file. Raises OSError."""
+        self._map.flush()
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def build_index(
+    path: Path,
+    slots_log2: int,
+    generation: int,
+    salt: bytes,
+    entries: Iterable[tuple[int, int, int, int]],
+    durable: bool,
+) -> tuple[HashIndex, int]:
+    """Write a new index generation holding `entries` (hash, segment, position, length);
+    return it and the number of entries.
+
+    Built under a temporary name and renamed into place, so a crash leaves no half-built file
+    under a generation's name. Raises OSError.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    index = HashIndex.create(temporary, slots_log2, generation, salt)
+    count = 0
+    try:
+        for hashed, segment, position, length in entries:
+            index.insert(hashed, segment, position, length)
+            count += 1
+        if durable:
+            index.sync()
+    except BaseException:
+        index.close()
+        os.unlink(temporary)
+        raise
+    index.close()
+    os.replace(temporary, path)
+    return HashIndex(path, writable=True), count

@@ -1,0 +1,316 @@
+"""Kesque: the store of topics, its single writer, its readers and its commit file.
+
+    with Kesque.open(path) as kq:                  # the single writer (exclusive lock file)
+        kq.topic("account").put(key, value)
+        kq.topic("header").put_at(number, header)
+        kq.commit()                                 # durable: fsync, then publish
+    with Kesque.open(path, readonly=True) as kq:   # any number of processes
+        kq.topic("account").get(key)                # bytes or None
+
+A commit fsyncs the logs, enters the new records into the indexes, then replaces the commit file
+(write-temp + fsync + rename); readers see exactly what the commit file names. Opening never scans
+the logs: a writer reopening after a crash reads only the bytes past the last commit.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, NoReturn, overload
+
+from khipu.storage.kesque import files
+from khipu.storage.kesque.commit_file import (
+    COMMIT_FILE_NAME,
+    CommitState,
+    decode_commit,
+    encode_commit,
+    read_commit,
+)
+from khipu.storage.kesque.config import KesqueConfig
+from khipu.storage.kesque.errors import (
+    StoreClosed,
+    StoreCorrupted,
+    StoreFull,
+    StoreLocked,
+    StoreMissing,
+    StoreWriteFailed,
+)
+from khipu.storage.kesque.hash_topic import HashTopic
+from khipu.storage.kesque.number_topic import NumberTopic
+from khipu.storage.kesque.segment import list_segment_bases
+
+LOCK_FILE_NAME = "LOCK"
+HashTopicName = Literal["account", "storage", "evmcode"]
+NumberTopicName = Literal["header", "body", "receipts", "td"]
+
+
+class Kesque:
+    """An open Kesque store: the writer (`readonly=False`) or a reader."""
+
+    def __init__(self, path: Path, readonly: bool, config: KesqueConfig) -> None:
+        """Use Kesque.open()."""
+        self.path = path
+        self.readonly = readonly
+        self.config = config
+        self.commit_path = path / COMMIT_FILE_NAME
+        self._lock_fd = -1
+        self._closed = False
+        self._refresh_lock = threading.Lock()
+        self._last_refresh = time.monotonic()
+        self._commit_bytes = b""
+        self.state = CommitState()
+        self.hash_topics: dict[str, HashTopic] = {}
+        self.number_topics: dict[str, NumberTopic] = {}
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        readonly: bool = False,
+        config: KesqueConfig | None = None,
+    ) -> Kesque:
+        """Open the store in directory `path`.
+
+        The writer creates the store if absent, takes the lock file and recovers from a crash
+        (raises StoreLocked, StoreCorrupted). A reader raises StoreMissing if there is no store.
+        """
+        store = cls(Path(path), readonly, config or KesqueConfig())
+        try:
+            if readonly:
+                store._open_reader()
+            else:
+                store._open_writer()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _open_reader(self) -> None:
+        try:
+            self.state, self._commit_bytes = read_commit(self.commit_path)
+        except FileNotFoundError:
+            raise StoreMissing(self.path) from None
+        self._make_topics(writable=False)
+
+    def _open_writer(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = acquire_writer_lock(self.path)
+        try:
+            self.state, self._commit_bytes = read_commit(self.commit_path)
+        except FileNotFoundError:
+            self._create_empty_store()
+        for name in (*self.config.hash_topics, *self.config.number_topics):
+            (self.path / name).mkdir(exist_ok=True)
+        self._make_topics(writable=True)
+        self._recover_topics()
+
+    def _create_empty_store(self) -> None:
+        for name in (*self.config.hash_topics, *self.config.number_topics):
+            directory = self.path / name
+            if directory.is_dir() and list_segment_bases(directory):
+                raise StoreCorrupted(
+                    self.commit_path, 0, "commit file missing but logs exist: run `khipu db repair`"
+                )
+        self.state = CommitState()
+        self._commit_bytes = encode_commit(self.state)
+        files.write_file_atomically(self.commit_path, self._commit_bytes, self.config.fsync)
+
+    def _make_topics(self, writable: bool) -> None:
+        for name in self.config.hash_topics:
+            self.hash_topics[name] = HashTopic(
+                name, self.path / name, self.config, writable, self.state.topic(name), self
+            )
+        for name in self.config.number_topics:
+            self.number_topics[name] = NumberTopic(
+                name, self.path / name, self.config, writable, self.state.topic(name), self
+            )
+
+    def _recover_topics(self) -> None:
+        for hash_topic in self.hash_topics.values():
+            hash_topic.recover()
+        for number_topic in self.number_topics.values():
+            number_topic.recover()
+
+    # -- topics ----------------------------------------------------------------------------------
+
+    @overload
+    def topic(self, name: HashTopicName) -> HashTopic: ...
+
+    @overload
+    def topic(self, name: NumberTopicName) -> NumberTopic: ...
+
+    @overload
+    def topic(self, name: str) -> HashTopic | NumberTopic: ...
+
+    def topic(self, name: str) -> HashTopic | NumberTopic:
+        """The topic called `name`; raises KeyError for a topic the config does not have."""
+        if self._closed:
+            raise StoreClosed(f"{self.path} is closed")
+        found = self.hash_topics.get(name) or self.number_topics.get(name)
+        if found is None:
+            raise KeyError(f"no topic {name!r} in {self.path}")
+        return found
+
+    def hash_topic(self, name: str) -> HashTopic:
+        """The hash topic called `name` (KeyError if there is none)."""
+        return self.hash_topics[name]
+
+    def number_topic(self, name: str) -> NumberTopic:
+        """The number topic called `name` (KeyError if there is none)."""
+        return self.number_topics[name]
+
+    def all_topics(self) -> list[HashTopic | NumberTopic]:
+        return [*self.hash_topics.values(), *self.number_topics.values()]
+
+    # -- committing --------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Make everything put since the last commit durable, then visible to readers, at once.
+
+        Raises StoreFull or StoreWriteFailed if a write or fsync fails; the store is then back at
+        its last commit (everything since it is dropped).
+        """
+        if self.readonly:
+            raise PermissionError(f"{self.path} is open read-only")
+        if self._closed:
+            raise StoreClosed(f"{self.path} is closed")
+        topics = [topic for topic in self.all_topics() if topic.has_changes()]
+        if not topics:
+            return
+        try:
+            for topic in topics:
+                topic.sync_logs()
+            for topic in topics:
+                topic.publish_indexes()
+        except OSError as error:
+            self.fail_write(error, self.path)
+        new_topics = dict(self.state.topics)
+        for topic in topics:
+            new_topics[topic.name] = topic.proposed_state()
+        state = CommitState(self.state.sequence + 1, new_topics)
+        data = encode_commit(state)
+        try:
+            files.write_file_atomically(self.commit_path, data, self.config.fsync)
+        except OSError as error:
+            if not self._commit_file_is(data):
+                self.fail_write(error, self.commit_path)
+            self._adopt(state, data, topics)
+            raise StoreWriteFailed(
+                self.commit_path, f"commit published but not made durable: {error}"
+            ) from error
+        self._adopt(state, data, topics)
+
+    def _commit_file_is(self, data: bytes) -> bool:
+        try:
+            return self.commit_path.read_bytes() == data
+        except OSError:
+            return False
+
+    def _adopt(
+        self, state: CommitState, data: bytes, topics: list[HashTopic | NumberTopic]
+    ) -> None:
+        self.state = state
+        self._commit_bytes = data
+        for topic in topics:
+            topic.committed(state.topic(topic.name))
+
+    def rollback(self) -> None:
+        """Writer: drop everything put since the last commit (topic objects stay usable)."""
+        for topic in self.all_topics():
+            topic.reset_to_commit()
+
+    def fail_write(self, error: OSError, file: Path) -> NoReturn:
+        """Roll back to the last commit, then raise StoreFull (disk full) or StoreWriteFailed."""
+        try:
+            self.rollback()
+        except OSError as rollback_error:
+            self._closed = True
+            raise StoreWriteFailed(
+                file, f"{error}; rolling back failed too ({rollback_error}): reopen the store"
+            ) from error
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(file, f"disk full: {error}") from error
+        raise StoreWriteFailed(file, str(error)) from error
+
+    # -- readers' view -----------------------------------------------------------------------------
+
+    def maybe_refresh(self) -> None:
+        """Reader: re-read the commit file if `reader_refresh_seconds` have passed."""
+        if self.readonly and time.monotonic() - self._last_refresh >= (
+            self.config.reader_refresh_seconds
+        ):
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Reader: adopt the latest commit; True if there was a newer one. The writer: False.
+
+        Raises StoreMissing if the commit file vanished, StoreCorrupted if it is damaged.
+        """
+        if not self.readonly or self._closed:
+            return False
+        with self._refresh_lock:
+            for _ in range(10):
+                self._last_refresh = time.monotonic()
+                try:
+                    data = self.commit_path.read_bytes()
+                except FileNotFoundError:
+                    raise StoreMissing(self.path) from None
+                if data == self._commit_bytes:
+                    return False
+                state = decode_commit(data, self.commit_path)
+                if state.sequence < self.state.sequence:
+                    return False
+                try:
+                    for topic in self.all_topics():
+                        topic.apply_state(state.topic(topic.name))
+                except FileNotFoundError:
+                    continue  # an index generation was replaced meanwhile: read the commit again
+                self.state = state
+                self._commit_bytes = data
+                return True
+            raise StoreCorrupted(self.commit_path, 0, "commit keeps naming missing index files")
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every file; the writer drops uncommitted puts and releases the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        for topic in self.all_topics():
+            topic.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> Kesque:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def acquire_writer_lock(store_path: Path) -> int:
+    """Take the store's exclusive writer lock; return the lock file's descriptor (closing it
+    releases the lock). Raises StoreLocked, naming the holder's pid, if another process has it."""
+    lock_path = store_path / LOCK_FILE_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise StoreLocked(lock_path, holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    return fd
