@@ -46,7 +46,9 @@ class HandshakeError(P2PError):
 class PeerMisbehaved(P2PError):
     """A connected peer broke the protocol; `reason` is what we tell it when disconnecting."""
 
-    def __init__(self, message: str, reason: DisconnectReason = DisconnectReason.BREACH_OF_PROTOCOL):
+    def __init__(
+        self, message: str, reason: DisconnectReason = DisconnectReason.BREACH_OF_PROTOCOL
+    ):
         super().__init__(message)
         self.reason = reason
 

@@ -11,12 +11,11 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-import rlp
 from coincurve import PrivateKey
 
-from khipu.p2p import ecies
+from khipu.p2p import ecies, wire
 from khipu.p2p.abc import ByteReader, ByteWriter
-from khipu.p2p.errors import DecryptionError, HandshakeError, P2PError
+from khipu.p2p.errors import DecryptionError, HandshakeError, P2PError, PeerMisbehaved
 from khipu.p2p.keys import (
     ecdh_secret,
     keccak256,
@@ -72,7 +71,7 @@ def _padding() -> bytes:
 
 
 def _seal_eip8(remote_id: bytes, body: list[object], padding: bytes) -> bytes:
-    plaintext = rlp.encode(body) + padding
+    plaintext = wire.encode(body) + padding
     size = (len(plaintext) + ecies.OVERHEAD).to_bytes(2, "big")
     return size + ecies.encrypt(remote_id, plaintext, shared_mac_data=size)
 
@@ -110,24 +109,24 @@ def make_ack(remote_id: bytes, ephemeral_key: PrivateKey, nonce: bytes, eip8: bo
     return _seal_eip8(remote_id, [ephemeral_id, nonce, HANDSHAKE_VERSION], _padding())
 
 
-def _open_eip8(private_key: PrivateKey, message: bytes) -> list[object]:
+def _open_eip8(private_key: PrivateKey, message: bytes) -> list[wire.Item]:
     plaintext = ecies.decrypt(private_key, message[2:], shared_mac_data=message[:2])
     try:
-        body = rlp.decode(plaintext, strict=False)
-    except rlp.DecodingError as exc:
-        raise HandshakeError(f"handshake body is not RLP: {exc}") from exc
+        body = wire.decode(plaintext, "handshake body", strict=False)
+    except PeerMisbehaved as exc:
+        raise HandshakeError(str(exc)) from exc
     if not isinstance(body, list):
         raise HandshakeError("handshake body is not an RLP list")
     return body
 
 
-def _as_int(item: object) -> int:
+def _as_int(item: wire.Item) -> int:
     if not isinstance(item, bytes):
         raise HandshakeError("handshake version is not an RLP string")
     return int.from_bytes(item, "big")
 
 
-def _as_bytes(item: object, length: int, what: str) -> bytes:
+def _as_bytes(item: wire.Item, length: int, what: str) -> bytes:
     if not isinstance(item, bytes) or len(item) != length:
         raise HandshakeError(f"handshake {what} is not {length} bytes")
     return item
@@ -231,7 +230,9 @@ async def _read_message(reader: ByteReader, private_key: PrivateKey, legacy_leng
         ecies.decrypt(private_key, head)
     except DecryptionError:
         if size + 2 <= legacy_length:
-            raise HandshakeError(f"handshake message of {size} B is neither legacy nor EIP-8")
+            raise HandshakeError(
+                f"handshake message of {size} B is neither legacy nor EIP-8"
+            ) from None
         return head + await reader.readexactly(size + 2 - legacy_length)
     return head
 
@@ -279,7 +280,9 @@ async def respond(
     Raises HandshakeError on a bad auth or timeout.
     """
     try:
-        auth = await asyncio.wait_for(_read_message(reader, private_key, LEGACY_AUTH_LENGTH), timeout)
+        auth = await asyncio.wait_for(
+            _read_message(reader, private_key, LEGACY_AUTH_LENGTH), timeout
+        )
     except TimeoutError as exc:
         raise HandshakeError(f"no auth within {timeout}s") from exc
     message = read_auth(private_key, auth)

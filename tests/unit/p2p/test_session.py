@@ -1,0 +1,90 @@
+"""The p2p base protocol: Hello, capability negotiation, Ping/Pong, Disconnect, snappy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from coincurve import PrivateKey
+
+from khipu.p2p import session as p2p
+from khipu.p2p import wire
+from khipu.p2p.errors import DisconnectReason, IncompatiblePeer, PeerDisconnected
+from khipu.p2p.keys import public_key_bytes
+from khipu.p2p.session import Capability, Hello, negotiate
+from tests.unit.p2p import eip8_vectors as v
+from tests.unit.p2p.memory import memory_pipe
+
+ETH68, ETH67, SNAP1 = Capability("eth", 68), Capability("eth", 67), Capability("snap", 1)
+
+
+def test_hello_vector_with_extra_elements_decodes() -> None:
+    hello = Hello.decode(v.HELLO_V22)
+    assert hello.version == 0x37  # EIP-8 calls it "version 22"; the bytes say 0x37
+    assert hello.client_id == "kneth/v0.91/plan9"
+    assert hello.capabilities == (Capability("eth", 61), Capability("mork", 22))
+    assert hello.listen_port == 9999
+    assert len(hello.node_id) == 64
+
+
+def test_hello_round_trip() -> None:
+    hello = Hello(5, "khipu/test", (ETH68, SNAP1), 30303, bytes(range(64)))
+    assert Hello.decode(hello.encode()) == hello
+
+
+def test_negotiate_picks_highest_shared_versions_in_name_order() -> None:
+    ours = {ETH68: 17, ETH67: 17, SNAP1: 8, Capability("les", 4): 20}
+    shared = negotiate(ours, (Capability("snap", 1), ETH67, ETH68, Capability("eth", 69)))
+    assert [(c.name, c.version, c.offset, c.length) for c in shared] == [
+        ("eth", 68, 16, 17),
+        ("snap", 1, 33, 8),
+    ]
+    assert negotiate(ours, (Capability("bzz", 1),)) == []
+
+
+async def connected_sessions(
+    caps_a: dict[Capability, int], caps_b: dict[Capability, int]
+) -> tuple[p2p.Session, p2p.Session]:
+    """Two sessions over an in-memory pipe, A dialling B."""
+    key_a, key_b = PrivateKey(), PrivateKey()
+    (reader_a, writer_a), (reader_b, writer_b) = memory_pipe()
+    return await asyncio.gather(
+        p2p._establish(reader_a, writer_a, key_a, public_key_bytes(key_b), caps_a, "a", 0),
+        p2p.accept(reader_b, writer_b, key_b, caps_b, client_id="b"),
+    )
+
+
+def test_session_exchange_ping_and_disconnect() -> None:
+    async def scenario() -> None:
+        a, b = await connected_sessions({ETH68: 17, SNAP1: 8}, {ETH68: 17})
+        assert a.remote_hello.client_id == "b" and b.remote_hello.client_id == "a"
+        assert a.connection.compression and b.connection.compression
+        assert [c.name for c in a.shared] == ["eth"]
+        big = b"\x11" * 100_000
+        await a.ping()  # answered inside b.receive with a Pong
+        await a.send("eth", 3, wire.encode([big]))
+        assert await b.receive() == ("eth", 3, wire.encode([big]))
+        await b.send("eth", 4, b"\xc0")
+        assert await a.receive() == ("eth", 4, b"\xc0")  # the Pong was consumed on the way
+        await b.disconnect(DisconnectReason.TOO_MANY_PEERS)
+        with pytest.raises(PeerDisconnected) as caught:
+            await a.receive()
+        assert caught.value.reason is DisconnectReason.TOO_MANY_PEERS
+
+    asyncio.run(scenario())
+
+
+def test_no_shared_capability_is_useless_peer() -> None:
+    async def scenario() -> None:
+        with pytest.raises((IncompatiblePeer, PeerDisconnected)) as caught:
+            await connected_sessions({ETH68: 17}, {SNAP1: 8})
+        assert caught.value.reason in (DisconnectReason.USELESS_PEER,)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x01", b"\xc1\x04", b"\x04", b"\xc0"])
+def test_disconnect_reason_forms(payload: bytes) -> None:
+    expected = {b"": None, b"\x01": 1, b"\xc1\x04": 4, b"\x04": 4, b"\xc0": None}[payload]
+    reason = p2p.decode_disconnect(payload)
+    assert reason == expected
