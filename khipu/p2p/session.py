@@ -311,7 +311,7 @@ async def dial(
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, TimeoutError) as exc:
         raise PeerDisconnected(f"cannot connect to {host}:{port}: {exc}") from exc
-    return await _establish(
+    return await establish(
         reader, writer, private_key, remote_id, capabilities, client_id, listen_port
     )
 
@@ -325,18 +325,20 @@ async def accept(
     listen_port: int = 0,
 ) -> Session:
     """Run the recipient handshake and Hello on an inbound stream; return the session."""
-    return await _establish(reader, writer, private_key, None, capabilities, client_id, listen_port)
+    return await establish(reader, writer, private_key, None, capabilities, client_id, listen_port)
 
 
-async def _establish(
+async def establish(
     reader: ByteReader,
     writer: ByteWriter,
     private_key: PrivateKey,
     remote_id: bytes | None,
     capabilities: Mapping[Capability, int],
-    client_id: str,
-    listen_port: int,
+    client_id: str = "khipu",
+    listen_port: int = 0,
 ) -> Session:
+    """Handshake (as initiator if `remote_id` is given, else as recipient) and Hello on an open
+    stream; on failure the stream is closed and the error raised."""
     try:
         if remote_id is None:
             secrets = await handshake.respond(reader, writer, private_key)

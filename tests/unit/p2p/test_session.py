@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from coincurve import PrivateKey
 
 from khipu.p2p import session as p2p
 from khipu.p2p import wire
 from khipu.p2p.errors import DisconnectReason, IncompatiblePeer, PeerDisconnected
-from khipu.p2p.keys import public_key_bytes
 from khipu.p2p.session import Capability, Hello, negotiate
 from tests.unit.p2p import eip8_vectors as v
-from tests.unit.p2p.memory import memory_pipe
+from tests.unit.p2p.pairs import session_pair
 
 ETH68, ETH67, SNAP1 = Capability("eth", 68), Capability("eth", 67), Capability("snap", 1)
 
@@ -42,21 +40,9 @@ def test_negotiate_picks_highest_shared_versions_in_name_order() -> None:
     assert negotiate(ours, (Capability("bzz", 1),)) == []
 
 
-async def connected_sessions(
-    caps_a: dict[Capability, int], caps_b: dict[Capability, int]
-) -> tuple[p2p.Session, p2p.Session]:
-    """Two sessions over an in-memory pipe, A dialling B."""
-    key_a, key_b = PrivateKey(), PrivateKey()
-    (reader_a, writer_a), (reader_b, writer_b) = memory_pipe()
-    return await asyncio.gather(
-        p2p._establish(reader_a, writer_a, key_a, public_key_bytes(key_b), caps_a, "a", 0),
-        p2p.accept(reader_b, writer_b, key_b, caps_b, client_id="b"),
-    )
-
-
 def test_session_exchange_ping_and_disconnect() -> None:
     async def scenario() -> None:
-        a, b = await connected_sessions({ETH68: 17, SNAP1: 8}, {ETH68: 17})
+        a, b = await session_pair({ETH68: 17, SNAP1: 8}, {ETH68: 17})
         assert a.remote_hello.client_id == "b" and b.remote_hello.client_id == "a"
         assert a.connection.compression and b.connection.compression
         assert [c.name for c in a.shared] == ["eth"]
@@ -77,7 +63,7 @@ def test_session_exchange_ping_and_disconnect() -> None:
 def test_no_shared_capability_is_useless_peer() -> None:
     async def scenario() -> None:
         with pytest.raises((IncompatiblePeer, PeerDisconnected)) as caught:
-            await connected_sessions({ETH68: 17}, {SNAP1: 8})
+            await session_pair({ETH68: 17}, {SNAP1: 8})
         assert caught.value.reason in (DisconnectReason.USELESS_PEER,)
 
     asyncio.run(scenario())
