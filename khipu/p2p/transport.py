@@ -10,10 +10,9 @@ import cramjam
 from khipu.p2p import wire
 from khipu.p2p.abc import ByteReader, ByteWriter
 from khipu.p2p.errors import FrameError, PeerDisconnected, PeerMisbehaved
-from khipu.p2p.frames import HEADER_LENGTH, MAC_LENGTH, FrameCodec
+from khipu.p2p.frames import HEADER_LENGTH, MAC_LENGTH, MAX_FRAME_SIZE, FrameCodec
 
-MAX_FRAME_SIZE = 16 * 1024 * 1024  # what a frame may carry, compressed or not
-MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # a message after decompression (geth: 2**24 - 1)
+MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # a message after decompression (eth.md: "typically 10 MiB")
 FRAME_BODY_TIMEOUT = 20.0  # seconds to receive the rest of a frame once its header arrived
 
 
@@ -52,7 +51,14 @@ def split_message_id(frame_data: bytes) -> tuple[int, bytes]:
 class FramedConnection:
     """Sends and receives devp2p messages `(id, payload)` over one RLPx session."""
 
-    def __init__(self, reader: ByteReader, writer: ByteWriter, codec: FrameCodec) -> None:
+    def __init__(
+        self,
+        reader: ByteReader,
+        writer: ByteWriter,
+        codec: FrameCodec,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.max_message_size = max_message_size
         self._reader = reader
         self._writer = writer
         self._codec = codec
@@ -64,7 +70,7 @@ class FramedConnection:
         if self.compression:
             payload = bytes(cramjam.snappy.compress_raw(payload))
         frame_data = wire.encode(message_id) + payload
-        if len(frame_data) > MAX_FRAME_SIZE:
+        if len(frame_data) > self.max_frame_size:
             raise FrameError(f"message 0x{message_id:02x} of {len(frame_data)} B is too big")
         if not self._writer.is_closing():
             self._writer.write(self._codec.encode(frame_data))
@@ -88,7 +94,7 @@ class FramedConnection:
             header = await asyncio.wait_for(
                 self._reader.readexactly(HEADER_LENGTH + MAC_LENGTH), timeout
             )
-            size = self._codec.decode_header(header, MAX_FRAME_SIZE)
+            size = self._codec.decode_header(header, self.max_frame_size)
             body = await asyncio.wait_for(
                 self._reader.readexactly(FrameCodec.body_length(size)), FRAME_BODY_TIMEOUT
             )
@@ -99,14 +105,21 @@ class FramedConnection:
         message_id, payload = split_message_id(self._codec.decode_body(body, size))
         if self.compression:
             payload = self._decompress(message_id, payload)
+        elif len(payload) > self.max_message_size:
+            raise PeerMisbehaved(f"{self._peer}: message of {len(payload)} B is over the limit")
         return message_id, payload
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest frame accepted: a full-size message that snappy could not shrink."""
+        return min(MAX_FRAME_SIZE, self.max_message_size + self.max_message_size // 6 + 64)
 
     def _decompress(self, message_id: int, payload: bytes) -> bytes:
         declared = _snappy_length(payload)
-        if declared > MAX_MESSAGE_SIZE:
+        if declared > self.max_message_size:
             raise PeerMisbehaved(
                 f"{self._peer}: message 0x{message_id:02x} declares {declared} B uncompressed, "
-                f"over the {MAX_MESSAGE_SIZE} B limit"
+                f"over the {self.max_message_size} B limit"
             )
         try:
             return bytes(cramjam.snappy.decompress_raw(payload))

@@ -35,7 +35,6 @@ RESPONSE_TO = {
     GET_RECEIPTS: RECEIPTS,
     GET_POOLED_TRANSACTIONS: POOLED_TRANSACTIONS,
 }
-MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # eth.md: "typically 10 MiB"
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,6 @@ class EthPeer:
         try:
             while True:
                 name, code, payload = await self.session.receive()
-                if len(payload) > eth.MAX_MESSAGE_SIZE:
-                    raise PeerMisbehaved(f"{name} message of {len(payload)} B is over the limit")
                 if name == "eth":
                     await self._handle(code, payload)
         except PeerMisbehaved as exc:

@@ -74,3 +74,36 @@ def test_disconnect_reason_forms(payload: bytes) -> None:
     expected = {b"": None, b"\x01": 1, b"\xc1\x04": 4, b"\x04": 4, b"\xc0": None}[payload]
     reason = p2p.decode_disconnect(payload)
     assert reason == expected
+
+
+def test_silent_peer_is_pinged_then_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(p2p, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(p2p, "PONG_TIMEOUT", 0.05)
+
+    async def scenario() -> None:
+        a, b = await session_pair({ETH68: 17}, {ETH68: 17})
+        # b never reads, so it never answers a's ping
+        with pytest.raises(p2p.PeerMisbehaved) as caught:
+            await a.receive()
+        assert caught.value.reason is DisconnectReason.PING_TIMEOUT
+        message_id, _ = await b.connection.receive(1)
+        assert message_id == p2p.PING
+
+    asyncio.run(scenario())
+
+
+def test_ping_is_answered_while_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(p2p, "PING_INTERVAL", 0.05)
+    monkeypatch.setattr(p2p, "PONG_TIMEOUT", 0.1)
+
+    async def scenario() -> None:
+        a, b = await session_pair({ETH68: 17}, {ETH68: 17})
+        b_reader = asyncio.create_task(b.receive())  # b answers pings while it waits
+        a_reader = asyncio.create_task(a.receive())  # a pings b each 0.05 s of silence
+        await asyncio.sleep(0.5)  # several ping rounds: each needs b's Pong within 0.1 s
+        assert not a_reader.done()
+        await b.send("eth", 1, b"\xc0")
+        assert await asyncio.wait_for(a_reader, 2) == ("eth", 1, b"\xc0")
+        b_reader.cancel()
+
+    asyncio.run(scenario())
