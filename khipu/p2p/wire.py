@@ -55,13 +55,14 @@ def as_bytes(item: Item, what: str, length: int | None = None) -> bytes:
 
 
 def as_int(item: Item, what: str, max_bits: int = 256) -> int:
-    """`item` as a canonical unsigned integer of at most `max_bits`, or PeerMisbehaved."""
-    raw = as_bytes(item, what)
-    if raw[:1] == b"\0":
-        raise PeerMisbehaved(f"{what} has leading zero bytes")
-    if len(raw) * 8 > max_bits:
+    """`item` as an unsigned integer of at most `max_bits`, or PeerMisbehaved.
+
+    Leading zero bytes are tolerated: EthereumJS sends zero as 0x00 instead of 0x80.
+    """
+    value = int.from_bytes(as_bytes(item, what), "big")
+    if value.bit_length() > max_bits:
         raise PeerMisbehaved(f"{what} exceeds {max_bits} bits")
-    return int.from_bytes(raw, "big")
+    return value
 
 
 def as_hash(item: Item, what: str) -> bytes:

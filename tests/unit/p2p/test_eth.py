@@ -68,7 +68,7 @@ def test_answer_bodies_skips_unknown_and_keeps_order(prague_chain: MemoryChain) 
 
 def test_malformed_request_is_a_breach(prague_chain: MemoryChain) -> None:
     with pytest.raises(PeerMisbehaved):
-        answer(prague_chain, eth.GET_BLOCK_HEADERS, wire.encode([1, [b"\x00\x01", 1, 0, 0]]))
+        answer(prague_chain, eth.GET_BLOCK_HEADERS, wire.encode([1, [b"\x01" * 9, 1, 0, 0]]))
     with pytest.raises(PeerMisbehaved):
         answer(prague_chain, eth.GET_BLOCK_BODIES, wire.encode([1, [b"short"]]))
     with pytest.raises(PeerMisbehaved):

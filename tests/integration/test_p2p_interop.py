@@ -1,0 +1,191 @@
+"""Interop with EthereumJS (/work/shared/peers/serve): our RLPx, Hello, eth/68 Status with fork
+ids both ways, header/body/receipt download checked against chain.rlp; and the reverse, their
+probe.mjs against our serving side."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import rlp
+from coincurve import PrivateKey
+from trie import HexaryTrie
+
+from khipu.p2p import session as p2p
+from khipu.p2p.errors import DisconnectReason
+from khipu.p2p.eth import messages as eth
+from khipu.p2p.eth.messages import HeaderRequest, header_facts
+from khipu.p2p.eth.peer import EthPeer, LocalChain
+from khipu.p2p.keys import Enode, keccak256, public_key_bytes
+from tests.conftest import require_testdata
+from tests.integration.p2p_peers import ServingPeer, installed_peer, start_serving_peer
+from tests.unit.p2p.chainfile import MemoryChain
+
+ETH_CAPS = {eth.ETH68: eth.MESSAGE_COUNT}
+
+
+@pytest.fixture(scope="module")
+def chain() -> MemoryChain:
+    folder = require_testdata("rpc-compat-prague")
+    return MemoryChain(folder / "genesis.json", folder / "chain.rlp")
+
+
+@pytest.fixture(scope="module")
+def serving_peer() -> Iterator[ServingPeer]:
+    folder = require_testdata("rpc-compat-prague")
+    peer = start_serving_peer(folder / "genesis.json", folder / "chain.rlp")
+    yield peer
+    peer.stop()
+
+
+async def connect(peer: ServingPeer, local: LocalChain) -> EthPeer:
+    enode = Enode.parse(peer.enode)
+    session = await p2p.dial(
+        enode.ip, enode.tcp_port, PrivateKey(), enode.node_id, ETH_CAPS, "khipu-test"
+    )
+    assert session.remote_hello.client_id.startswith("ethjs-devp2p-serve")
+    assert session.connection.compression  # both sides speak p2p v5
+    eth_peer = EthPeer(session, local)
+    await eth_peer.exchange_status()
+    return eth_peer
+
+
+def receipts_root(receipts_rlp: bytes) -> bytes:
+    trie = HexaryTrie(db={})
+    for index, receipt in enumerate(rlp.decode(receipts_rlp)):
+        trie[rlp.encode(index)] = receipt if isinstance(receipt, bytes) else rlp.encode(receipt)
+    return bytes(trie.root_hash)
+
+
+def test_status_fork_ids_agree(serving_peer: ServingPeer, chain: MemoryChain) -> None:
+    local = LocalChain.from_reader(chain)
+    assert serving_peer.fork_id.startswith("0x" + local.status().fork_id.fork_hash.hex())
+
+    async def scenario() -> None:
+        peer = await connect(serving_peer, local)  # at the same head: identical fork ids
+        assert peer.remote_status is not None
+        assert peer.remote_status.fork_id == local.status().fork_id
+        assert peer.remote_status.head_hash == chain.hashes[45]
+        assert peer.remote_status.total_difficulty == chain.head_total_difficulty()
+        await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+
+    asyncio.run(scenario())
+
+
+def test_download_chain_from_ethereumjs(serving_peer: ServingPeer, chain: MemoryChain) -> None:
+    # We sync from genesis, as a fresh node would: our fork id is the genesis one.
+    local = dataclasses.replace(
+        LocalChain.from_reader(chain),
+        head_hash=chain.genesis,
+        head_number=0,
+        head_time=0,
+        total_difficulty=0x20000,
+    )
+
+    async def scenario() -> None:
+        peer = await connect(serving_peer, local)
+        runner = asyncio.create_task(peer.run())
+        genesis = await peer.get_block_headers(HeaderRequest(0, 1))
+        assert keccak256(genesis[0]) == chain.genesis
+        headers = await peer.get_block_headers(HeaderRequest(1, 45))
+        assert headers == [chain.headers[n] for n in range(1, 46)]
+        backwards = await peer.get_block_headers(HeaderRequest(chain.hashes[45], 5, 9, True))
+        assert [header_facts(h).number for h in backwards] == [45, 35, 25, 15, 5]
+        hashes = [chain.hashes[n] for n in range(1, 46)]
+        bodies = await peer.get_block_bodies(hashes)
+        assert bodies == [chain.bodies[h] for h in hashes]
+        receipts = await peer.get_receipts(hashes)
+        assert len(receipts) == 45
+        for number, receipt_list in zip(range(1, 46), receipts, strict=True):
+            header_fields = rlp.decode(chain.headers[number])
+            assert receipts_root(receipt_list) == header_fields[5], f"block {number}"
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_wrong_genesis_is_refused(serving_peer: ServingPeer, chain: MemoryChain) -> None:
+    stranger = dataclasses.replace(LocalChain.from_reader(chain), genesis_hash=b"\x07" * 32)
+
+    async def scenario() -> None:
+        with pytest.raises(Exception) as caught:
+            await connect(serving_peer, stranger)
+        assert "genesis" in str(caught.value) or "disconnected" in str(caught.value)
+
+    asyncio.run(scenario())
+
+
+def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: MemoryChain) -> None:
+    """EthereumJS's probe.mjs downloads from us; receipts and genesis come from the peer."""
+
+    async def scenario() -> str:
+        # Complete our in-memory chain with what chain.rlp lacks: genesis header and receipts.
+        client = await connect(serving_peer, LocalChain.from_reader(chain))
+        runner = asyncio.create_task(client.run())
+        genesis = (await client.get_block_headers(HeaderRequest(0, 1)))[0]
+        hashes = [chain.hashes[n] for n in range(1, 46)]
+        receipts = await client.get_receipts(hashes)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        full = FullChain(chain, genesis, dict(zip(hashes, receipts, strict=True)))
+
+        key = PrivateKey()
+        sessions: list[asyncio.Task[object]] = []
+        ended: list[object] = []
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            session = await p2p.accept(reader, writer, key, ETH_CAPS, "khipu-test")
+            peer = EthPeer(session, LocalChain.from_reader(full), full)
+            try:
+                await peer.exchange_status()
+            except Exception as exc:
+                ended.append(exc)
+                raise
+            ended.append(await peer.run())
+
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sessions.append(asyncio.create_task(on_connect(reader, writer)))
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        enode = f"enode://{public_key_bytes(key).hex()}@127.0.0.1:{port}"
+        probe = await asyncio.create_subprocess_exec(
+            "node",
+            "probe.mjs",
+            enode,
+            "10",
+            cwd=installed_peer("serve"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(probe.communicate(), 60)
+        server.close()
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        text = output.decode()
+        print(text)
+        assert probe.returncode == 0, f"{text}\nour side ended with: {ended}"
+        return text
+
+    text = asyncio.run(scenario())
+    assert "RLPx handshake + Hello ok: p2p v5" in text
+    assert "GetBlockHeaders(origin=0, amount=10) -> 10 headers" in text
+    assert "GetBlockBodies(10) -> 10 bodies" in text
+    assert "receipts root check: 10/10 blocks match" in text
+
+
+class FullChain(MemoryChain):
+    """The test chain plus its genesis header and receipts."""
+
+    def __init__(self, base: MemoryChain, genesis: bytes, receipts: dict[bytes, bytes]) -> None:
+        self.__dict__.update(base.__dict__)
+        self.headers = {0: genesis, **base.headers}
+        self.hashes = {0: keccak256(genesis), **base.hashes}
+        self.by_hash = {keccak256(genesis): genesis, **base.by_hash}
+        self.bodies = {keccak256(genesis): b"\xc2\xc0\xc0", **base.bodies}
+        self.receipts = {keccak256(genesis): b"\xc0", **receipts}
