@@ -97,8 +97,10 @@ def start_serving_peer(genesis: Path, chain: Path, *extra: str) -> ServingPeer:
     folder = installed_peer("serve")
     port = free_port()
     process = subprocess.Popen(
-        ["node", "serve.mjs", "--genesis", str(genesis), "--chain", str(chain)]
-        + ["--port", str(port), "--host", "127.0.0.1", *extra],
+        [
+            *("node", "serve.mjs", "--genesis", str(genesis), "--chain", str(chain)),
+            *("--port", str(port), "--host", "127.0.0.1", *extra),
+        ],
         cwd=folder,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -135,7 +135,7 @@ def test_hostile_peer_is_disconnected_for_breach(prague_chain: MemoryChain, atta
 
 def test_garbage_instead_of_auth_is_a_handshake_error() -> None:
     async def scenario() -> None:
-        (reader_a, writer_a), (reader_b, writer_b) = memory_pipe()
+        (_, writer_a), (reader_b, writer_b) = memory_pipe()
         writer_a.write(b"\x01\x00" + b"\x42" * 256)
         with pytest.raises(HandshakeError):
             await p2p.accept(reader_b, writer_b, PrivateKey(), {eth.ETH68: 17})
@@ -146,7 +146,7 @@ def test_garbage_instead_of_auth_is_a_handshake_error() -> None:
 
 def test_hangup_during_handshake_is_a_disconnect() -> None:
     async def scenario() -> None:
-        (reader_a, writer_a), (reader_b, writer_b) = memory_pipe()
+        (_, writer_a), (reader_b, writer_b) = memory_pipe()
         writer_a.write(b"\x01\x00\x04")
         writer_a.close()
         with pytest.raises(P2PError):
