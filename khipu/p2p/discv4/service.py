@@ -158,6 +158,8 @@ class Discovery(asyncio.DatagramProtocol):
                 and pending.matches(packet)
             ):
                 pending.got.append(packet)
+                if isinstance(packet.message, pk.Pong):  # the endpoint proof, recorded at once
+                    self._last_pong_from[packet.sender_id] = time.time()
                 if self._complete(pending) and not pending.future.done():
                     pending.future.set_result(pending.got)
                 return
@@ -166,10 +168,10 @@ class Discovery(asyncio.DatagramProtocol):
     def _complete(self, pending: _Pending) -> bool:
         if pending.packet_type != pk.NEIGHBORS:
             return True
-        nodes = sum(
-            len(p.message.nodes) for p in pending.got if isinstance(p.message, pk.Neighbors)
-        )
-        return nodes >= pending.wanted
+        # Senders split answers into packets of 12 nodes: a shorter packet is the last one.
+        messages = [p.message for p in pending.got if isinstance(p.message, pk.Neighbors)]
+        nodes = sum(len(m.nodes) for m in messages)
+        return nodes >= pending.wanted or len(messages[-1].nodes) < MAX_NEIGHBORS_PER_PACKET
 
     def _on_find_node(self, packet: Packet, addr: Address) -> None:
         assert isinstance(packet.message, pk.FindNode)
@@ -201,8 +203,9 @@ class Discovery(asyncio.DatagramProtocol):
         reply_type: int,
         matches: Callable[[bytes, Packet], bool],
         wanted: int = 1,
-        timeout: float = RESPONSE_TIMEOUT,
+        timeout: float | None = None,
     ) -> list[Packet]:
+        timeout = timeout or RESPONSE_TIMEOUT
         future: asyncio.Future[list[Packet]] = asyncio.get_running_loop().create_future()
         pending = _Pending(node_id, reply_type, lambda p: True, future, wanted)
         self._pending.append(pending)
@@ -238,7 +241,6 @@ class Discovery(asyncio.DatagramProtocol):
         )
         pong = replies[0].message
         assert isinstance(pong, pk.Pong)
-        self._last_pong_from[node_id] = time.time()
         self._add_to_table(Node(node_id, endpoint, last_pong=time.time()))
         return pong
 
