@@ -15,6 +15,8 @@ from coincurve import PrivateKey
 from trie import HexaryTrie
 
 from khipu.p2p import session as p2p
+from khipu.p2p.discv4.packets import Endpoint
+from khipu.p2p.discv4.service import start_discovery
 from khipu.p2p.errors import DisconnectReason
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest, header_facts
@@ -152,6 +154,7 @@ def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: Memory
 
         server = await asyncio.start_server(accept, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
+        discovery = await start_discovery(key, "127.0.0.1", port)  # probe pings us first
         enode = f"enode://{public_key_bytes(key).hex()}@127.0.0.1:{port}"
         probe = await asyncio.create_subprocess_exec(
             "node",
@@ -164,15 +167,16 @@ def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: Memory
         )
         output, _ = await asyncio.wait_for(probe.communicate(), 60)
         server.close()
+        discovery.close()
         for task in sessions:
             task.cancel()
         await asyncio.gather(*sessions, return_exceptions=True)
         text = output.decode()
-        print(text)
         assert probe.returncode == 0, f"{text}\nour side ended with: {ended}"
         return text
 
     text = asyncio.run(scenario())
+    assert "discv4 PING->PONG ok" in text and "matches-enode=true" in text
     assert "RLPx handshake + Hello ok: p2p v5" in text
     assert "GetBlockHeaders(origin=0, amount=10) -> 10 headers" in text
     assert "GetBlockBodies(10) -> 10 bodies" in text
@@ -189,3 +193,23 @@ class FullChain(MemoryChain):
         self.by_hash = {keccak256(genesis): genesis, **base.by_hash}
         self.bodies = {keccak256(genesis): b"\xc2\xc0\xc0", **base.bodies}
         self.receipts = {keccak256(genesis): b"\xc0", **receipts}
+
+
+def test_discv4_with_ethereumjs(serving_peer: ServingPeer) -> None:
+    enode = Enode.parse(serving_peer.enode)
+    endpoint = Endpoint(enode.ip, enode.udp_port, enode.tcp_port)
+
+    async def scenario() -> None:
+        ours = await start_discovery(PrivateKey(), "127.0.0.1", 0)
+        try:
+            pong = await ours.ping(endpoint, enode.node_id)
+            assert pong.recipient.udp_port == ours.endpoint.udp_port
+            assert ours.table.get(enode.node_id) is not None
+            await ours.bond(endpoint, enode.node_id)
+            neighbours = await ours.find_node(endpoint, enode.node_id, ours.node_id)
+            # their table holds at most us; what matters is a well-formed, signed answer
+            assert all(len(n.node_id) == 64 for n in neighbours)
+        finally:
+            ours.close()
+
+    asyncio.run(scenario())
