@@ -107,3 +107,30 @@ def test_ping_is_answered_while_waiting(monkeypatch: pytest.MonkeyPatch) -> None
         b_reader.cancel()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"\x00",
+        b"\x7f",
+        b"\x80",
+        b"x" * 55,
+        b"y" * 56,
+        b"z" * 70000,
+        0,
+        1,
+        127,
+        128,
+        2**64,
+        [],
+        [b"", [0, [b"abc"]]],
+        [b"q" * 60] * 3,
+        "text",
+    ],
+)
+def test_wire_encode_matches_pyrlp(value: object) -> None:
+    import rlp
+
+    assert wire.encode(value) == rlp.encode(value)
