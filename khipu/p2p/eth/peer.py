@@ -28,6 +28,8 @@ from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth import serving
 from khipu.p2p.eth.messages import HeaderRequest, Status
 from khipu.p2p.session import Session
+from khipu.p2p.snap import messages as snap
+from khipu.p2p.snap.messages import AccountRange
 
 STATUS_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
@@ -108,7 +110,7 @@ class EthPeer:
         self.on_announcement = on_announcement
         self.remote_status: Status | None = None
         self.ended: P2PError | None = None
-        self._pending: dict[int, tuple[int, asyncio.Future[wire.Item]]] = {}
+        self._pending: dict[int, tuple[str, int, asyncio.Future[wire.Item]]] = {}
         self._request_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
     @property
@@ -151,6 +153,8 @@ class EthPeer:
                 name, code, payload = await self.session.receive()
                 if name == "eth":
                     await self._handle(code, payload)
+                elif name == "snap":
+                    await self._handle_snap(code, payload)
         except PeerMisbehaved as exc:
             await self.session.disconnect(exc.reason)
             ended: P2PError = exc
@@ -166,7 +170,7 @@ class EthPeer:
         return ended
 
     def _fail_pending(self, error: P2PError) -> None:
-        for _, future in self._pending.values():
+        for _, _, future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
@@ -177,14 +181,7 @@ class EthPeer:
             await self.session.send("eth", *reply)
         elif code in (eth.BLOCK_HEADERS, eth.BLOCK_BODIES, eth.RECEIPTS, eth.POOLED_TRANSACTIONS):
             request_id, body = eth.decode_request(payload, f"eth response 0x{code:02x}")
-            expected = self._pending.pop(request_id, None)
-            if expected is None:
-                return  # late answer to a request that timed out
-            expected_code, future = expected
-            if code != expected_code:
-                raise PeerMisbehaved(f"answered request {request_id} with message 0x{code:02x}")
-            if not future.done():
-                future.set_result(body)
+            self._resolve("eth", code, request_id, body)
         elif code == eth.NEW_BLOCK_HASHES:
             eth.decode_new_block_hashes(payload)
             self._announce(code, payload)
@@ -198,30 +195,79 @@ class EthPeer:
         else:
             raise PeerMisbehaved(f"{self.peer_label} sent unknown eth message 0x{code:02x}")
 
+    def _resolve(self, name: str, code: int, request_id: int, body: wire.Item) -> None:
+        expected = self._pending.pop(request_id, None)
+        if expected is None:
+            return  # a late answer to a request that timed out
+        expected_name, expected_code, future = expected
+        if (name, code) != (expected_name, expected_code):
+            raise PeerMisbehaved(f"answered request {request_id} with {name} 0x{code:02x}")
+        if not future.done():
+            future.set_result(body)
+
+    async def _handle_snap(self, code: int, payload: bytes) -> None:
+        fields = wire.as_list(wire.decode(payload, f"snap 0x{code:02x}"), "snap message", 2)
+        request_id = wire.as_int(fields[0], "snap request id", 64)
+        if code in snap.RESPONSE_TO:  # we hold no state to serve: an empty answer is allowed
+            empty: list[object] = [[], []] if code <= snap.GET_STORAGE_RANGES else [[]]
+            reply = wire.encode([request_id, *empty])
+            await self.session.send("snap", snap.RESPONSE_TO[code], reply)
+        elif code in snap.RESPONSE_TO.values():
+            self._resolve("snap", code, request_id, fields[1:])
+        else:
+            raise PeerMisbehaved(f"{self.peer_label} sent unknown snap message 0x{code:02x}")
+
     def _announce(self, code: int, payload: bytes) -> None:
         if self.on_announcement is not None:
             self.on_announcement(code, payload)
 
     async def request(self, code: int, body: object, timeout: float = REQUEST_TIMEOUT) -> wire.Item:
-        """Send request `code` with a fresh request id and await the matching response body.
+        """Send eth request `code` and await the body of the matching response.
 
         Raises RequestTimeout if no answer comes in time, or the error that ended the session.
         """
+        return await self._request("eth", code, eth.RESPONSE_TO[code], [body], timeout)
+
+    async def snap_request(
+        self, code: int, fields: list[object], timeout: float = REQUEST_TIMEOUT
+    ) -> list[wire.Item]:
+        """Send snap request `code` with `fields` after the request id; await the response's
+        fields after its request id. Raises as `request` does."""
+        response = await self._request("snap", code, snap.RESPONSE_TO[code], fields, timeout)
+        assert isinstance(response, list)
+        return response
+
+    async def _request(
+        self, name: str, code: int, response_code: int, fields: list[object], timeout: float
+    ) -> wire.Item:
         if self.ended is not None:
             raise self.ended
         request_id = next(self._request_ids) % 2**64
         future: asyncio.Future[wire.Item] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = (eth.RESPONSE_TO[code], future)
+        self._pending[request_id] = (name, response_code, future)
         try:
-            await self.session.send("eth", code, eth.encode_request(request_id, body))
+            await self.session.send(name, code, wire.encode([request_id, *fields]))
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise RequestTimeout(
-                f"{self.peer_label} did not answer request {request_id} (0x{code:02x}) "
+                f"{self.peer_label} did not answer {name} request {request_id} (0x{code:02x}) "
                 f"in {timeout}s"
             ) from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def get_account_range(
+        self,
+        root: bytes,
+        origin: bytes = b"\0" * 32,
+        limit: bytes = b"\xff" * 32,
+        response_bytes: int = snap.SOFT_RESPONSE_LIMIT,
+    ) -> AccountRange:
+        """An AccountRange (unverified: see snap.messages.verify_account_range)."""
+        fields = await self.snap_request(
+            snap.GET_ACCOUNT_RANGE, [root, origin, limit, response_bytes]
+        )
+        return AccountRange.decode(fields)
 
     async def get_block_headers(
         self, request: HeaderRequest, timeout: float = REQUEST_TIMEOUT
