@@ -61,7 +61,9 @@ def test_account_range_paging_with_proofs(snap_peer: ServingPeer) -> None:
         )
         assert snap.verify_byte_codes(code_hashes, codes) == code_hashes
         with_storage = [
-            (h, wire.as_bytes(b[2], "root")) for (h, _), b in zip(accounts, bodies) if b[2]
+            (h, wire.as_bytes(b[2], "root"))
+            for (h, _), b in zip(accounts, bodies, strict=True)
+            if b[2]
         ]
         account_hash, storage_root = with_storage[0]
         fields = await peer.snap_request(
