@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from khipu import __version__
 
 # Each module exposes `register(subparsers)`, adding its parsers with a `handler` default.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("khipu.p2p.commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:

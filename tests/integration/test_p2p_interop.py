@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import subprocess
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ import rlp
 from coincurve import PrivateKey
 from trie import HexaryTrie
 
+from khipu import cli
 from khipu.p2p import session as p2p
 from khipu.p2p.discv4.packets import Endpoint
 from khipu.p2p.discv4.service import start_discovery
@@ -213,3 +215,30 @@ def test_discv4_with_ethereumjs(serving_peer: ServingPeer) -> None:
             ours.close()
 
     asyncio.run(scenario())
+
+
+def test_cli_against_ethereumjs(
+    serving_peer: ServingPeer, chain: MemoryChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = require_testdata("rpc-compat-prague")
+    assert cli.main(["devp2p", "rlpx", "ping", serving_peer.enode, "--json"]) == 0
+    hello = json.loads(capsys.readouterr().out)
+    assert hello["ok"] and hello["p2p_version"] == 5 and "eth/68" in hello["shared"]
+    assert cli.main(["devp2p", "discv4", "ping", serving_peer.enode, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    args = ["devp2p", "eth", "headers", serving_peer.enode, "--from", "3", "--count", "4"]
+    args += [
+        "--genesis",
+        str(folder / "genesis.json"),
+        "--genesis-hash",
+        "0x" + chain.genesis.hex(),
+    ]
+    assert cli.main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [h["hash"] for h in result["headers"]] == [
+        "0x" + chain.hashes[n].hex() for n in (3, 4, 5, 6)
+    ]
+    wrong = [*args[:-1], "0x" + "11" * 32, "--json"]
+    assert cli.main(wrong) == 1
+    failure = json.loads(capsys.readouterr().out)
+    assert failure["kind"] == "IncompatiblePeer" and "genesis" in failure["error"]

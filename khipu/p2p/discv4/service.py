@@ -217,8 +217,8 @@ class Discovery(asyncio.DatagramProtocol):
             if pending.got:  # Neighbors: fewer nodes than asked for is a complete answer
                 return pending.got
             raise RequestTimeout(
-                f"node {node_id.hex()[:16]} at {address[0]}:{address[1]} did not answer "
-                f"discv4 request type {reply_type - 1} in {timeout}s"
+                f"node {node_id.hex()[:16]} at {address[0]}:{address[1]} sent no "
+                f"{_REPLY_NAMES[reply_type]} in {timeout}s"
             ) from None
         finally:
             self._pending.remove(pending)
@@ -351,6 +351,7 @@ _HANDLERS: dict[type, Callable[[Discovery, Packet, Address], None]] = {
     pk.EnrRequest: Discovery._on_enr_request,
     pk.EnrResponse: Discovery._on_reply,
 }
+_REPLY_NAMES = {pk.PONG: "Pong", pk.NEIGHBORS: "Neighbors", pk.ENR_RESPONSE: "ENRResponse"}
 _TYPE_OF: dict[type, int] = {
     pk.Pong: pk.PONG,
     pk.Neighbors: pk.NEIGHBORS,
