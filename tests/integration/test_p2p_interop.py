@@ -24,6 +24,7 @@ from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest, header_facts
 from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import Enode, keccak256, public_key_bytes
+from khipu.p2p.server import listen
 from tests.conftest import require_testdata
 from tests.integration.p2p_peers import ServingPeer, installed_peer, start_serving_peer
 from tests.unit.p2p.chainfile import MemoryChain
@@ -138,11 +139,9 @@ def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: Memory
         full = FullChain(chain, genesis, dict(zip(hashes, receipts, strict=True)))
 
         key = PrivateKey()
-        sessions: list[asyncio.Task[object]] = []
         ended: list[object] = []
 
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            session = await p2p.accept(reader, writer, key, ETH_CAPS, "khipu-test")
+        async def on_session(session: p2p.Session) -> None:
             peer = EthPeer(session, LocalChain.from_reader(full), full)
             try:
                 await peer.exchange_status()
@@ -151,10 +150,7 @@ def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: Memory
                 raise
             ended.append(await peer.run())
 
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            sessions.append(asyncio.create_task(on_connect(reader, writer)))
-
-        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        server = await listen("127.0.0.1", 0, key, ETH_CAPS, on_session, "khipu-test")
         port = server.sockets[0].getsockname()[1]
         discovery = await start_discovery(key, "127.0.0.1", port)  # probe pings us first
         enode = f"enode://{public_key_bytes(key).hex()}@127.0.0.1:{port}"
@@ -170,9 +166,6 @@ def test_probe_against_our_serving_side(serving_peer: ServingPeer, chain: Memory
         output, _ = await asyncio.wait_for(probe.communicate(), 60)
         server.close()
         discovery.close()
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
         text = output.decode()
         assert probe.returncode == 0, f"{text}\nour side ended with: {ended}"
         return text

@@ -162,3 +162,28 @@ def test_status_on_another_chain_is_refused(prague_chain: MemoryChain) -> None:
         assert "genesis" in str(server_error)
 
     asyncio.run(scenario())
+
+
+def test_announcements_reach_the_owner_and_tx_gossip_is_ignored(prague_chain: MemoryChain) -> None:
+    async def scenario() -> None:
+        seen: list[tuple[int, bytes]] = []
+        client, server = await eth_pair(prague_chain)
+        client.on_announcement = lambda code, payload: seen.append((code, payload))
+        runner = asyncio.create_task(client.run())
+        announce = wire.encode([[prague_chain.hashes[45], 45]])
+        await server.session.send("eth", eth.TRANSACTIONS, wire.encode([]))
+        await server.session.send(
+            "eth", eth.NEW_POOLED_TRANSACTION_HASHES, wire.encode([b"", [], []])
+        )
+        await server.session.send("eth", eth.NEW_BLOCK_HASHES, announce)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [(eth.NEW_BLOCK_HASHES, announce)]
+        assert eth.decode_new_block_hashes(announce) == [(prague_chain.hashes[45], 45)]
+        assert not runner.done()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(scenario())
