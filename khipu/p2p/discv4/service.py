@@ -33,6 +33,7 @@ BOND_EXPIRATION = 12 * 3600  # an endpoint proof stays valid this long (discv4.m
 MAX_NEIGHBORS_PER_PACKET = 12  # 12 entries keep a Neighbors packet under 1280 bytes
 LOOKUP_PARALLELISM = 3  # alpha
 REVALIDATE_INTERVAL = 10.0
+REFRESH_INTERVAL = 30 * 60.0  # a random lookup this often keeps the table fresh
 Address = tuple[str, int]
 
 
@@ -332,6 +333,26 @@ class Discovery(asyncio.DatagramProtocol):
                 for record in answer:
                     if record.node_id != self.node_id and record.node_id not in candidates:
                         candidates[record.node_id] = Node(record.node_id, record.endpoint)
+
+    async def bootstrap(self, bootnodes: list[tuple[bytes, Endpoint]]) -> int:
+        """Bond with the boot nodes, then look up our own id to fill the table.
+
+        Returns how many nodes the table holds afterwards; unreachable boot nodes are skipped.
+        """
+        results = await asyncio.gather(
+            *(self.ping(endpoint, node_id) for node_id, endpoint in bootnodes),
+            return_exceptions=True,
+        )
+        if any(not isinstance(result, BaseException) for result in results):
+            await self.lookup(self.node_id)
+        return len(self.table)
+
+    async def refresh_forever(self, interval: float = REFRESH_INTERVAL) -> None:
+        """Every `interval` seconds look up a random target, discovering new nodes."""
+        while True:
+            await asyncio.sleep(interval)
+            target = PrivateKey().public_key.format(compressed=False)[1:]
+            await self.lookup(bytes(target))
 
     async def revalidate_forever(self, interval: float = REVALIDATE_INTERVAL) -> None:
         """Every `interval` seconds ping the least recently seen node of a random non-empty

@@ -138,3 +138,22 @@ def test_dead_node_is_replaced_on_revalidation(monkeypatch: pytest.MonkeyPatch) 
         assert a.table.get(b.node_id) is None
 
     asyncio.run(scenario())
+
+
+def test_bootstrap_fills_the_table_from_a_boot_node() -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        boot = net.add(2)
+        others = [net.add(10 + i) for i in range(6)]
+        for other in others:
+            await other.ping(boot.endpoint, boot.node_id)
+        newcomer = net.add(1)
+        missing = net.add(3)
+        net.down.add(("127.0.0.1", 3))
+        size = await newcomer.bootstrap(
+            [(boot.node_id, boot.endpoint), (missing.node_id, missing.endpoint)]
+        )
+        assert size == len(newcomer.table) >= 1 + len(others)
+        assert newcomer.table.get(missing.node_id) is None
+
+    asyncio.run(scenario())

@@ -10,7 +10,7 @@ import pytest
 
 from khipu.chain.forkid import ForkId
 from khipu.p2p import wire
-from khipu.p2p.errors import DisconnectReason, IncompatiblePeer, PeerMisbehaved
+from khipu.p2p.errors import DisconnectReason, IncompatiblePeer, PeerMisbehaved, RequestTimeout
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest, Status, header_facts
 from khipu.p2p.eth.peer import EthPeer, LocalChain, check_header_sequence, check_status
@@ -185,5 +185,23 @@ def test_announcements_reach_the_owner_and_tx_gossip_is_ignored(prague_chain: Me
         assert not runner.done()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_unanswered_request_times_out_and_late_answer_is_ignored(prague_chain: MemoryChain) -> None:
+    async def scenario() -> None:
+        client, server = await eth_pair(prague_chain)
+        runner = asyncio.create_task(client.run())
+        # the server's loop is not running yet: nobody answers
+        with pytest.raises(RequestTimeout):
+            await client.get_block_headers(HeaderRequest(1, 2), timeout=0.1)
+        server_runner = asyncio.create_task(server.run())  # now it answers the stale request
+        headers = await client.get_block_headers(HeaderRequest(3, 1))
+        assert numbers(headers) == [3]
+        assert not runner.done()
+        for task in (runner, server_runner):
+            task.cancel()
+        await asyncio.gather(runner, server_runner, return_exceptions=True)
 
     asyncio.run(scenario())
