@@ -132,3 +132,51 @@ def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         output.append(line.rstrip())
+
+
+@dataclass
+class ExecutionClient:
+    """A running EthereumJS execution client and its enode."""
+
+    process: subprocess.Popen[bytes]
+    enode: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(12)  # it can take up to 10 s
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_ejs_client(genesis: Path, chain: Path, datadir: Path) -> ExecutionClient:
+    """Run @ethereumjs/client with `genesis` and `chain` on a free port; wait for its rlpx file.
+
+    Its exit code says nothing (it exits 0 on failed start-up), so readiness is the file
+    DATADIR/<genesis stem>/rlpx that holds the enode.
+    """
+    folder = installed_peer("ejs-client")
+    port = free_port()
+    cli_js = folder / "node_modules/@ethereumjs/client/dist/esm/bin/cli.js"
+    process = subprocess.Popen(
+        [
+            *("node", str(cli_js), f"--gethGenesis={genesis}", f"--loadBlocksFromRlp={chain}"),
+            *(f"--dataDir={datadir}", f"--port={port}", "--extIP=127.0.0.1", "--discDns=false"),
+            *("--discV4=true", "--maxPeers=10", "--execution=false", "--logFile=false"),
+            "--logLevel=warn",
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ready = datadir / genesis.stem / "rlpx"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if ready.exists() and ready.read_text().startswith("enode://"):
+            return ExecutionClient(process, ready.read_text().strip())
+        time.sleep(0.5)
+    client = ExecutionClient(process, "")
+    client.stop()
+    pytest.fail(f"the EthereumJS client did not get ready ({ready} missing)")
