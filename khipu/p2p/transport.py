@@ -13,6 +13,7 @@ from khipu.p2p.errors import FrameError, PeerDisconnected, PeerMisbehaved
 from khipu.p2p.frames import HEADER_LENGTH, MAC_LENGTH, MAX_FRAME_SIZE, FrameCodec
 
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # a message after decompression (eth.md: "typically 10 MiB")
+_DISCONNECT = 0x01  # the p2p Disconnect message id
 FRAME_BODY_TIMEOUT = 20.0  # seconds to receive the rest of a frame once its header arrived
 
 
@@ -104,7 +105,13 @@ class FramedConnection:
             raise PeerDisconnected(f"{self._peer}: connection lost: {exc}") from exc
         message_id, payload = split_message_id(self._codec.decode_body(body, size))
         if self.compression:
-            payload = self._decompress(message_id, payload)
+            try:
+                payload = self._decompress(message_id, payload)
+            except PeerMisbehaved:
+                # EthereumJS sends Disconnect uncompressed; it ends the session anyway, so its
+                # reason is read as sent rather than treated as a breach.
+                if message_id != _DISCONNECT or len(payload) > 8:
+                    raise
         elif len(payload) > self.max_message_size:
             raise PeerMisbehaved(f"{self._peer}: message of {len(payload)} B is over the limit")
         return message_id, payload

@@ -16,10 +16,11 @@ from coincurve import PrivateKey
 from trie import HexaryTrie
 
 from khipu import cli
+from khipu.chain.forkid import ForkPoints
 from khipu.p2p import session as p2p
 from khipu.p2p.discv4.packets import Endpoint
 from khipu.p2p.discv4.service import start_discovery
-from khipu.p2p.errors import DisconnectReason
+from khipu.p2p.errors import DisconnectReason, PeerDisconnected
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest, header_facts
 from khipu.p2p.eth.peer import EthPeer, LocalChain
@@ -235,3 +236,26 @@ def test_cli_against_ethereumjs(
     assert cli.main(wrong) == 1
     failure = json.loads(capsys.readouterr().out)
     assert failure["kind"] == "IncompatiblePeer" and "genesis" in failure["error"]
+
+
+def test_ethereumjs_rejects_our_stale_fork_id(
+    serving_peer: ServingPeer, chain: MemoryChain
+) -> None:
+    """Their side of the fork id check: a Status whose fork id lacks Prague is refused."""
+    local = LocalChain.from_reader(chain)
+    without_prague = ForkPoints(chain.genesis, chain.forks.blocks, chain.forks.times[:-1])
+    stale = dataclasses.replace(local.status(), fork_id=without_prague.fork_id(45, 450))
+    assert stale.fork_id != local.status().fork_id
+
+    async def scenario() -> PeerDisconnected:
+        enode = Enode.parse(serving_peer.enode)
+        session = await p2p.dial(enode.ip, enode.tcp_port, PrivateKey(), enode.node_id, ETH_CAPS)
+        await session.send("eth", eth.STATUS, stale.encode())
+        try:
+            while True:
+                await asyncio.wait_for(session.receive(), 10)
+        except PeerDisconnected as exc:
+            return exc
+
+    ended = asyncio.run(scenario())
+    assert ended.reason == DisconnectReason.SUBPROTOCOL_SPECIFIC

@@ -134,3 +134,18 @@ def test_wire_encode_matches_pyrlp(value: object) -> None:
     import rlp
 
     assert wire.encode(value) == rlp.encode(value)
+
+
+@pytest.mark.parametrize(("raw", "reason"), [(b"\x10", 0x10), (b"\xc1\x04", 0x04)])
+def test_uncompressed_disconnect_is_understood(raw: bytes, reason: int) -> None:
+    """EthereumJS sends Disconnect without snappy even after p2p v5 is agreed."""
+
+    async def scenario() -> None:
+        a, b = await session_pair({ETH68: 17}, {ETH68: 17})
+        b.connection.compression = False
+        await b.connection.send(p2p.DISCONNECT, raw)
+        with pytest.raises(PeerDisconnected) as caught:
+            await a.receive()
+        assert caught.value.reason == reason
+
+    asyncio.run(scenario())
