@@ -255,16 +255,21 @@ async def start_session(
         connection.close()
         reason = decode_disconnect(payload)
         raise PeerDisconnected(f"peer refused us: {_reason_name(reason)}", reason)
-    session = Session(
-        connection, local, Hello.decode(payload) if message_id == HELLO else local, []
-    )
-    if message_id != HELLO:
+    session = Session(connection, local, local, [])
+    if message_id == HELLO:
+        try:
+            session.remote_hello = Hello.decode(payload)
+        except PeerMisbehaved as exc:
+            await session.disconnect(exc.reason)
+            raise
+    else:
         await _refuse(
             session,
             f"expected Hello, got message 0x{message_id:02x}",
             DisconnectReason.BREACH_OF_PROTOCOL,
         )
     remote = session.remote_hello
+    connection.compression = remote.version >= SNAPPY_VERSION  # from the next message on
     if remote.node_id == local.node_id:
         await _refuse(session, "connected to ourselves", DisconnectReason.CONNECTED_TO_SELF)
     if remote.node_id != connection.remote_id:
@@ -277,7 +282,6 @@ async def start_session(
         await _refuse(
             session, f"p2p version {remote.version}", DisconnectReason.INCOMPATIBLE_P2P_VERSION
         )
-    connection.compression = remote.version >= SNAPPY_VERSION
     session.shared = negotiate(capabilities, remote.capabilities)
     if not session.shared:
         offered = ", ".join(map(str, remote.capabilities)) or "nothing"

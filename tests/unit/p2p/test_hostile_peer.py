@@ -153,3 +153,59 @@ def test_hangup_during_handshake_is_a_disconnect() -> None:
             await p2p.accept(reader_b, writer_b, PrivateKey(), {eth.ETH68: 17})
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("make_hello", "reason"),
+    [
+        (lambda node_id: b"\xc3\x05\x80\xc0", DisconnectReason.BREACH_OF_PROTOCOL),
+        (lambda node_id: b"\xff\xff", DisconnectReason.BREACH_OF_PROTOCOL),
+        (
+            lambda node_id: p2p.Hello(5, "x", (eth.ETH68,), 0, b"\x01" * 64).encode(),
+            DisconnectReason.UNEXPECTED_IDENTITY,
+        ),
+        (
+            lambda node_id: p2p.Hello(5, "x", (p2p.Capability("les", 4),), 0, node_id).encode(),
+            DisconnectReason.USELESS_PEER,
+        ),
+        (
+            lambda node_id: p2p.Hello(3, "x", (eth.ETH68,), 0, node_id).encode(),
+            DisconnectReason.INCOMPATIBLE_P2P_VERSION,
+        ),
+    ],
+)
+def test_bad_hello_is_refused_with_its_reason(
+    make_hello: Callable[[bytes], bytes], reason: DisconnectReason
+) -> None:
+    async def scenario() -> tuple[P2PError, int | None]:
+        our_key, attacker_key = PrivateKey(), PrivateKey()
+        (reader_a, writer_a), (reader_b, writer_b) = memory_pipe()
+
+        async def attacker() -> int | None:
+            secrets = await handshake.initiate(
+                reader_a, writer_a, attacker_key, public_key_bytes(our_key)
+            )
+            connection = FramedConnection(reader_a, writer_a, FrameCodec(secrets))
+            await connection.send(p2p.HELLO, make_hello(public_key_bytes(attacker_key)))
+            await connection.receive(5)  # our Hello
+            # after a valid Hello of version 5 everything is compressed, our Disconnect too
+            connection.compression = reason not in (
+                DisconnectReason.BREACH_OF_PROTOCOL,
+                DisconnectReason.INCOMPATIBLE_P2P_VERSION,
+            )
+            message_id, payload = await connection.receive(5)
+            assert message_id == p2p.DISCONNECT
+            return p2p.decode_disconnect(payload)
+
+        async def defender() -> P2PError:
+            try:
+                await p2p.accept(reader_b, writer_b, our_key, {eth.ETH68: eth.MESSAGE_COUNT})
+            except P2PError as exc:
+                return exc
+            raise AssertionError("a bad Hello was accepted")
+
+        return await asyncio.wait_for(asyncio.gather(defender(), attacker()), 10)
+
+    error, sent = asyncio.run(scenario())
+    assert sent == reason
+    assert getattr(error, "reason", None) == reason
