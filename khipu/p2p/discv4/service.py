@@ -68,6 +68,7 @@ class Discovery(asyncio.DatagramProtocol):
         self._last_ping_from: dict[bytes, float] = {}  # they checked ours: they will answer us
         self._ping_waiters: dict[bytes, asyncio.Event] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        self.records: dict[bytes, NodeRecordV4] = {}  # the latest ENR of each node we asked
         self.dropped = 0  # invalid or unsolicited packets, for metrics and tests
 
     # ---- our record
@@ -136,6 +137,7 @@ class Discovery(asyncio.DatagramProtocol):
         pong = pk.Pong(seen_from, packet.hash, pk.expiration(), self.record.seq)
         self._send(addr, pong)
         self._last_ping_from[packet.sender_id] = time.time()
+        self._note_enr_seq(packet.sender_id, seen_from, packet.message.enr_seq)
         waiter = self._ping_waiters.pop(packet.sender_id, None)
         if waiter is not None:
             waiter.set()
@@ -242,6 +244,7 @@ class Discovery(asyncio.DatagramProtocol):
         )
         pong = replies[0].message
         assert isinstance(pong, pk.Pong)
+        self._note_enr_seq(node_id, endpoint, pong.enr_seq)
         self._add_to_table(Node(node_id, endpoint, last_pong=time.time()))
         return pong
 
@@ -303,7 +306,18 @@ class Discovery(asyncio.DatagramProtocol):
         record = decode_record(response.record)
         if record.node_id != node_id:
             raise InvalidRecord(f"node {node_id.hex()[:16]} sent the record of another node")
+        self.records[node_id] = record
         return record
+
+    def _note_enr_seq(self, node_id: bytes, endpoint: Endpoint, seq: int | None) -> None:
+        """EIP-868: a ping or pong announcing a newer record than ours makes us fetch it."""
+        known = self.records.get(node_id)
+        if seq is not None and known is not None and seq > known.seq:
+            self._spawn(self._refetch_record(endpoint, node_id))
+
+    async def _refetch_record(self, endpoint: Endpoint, node_id: bytes) -> None:
+        with contextlib.suppress(P2PError):
+            await self.request_enr(endpoint, node_id)
 
     async def lookup(self, target: bytes) -> list[Node]:
         """An iterative Kademlia lookup: the nodes closest to `target` we could reach.

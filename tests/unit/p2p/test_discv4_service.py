@@ -157,3 +157,20 @@ def test_bootstrap_fills_the_table_from_a_boot_node() -> None:
         assert newcomer.table.get(missing.node_id) is None
 
     asyncio.run(scenario())
+
+
+def test_newer_enr_seq_in_a_ping_refreshes_the_record() -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        a, b = net.add(1), net.add(2)
+        first = await a.request_enr(b.endpoint, b.node_id)
+        b._fork_id = lambda: ForkId(b"\x01\x02\x03\x04", 0)  # b's record changes: seq + 1
+        assert b.record.seq == first.seq + 1
+        await b.ping(a.endpoint, a.node_id)  # carries the new seq
+        for _ in range(100):
+            if a.records[b.node_id].seq > first.seq:
+                break
+            await asyncio.sleep(0.01)
+        assert a.records[b.node_id].fork_id == ForkId(b"\x01\x02\x03\x04", 0)
+
+    asyncio.run(scenario())
