@@ -14,7 +14,7 @@ from khipu.p2p import wire
 from khipu.p2p.errors import DisconnectReason
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import EthPeer, LocalChain
-from khipu.p2p.keys import Enode
+from khipu.p2p.keys import Enode, keccak256
 from khipu.p2p.snap import messages as snap
 from tests.conftest import require_testdata
 from tests.integration.p2p_peers import ServingPeer, start_serving_peer
@@ -56,25 +56,21 @@ def test_account_range_paging_with_proofs(snap_peer: ServingPeer) -> None:
         assert len({h for h, _ in accounts}) == len(accounts) > 10
         bodies = [wire.as_list(wire.decode(body), "account") for _, body in accounts]
         code_hashes = [wire.as_bytes(b[3], "code") for b in bodies if b[3]][:4]
-        codes = snap.decode_byte_strings(
-            await peer.snap_request(snap.GET_BYTE_CODES, [code_hashes, 500_000]), "codes"
-        )
-        assert snap.verify_byte_codes(code_hashes, codes) == code_hashes
+        codes = await peer.get_byte_codes(code_hashes)
+        assert [keccak256(code) for code in codes] == code_hashes
         with_storage = [
             (h, wire.as_bytes(b[2], "root"))
             for (h, _), b in zip(accounts, bodies, strict=True)
             if b[2]
         ]
         account_hash, storage_root = with_storage[0]
-        fields = await peer.snap_request(
-            snap.GET_STORAGE_RANGES, [state_root, [account_hash], b"", b"", 500_000]
-        )
-        ranges = snap.StorageRanges.decode(fields)
+        ranges = await peer.get_storage_ranges(state_root, [account_hash])
         assert len(ranges.slots) == 1 and ranges.slots[0]
         more = snap.verify_storage_range(
             storage_root, b"\0" * 32, ranges.slots[0], list(ranges.proof)
         )
         assert not more
+        assert await peer.get_trie_nodes(state_root, [[b""]]) == []  # not served by this peer
         await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
         await asyncio.wait_for(runner, 5)
 

@@ -29,7 +29,8 @@ from khipu.p2p.eth import serving
 from khipu.p2p.eth.messages import HeaderRequest, Status
 from khipu.p2p.session import Session
 from khipu.p2p.snap import messages as snap
-from khipu.p2p.snap.messages import AccountRange
+from khipu.p2p.snap.messages import AccountRange, StorageRanges
+from khipu.p2p.snap.trie_nodes import BadProof
 
 STATUS_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
@@ -268,6 +269,45 @@ class EthPeer:
             snap.GET_ACCOUNT_RANGE, [root, origin, limit, response_bytes]
         )
         return AccountRange.decode(fields)
+
+    async def get_storage_ranges(
+        self,
+        root: bytes,
+        account_hashes: list[bytes],
+        origin: bytes = b"",
+        limit: bytes = b"",
+        response_bytes: int = snap.SOFT_RESPONSE_LIMIT,
+    ) -> StorageRanges:
+        """StorageRanges of the accounts (unverified: see snap.messages.verify_storage_range)."""
+        fields = await self.snap_request(
+            snap.GET_STORAGE_RANGES, [root, account_hashes, origin, limit, response_bytes]
+        )
+        return StorageRanges.decode(fields)
+
+    async def get_byte_codes(
+        self, code_hashes: list[bytes], response_bytes: int = snap.SOFT_RESPONSE_LIMIT
+    ) -> list[bytes]:
+        """Contract codes for `code_hashes`, each checked to be one that was asked for, in order.
+
+        Raises PeerMisbehaved (and disconnects) for a code nobody asked for.
+        """
+        fields = await self.snap_request(snap.GET_BYTE_CODES, [code_hashes, response_bytes])
+        codes = snap.decode_byte_strings(fields, "ByteCodes")
+        try:
+            snap.verify_byte_codes(code_hashes, codes)
+        except BadProof as exc:
+            error = PeerMisbehaved(f"{self.peer_label}: {exc}")
+            await self.session.disconnect(error.reason)
+            raise error from exc
+        return codes
+
+    async def get_trie_nodes(
+        self, root: bytes, paths: list[list[bytes]], response_bytes: int = snap.SOFT_RESPONSE_LIMIT
+    ) -> list[bytes]:
+        """Trie nodes by path (`[[account path, storage path...], ...]`), as returned; the caller
+        checks each against the hash its parent node expects."""
+        fields = await self.snap_request(snap.GET_TRIE_NODES, [root, paths, response_bytes])
+        return snap.decode_byte_strings(fields, "TrieNodes")
 
     async def get_block_headers(
         self, request: HeaderRequest, timeout: float = REQUEST_TIMEOUT
