@@ -1,0 +1,230 @@
+"""`khipu devp2p ...`: talk to one peer from the command line.
+
+    khipu devp2p discv4 ping ENODE [--enr]
+    khipu devp2p rlpx ping ENODE
+    khipu devp2p eth headers ENODE --from N --count K --genesis FILE --genesis-hash 0x..
+    khipu devp2p enode --datadir DIR [--host IP --port N]
+
+All take `--json`. Heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+Output = dict[str, Any]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `devp2p` command and its sub-commands."""
+    devp2p = subparsers.add_parser("devp2p", help="talk to a devp2p peer (discv4, RLPx, eth)")
+    groups = devp2p.add_subparsers(dest="devp2p_group", metavar="PROTOCOL", required=True)
+
+    discv4 = groups.add_parser("discv4", help="node discovery v4")
+    discv4_commands = discv4.add_subparsers(dest="discv4_command", required=True)
+    ping = discv4_commands.add_parser("ping", help="ping a node and wait for its pong")
+    _common(ping)
+    ping.add_argument("--enr", action="store_true", help="also fetch its node record")
+    ping.set_defaults(handler=lambda args: _run(args, _discv4_ping))
+
+    rlpx = groups.add_parser("rlpx", help="the RLPx transport")
+    rlpx_commands = rlpx.add_subparsers(dest="rlpx_command", required=True)
+    hello = rlpx_commands.add_parser("ping", help="handshake, print the peer's Hello, ping it")
+    _common(hello)
+    hello.set_defaults(handler=lambda args: _run(args, _rlpx_ping))
+
+    eth = groups.add_parser("eth", help="the eth/68 protocol")
+    eth_commands = eth.add_subparsers(dest="eth_command", required=True)
+    headers = eth_commands.add_parser("headers", help="download block headers")
+    _common(headers)
+    headers.add_argument("--from", dest="start", type=int, required=True, help="first block")
+    headers.add_argument("--count", type=int, default=16, help="number of headers")
+    headers.add_argument("--genesis", type=Path, required=True, help="genesis.json (forks)")
+    headers.add_argument(
+        "--genesis-hash",
+        required=True,
+        help="0x-hash of block 0 (until khipu.chain.genesis computes it from --genesis)",
+    )
+    headers.add_argument("--network-id", type=int, help="default: the genesis chainId")
+    headers.set_defaults(handler=lambda args: _run(args, _eth_headers))
+
+    enode = groups.add_parser("enode", help="print our enode URL (creates DATADIR/nodekey)")
+    enode.add_argument("--datadir", type=Path, required=True)
+    enode.add_argument("--host", default="127.0.0.1")
+    enode.add_argument("--port", type=int, default=30303)
+    enode.add_argument("--json", action="store_true")
+    enode.set_defaults(handler=_print_enode)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("enode", metavar="ENODE", help="enode://<id>@<ip>:<port>")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--datadir", type=Path, help="use DATADIR/nodekey instead of a new key")
+
+
+def _run(
+    args: argparse.Namespace, job: Callable[[argparse.Namespace], Coroutine[Any, Any, Output]]
+) -> int:
+    from khipu.p2p.errors import P2PError
+
+    try:
+        result = asyncio.run(asyncio.wait_for(job(args), args.timeout))
+    except (P2PError, TimeoutError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        if args.json:
+            print(json.dumps({"ok": False, "error": message, "kind": type(exc).__name__}))
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"ok": True, **result}))
+    else:
+        for key, value in result.items():
+            if isinstance(value, list):
+                print(f"{key}:")
+                for item in value:
+                    print("  " + (json.dumps(item) if isinstance(item, dict) else str(item)))
+            else:
+                print(f"{key}: {value}")
+    return 0
+
+
+def _key(args: argparse.Namespace) -> Any:
+    from coincurve import PrivateKey
+
+    from khipu.p2p.keys import load_or_create_node_key
+
+    return load_or_create_node_key(args.datadir) if args.datadir else PrivateKey()
+
+
+async def _discv4_ping(args: argparse.Namespace) -> Output:
+    from khipu.p2p.discv4.packets import Endpoint
+    from khipu.p2p.discv4.service import start_discovery
+    from khipu.p2p.errors import P2PError
+    from khipu.p2p.keys import Enode
+
+    remote = Enode.parse(args.enode)
+    local_host = "127.0.0.1" if remote.ip.startswith("127.") else "0.0.0.0"
+    discovery = await start_discovery(_key(args), local_host, 0)
+    try:
+        endpoint = Endpoint(remote.ip, remote.udp_port, remote.tcp_port)
+        started = time.monotonic()
+        pong = await discovery.ping(endpoint, remote.node_id)
+        result: Output = {
+            "node": str(remote),
+            "rtt_ms": round((time.monotonic() - started) * 1000, 1),
+            "seen_as": f"{pong.recipient.ip}:{pong.recipient.udp_port}",
+            "enr_seq": pong.enr_seq,
+        }
+        if args.enr:  # optional in discv4 (EIP-868): a node without it still answered the ping
+            try:
+                record = await discovery.request_enr(endpoint, remote.node_id)
+            except P2PError as exc:
+                result.update(enr=None, enr_error=str(exc))
+            else:
+                fork_id = record.fork_id
+                result.update(enr=record.text(), fork_id=str(fork_id) if fork_id else None)
+        return result
+    finally:
+        discovery.close()
+
+
+async def _rlpx_ping(args: argparse.Namespace) -> Output:
+    from khipu.p2p import session as p2p
+    from khipu.p2p.errors import DisconnectReason, PeerDisconnected
+    from khipu.p2p.eth.messages import ETH68, MESSAGE_COUNT
+    from khipu.p2p.keys import Enode
+    from khipu.p2p.snap.messages import MESSAGE_COUNT as SNAP_COUNT
+    from khipu.p2p.snap.messages import SNAP1
+
+    remote = Enode.parse(args.enode)
+    caps = {ETH68: MESSAGE_COUNT, SNAP1: SNAP_COUNT}
+    session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)
+    try:
+        started = time.monotonic()
+        await session.ping()
+        while True:  # skip what the peer sends meanwhile (its Status) until the Pong
+            message_id, _ = await session.connection.receive(args.timeout)
+            if message_id == p2p.PONG:
+                break
+            if message_id == p2p.DISCONNECT:
+                raise PeerDisconnected("peer disconnected before answering the ping")
+        hello = session.remote_hello
+        return {
+            "node": str(remote),
+            "client": hello.client_id,
+            "p2p_version": hello.version,
+            "capabilities": [str(cap) for cap in hello.capabilities],
+            "listen_port": hello.listen_port,
+            "shared": [f"{c.name}/{c.version}" for c in session.shared],
+            "ping_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+    finally:
+        await session.disconnect(DisconnectReason.CLIENT_QUITTING)
+
+
+async def _eth_headers(args: argparse.Namespace) -> Output:
+    from khipu.p2p import session as p2p
+    from khipu.p2p.errors import DisconnectReason
+    from khipu.p2p.eth import messages as eth
+    from khipu.p2p.eth.peer import EthPeer, LocalChain
+    from khipu.p2p.forkconfig import fork_points_from_genesis_file, load_genesis_json
+    from khipu.p2p.keys import Enode
+
+    remote = Enode.parse(args.enode)
+    genesis_hash = bytes.fromhex(args.genesis_hash.removeprefix("0x"))
+    chain_id, forks = fork_points_from_genesis_file(args.genesis, genesis_hash)
+    genesis = load_genesis_json(args.genesis)
+    difficulty = str(genesis.get("difficulty", "0x0"))
+    local = LocalChain(
+        network_id=args.network_id or chain_id,
+        genesis_hash=genesis_hash,
+        fork_points=forks,
+        head_hash=genesis_hash,
+        head_number=0,
+        head_time=int(str(genesis.get("timestamp", "0x0")), 0),
+        total_difficulty=int(difficulty, 0),
+    )
+    caps = {eth.ETH68: eth.MESSAGE_COUNT}
+    session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)
+    peer = EthPeer(session, local)
+    status = await peer.exchange_status()
+    runner = asyncio.create_task(peer.run())
+    try:
+        headers = await peer.get_block_headers(eth.HeaderRequest(args.start, args.count))
+    finally:
+        await session.disconnect(DisconnectReason.CLIENT_QUITTING)
+        await asyncio.gather(runner, return_exceptions=True)
+    facts = [eth.header_facts(header) for header in headers]
+    return {
+        "node": str(remote),
+        "client": session.remote_hello.client_id,
+        "fork_id": str(status.fork_id),
+        "head": "0x" + status.head_hash.hex(),
+        "headers": [
+            {
+                "number": f.number,
+                "hash": "0x" + f.block_hash.hex(),
+                "parentHash": "0x" + f.parent_hash.hex(),
+                "timestamp": f.timestamp,
+            }
+            for f in facts
+        ],
+    }
+
+
+def _print_enode(args: argparse.Namespace) -> int:
+    from khipu.p2p.keys import Enode, load_or_create_node_key, public_key_bytes
+
+    key = load_or_create_node_key(args.datadir)
+    enode = Enode(public_key_bytes(key), args.host, args.port, args.port)
+    print(json.dumps({"enode": str(enode)}) if args.json else enode)
+    return 0

@@ -1,0 +1,48 @@
+"""The inbound side of RLPx: a TCP listener that runs the recipient handshake and Hello on each
+connection and hands finished sessions to the owner (the PeerManager, a test, the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from coincurve import PrivateKey
+
+from khipu.p2p.errors import P2PError
+from khipu.p2p.session import Capability, Session, accept
+
+log = logging.getLogger(__name__)
+
+SessionHandler = Callable[[Session], Awaitable[None]]
+
+
+async def listen(
+    host: str,
+    port: int,
+    private_key: PrivateKey,
+    capabilities: Mapping[Capability, int],
+    on_session: SessionHandler,
+    client_id: str = "khipu",
+) -> asyncio.Server:
+    """Accept RLPx connections on host:port (0 picks a port; see `server.sockets`).
+
+    A connection that fails its handshake or Hello is closed and logged; nothing a remote
+    sends can raise out of the listener. `on_session` owns the session it is given.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        remote = writer.get_extra_info("peername")
+        try:
+            session = await accept(reader, writer, private_key, capabilities, client_id, port)
+        except P2PError as exc:
+            log.debug("inbound connection from %s failed: %s", remote, exc)
+            writer.close()
+            return
+        except Exception:  # a bug of ours must not take the listener down
+            log.exception("inbound connection from %s crashed the handshake", remote)
+            writer.close()
+            return
+        await on_session(session)
+
+    return await asyncio.start_server(handle, host, port)
