@@ -9,6 +9,7 @@ combinations (a post-merge genesis with nonzero difficulty), so the header is bu
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from eth.abc import AtomicDatabaseAPI, BlockHeaderAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_UNCLE_HASH
@@ -17,6 +18,7 @@ from eth.db.atomic import AtomicDB
 from eth_typing import Address
 
 from khipu.chain.config import Genesis
+from khipu.chain.forkid import ForkPoints
 from khipu.chain.rules import ChainRules
 
 GENESIS_GAS_LIMIT = 5000  # geth's params.GenesisGasLimit, used when gasLimit is 0
@@ -112,3 +114,21 @@ def header_class_of(block_class: type) -> type:
 def genesis_header(genesis: Genesis, rules: ChainRules) -> BlockHeaderAPI:
     """The genesis header of `genesis`, its state root computed in memory."""
     return build_genesis_header(genesis, rules, genesis_state_root(genesis))
+
+
+@dataclass(frozen=True)
+class ChainIdentity:
+    """What peers compare to tell our chain: chain id, genesis header and fork points."""
+
+    chain_id: int
+    genesis: BlockHeaderAPI
+    fork_points: ForkPoints
+
+
+def chain_identity(genesis: Genesis) -> ChainIdentity:
+    """The identity of the chain of `genesis` (computes the genesis state in memory)."""
+    rules = ChainRules(genesis.config)
+    header = genesis_header(genesis, rules)
+    return ChainIdentity(
+        genesis.config.chain_id, header, rules.fork_points(header.hash, genesis.timestamp)
+    )

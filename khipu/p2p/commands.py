@@ -2,7 +2,7 @@
 
     khipu devp2p discv4 ping ENODE [--enr]
     khipu devp2p rlpx ping ENODE
-    khipu devp2p eth headers ENODE --from N --count K --genesis FILE --genesis-hash 0x..
+    khipu devp2p eth headers ENODE --from N --count K (--network NAME | --genesis FILE)
     khipu devp2p enode --datadir DIR [--host IP --port N]
 
 All take `--json`. Heavy imports happen inside the handlers.
@@ -46,12 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(headers)
     headers.add_argument("--from", dest="start", type=int, required=True, help="first block")
     headers.add_argument("--count", type=int, default=16, help="number of headers")
-    headers.add_argument("--genesis", type=Path, required=True, help="genesis.json (forks)")
-    headers.add_argument(
-        "--genesis-hash",
-        required=True,
-        help="0x-hash of block 0 (until khipu.chain.genesis computes it from --genesis)",
-    )
+    chain = headers.add_mutually_exclusive_group(required=True)
+    chain.add_argument("--network", help="a built-in network (mainnet, dev)")
+    chain.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
     headers.add_argument("--network-id", type=int, help="default: the genesis chainId")
     headers.set_defaults(handler=lambda args: _run(args, _eth_headers))
 
@@ -172,26 +169,29 @@ async def _rlpx_ping(args: argparse.Namespace) -> Output:
 
 
 async def _eth_headers(args: argparse.Namespace) -> Output:
+    from khipu.chain.config import Genesis
+    from khipu.chain.genesis import chain_identity
+    from khipu.chain.presets import genesis_json
     from khipu.p2p import session as p2p
     from khipu.p2p.errors import DisconnectReason
     from khipu.p2p.eth import messages as eth
     from khipu.p2p.eth.peer import EthPeer, LocalChain
-    from khipu.p2p.forkconfig import fork_points_from_genesis_file, load_genesis_json
     from khipu.p2p.keys import Enode
 
     remote = Enode.parse(args.enode)
-    genesis_hash = bytes.fromhex(args.genesis_hash.removeprefix("0x"))
-    chain_id, forks = fork_points_from_genesis_file(args.genesis, genesis_hash)
-    genesis = load_genesis_json(args.genesis)
-    difficulty = str(genesis.get("difficulty", "0x0"))
+    if args.genesis is not None:
+        genesis = Genesis.load(args.genesis)
+    else:
+        genesis = Genesis.from_json(genesis_json(args.network))
+    identity = chain_identity(genesis)
     local = LocalChain(
-        network_id=args.network_id or chain_id,
-        genesis_hash=genesis_hash,
-        fork_points=forks,
-        head_hash=genesis_hash,
+        network_id=args.network_id or identity.chain_id,
+        genesis_hash=identity.genesis.hash,
+        fork_points=identity.fork_points,
+        head_hash=identity.genesis.hash,
         head_number=0,
-        head_time=int(str(genesis.get("timestamp", "0x0")), 0),
-        total_difficulty=int(difficulty, 0),
+        head_time=identity.genesis.timestamp,
+        total_difficulty=identity.genesis.difficulty,
     )
     caps = {eth.ETH68: eth.MESSAGE_COUNT}
     session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)

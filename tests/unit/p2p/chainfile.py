@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from khipu.chain.config import Genesis
 from khipu.chain.forkid import ForkPoints
+from khipu.chain.genesis import chain_identity
 from khipu.p2p import wire
 from khipu.p2p.eth.messages import header_facts
-from khipu.p2p.forkconfig import fork_points_from_genesis_file
 
 
 class MemoryChain:
@@ -36,8 +37,10 @@ class MemoryChain:
             self.bodies[facts.block_hash] = wire.encode(fields[1:])
             self.difficulty += int.from_bytes(wire.as_list(fields[0], "h")[7], "big")
         self.genesis = header_facts(self.headers[1]).parent_hash
-        self.chain_id, self.forks = fork_points_from_genesis_file(genesis_file, self.genesis)
-        self.genesis_difficulty = 0x20000  # rpc-compat genesis; not in chain.rlp
+        identity = chain_identity(Genesis.load(genesis_file))
+        assert identity.genesis.hash == self.genesis
+        self.chain_id, self.forks = identity.chain_id, identity.fork_points
+        self.genesis_difficulty = identity.genesis.difficulty
         self.head_number = max(self.headers)
 
     def network_id(self) -> int:
