@@ -100,8 +100,8 @@ def default_chains() -> dict[str, tuple[Path, Path]]:
     from khipu.devnet.generate import generate_chain
 
     folder = Path(tempfile.mkdtemp(prefix="khipu-bench-erc20-"))
-    generated = generate_chain(folder, 40, 100, "erc20", 1)
-    chains["erc20 (generated 40x100)"] = (generated.genesis_path, generated.chain_path)
+    generated = generate_chain(folder, 20, 100, "erc20", 1)
+    chains["erc20 (generated 20x100)"] = (generated.genesis_path, generated.chain_path)
     return chains
 
 
