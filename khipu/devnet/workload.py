@@ -194,14 +194,15 @@ class Workload:
         return senders
 
     def _mixed(self, sender: int) -> PlannedTx:
+        # 30% ETH transfers, 35% token transfers, 25% swaps, 4% deployments, 6% reverts.
         roll = self.rng.random()
         if roll < 0.30:
             tx = self._eth_transfer(sender, self._recipient())
-        elif roll < 0.60:
+        elif roll < 0.65:
             tx = self._token_transfer(sender)
-        elif roll < 0.80:
+        elif roll < 0.90:
             tx = self._swap(sender)
-        elif roll < 0.85:
+        elif roll < 0.94:
             tx = self._deploy_token(sender)
         else:
             tx = self._reverting_call(sender)
