@@ -128,7 +128,10 @@ class Workload:
             self.books.pool_reserves[pool_address(index)] = [POOL_RESERVE, POOL_RESERVE]
 
     def genesis_alloc(self) -> dict[str, dict[str, Any]]:
-        """The genesis accounts of the workload's contracts, with their initial storage."""
+        """The genesis accounts of the workload's contracts, with their initial storage.
+
+        Call it before planning any block: it reads the books as they are.
+        """
         alloc: dict[str, dict[str, Any]] = {}
         for address, balances in self.books.token_balances.items():
             alloc["0x" + address.hex()] = _contract_alloc(
