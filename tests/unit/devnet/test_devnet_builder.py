@@ -9,7 +9,12 @@ import pytest
 
 from khipu.chain.block_files import count_rlp_blocks
 from khipu.devnet.builder import BLOCK_TIME, FEE_RECIPIENT, DevChainBuilder, GenerationError
-from khipu.devnet.generate import GenerationProgress, generate_chain
+from khipu.devnet.generate import (
+    GENERATOR_VERSION,
+    GenerationProgress,
+    generate_chain,
+    read_manifest,
+)
 from khipu.devnet.genesis import dev_account, dev_genesis_json
 from khipu.devnet.workload import PlannedTx, TxKind
 
@@ -58,9 +63,19 @@ def test_bad_nonce_is_reported_with_the_block_number() -> None:
         builder.build_block(template, signed, [])
 
 
-def test_empty_blocks(tmp_path: Path) -> None:
+def test_empty_blocks_and_the_manifest(tmp_path: Path) -> None:
+    assert read_manifest(tmp_path) is None
     chain = generate_chain(
-        tmp_path, 3, 0, "transfers", 0, progress=GenerationProgress(3, io.StringIO())
+        tmp_path, 3, 0, "transfers", 7, progress=GenerationProgress(3, io.StringIO())
     )
     assert chain.txs == 0 and chain.gas == 0
     assert count_rlp_blocks(chain.chain_path) == 3
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None
+    assert manifest["generator"] == GENERATOR_VERSION
+    assert manifest["arguments"] == {
+        "blocks": 3, "txsPerBlock": 0, "profile": "transfers", "seed": 7,
+    }  # fmt: skip
+    assert manifest["head"]["hash"] == "0x" + chain.head_hash.hex()
+    chain.chain_path.unlink()
+    assert read_manifest(tmp_path) is None
