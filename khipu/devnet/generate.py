@@ -11,16 +11,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import rlp
+from eth.abc import ReceiptAPI
 
 from khipu.devnet.builder import DevChainBuilder, GenerationError, receipt_succeeded
 from khipu.devnet.genesis import dev_genesis_json
-from khipu.devnet.workload import Books, Workload
+from khipu.devnet.workload import Books, PlannedTx, Workload
 
 GENESIS_FILE = "genesis.json"
 CHAIN_FILE = "chain.rlp"
@@ -138,22 +139,24 @@ def generate_chain(
     _write_atomically(genesis_path, (json.dumps(genesis_json, indent=2) + "\n").encode())
     txs = failed = gas = 0
     partial = chain_path.with_name(chain_path.name + ".partial")
-    with partial.open("wb") as chain_file:
-        for _ in range(blocks):
-            template = builder.next_header()
-            planned = workload.plan_block()
-            signed = [builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned]
-            built = builder.build_block(template, signed, workload.plan_withdrawals())
-            number = template.block_number
-            for index, (tx, receipt) in enumerate(zip(planned, built.receipts, strict=True)):
-                if receipt_succeeded(receipt) != tx.succeeds:
-                    outcome = "succeeded" if tx.succeeds is False else "reverted"
-                    raise GenerationError(number, f"transaction {index} {outcome} unexpectedly")
-            failed += sum(1 for tx in planned if not tx.succeeds)
-            txs += len(planned)
-            gas += built.block.header.gas_used
-            chain_file.write(rlp.encode(built.block))
-            progress.advance(len(planned), built.block.header.gas_used)
+    try:
+        with partial.open("wb") as chain_file:
+            for _ in range(blocks):
+                template = builder.next_header()
+                planned = workload.plan_block()
+                signed = [
+                    builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned
+                ]
+                built = builder.build_block(template, signed, workload.plan_withdrawals())
+                _check_outcomes(template.block_number, planned, built.receipts)
+                failed += sum(1 for tx in planned if not tx.succeeds)
+                txs += len(planned)
+                gas += built.block.header.gas_used
+                chain_file.write(rlp.encode(built.block))
+                progress.advance(len(planned), built.block.header.gas_used)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, chain_path)
     head = builder.head
     chain = GeneratedChain(
@@ -183,6 +186,16 @@ def read_manifest(out_dir: Path | str) -> dict[str, Any] | None:
     if not (Path(out_dir) / GENESIS_FILE).is_file() or not (Path(out_dir) / CHAIN_FILE).is_file():
         return None
     return manifest
+
+
+def _check_outcomes(
+    number: int, planned: Sequence[PlannedTx], receipts: Sequence[ReceiptAPI]
+) -> None:
+    # The books are only right if every transaction did what the workload expected.
+    for index, (tx, receipt) in enumerate(zip(planned, receipts, strict=True)):
+        if receipt_succeeded(receipt) != tx.succeeds:
+            outcome = "reverted" if tx.succeeds else "succeeded"
+            raise GenerationError(number, f"transaction {index} {outcome} unexpectedly")
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

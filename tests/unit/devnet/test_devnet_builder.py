@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from khipu.devnet.generate import (
     read_manifest,
 )
 from khipu.devnet.genesis import dev_account, dev_genesis_json
-from khipu.devnet.workload import PlannedTx, TxKind
+from khipu.devnet.workload import PlannedTx, TxKind, Workload
 
 
 def transfer(nonce: int, kind: TxKind = TxKind.DYNAMIC_FEE) -> PlannedTx:
@@ -79,3 +80,20 @@ def test_empty_blocks_and_the_manifest(tmp_path: Path) -> None:
     assert manifest["head"]["hash"] == "0x" + chain.head_hash.hex()
     chain.chain_path.unlink()
     assert read_manifest(tmp_path) is None
+
+
+def test_a_receipt_against_the_books_stops_generation_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planner = Workload.plan_block
+
+    def wrong_books(self: Workload) -> list[PlannedTx]:
+        txs = planner(self)
+        return [dataclasses.replace(txs[0], succeeds=False), *txs[1:]]
+
+    monkeypatch.setattr(Workload, "plan_block", wrong_books)
+    with pytest.raises(GenerationError, match="#1: transaction 0 succeeded unexpectedly"):
+        generate_chain(
+            tmp_path, 2, 3, "transfers", 0, progress=GenerationProgress(2, io.StringIO())
+        )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["genesis.json"]
