@@ -11,19 +11,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import rlp
+from eth.abc import ReceiptAPI
 
 from khipu.devnet.builder import DevChainBuilder, GenerationError, receipt_succeeded
 from khipu.devnet.genesis import dev_genesis_json
-from khipu.devnet.workload import Books, Workload
+from khipu.devnet.workload import Books, PlannedTx, Workload
 
 GENESIS_FILE = "genesis.json"
 CHAIN_FILE = "chain.rlp"
+MANIFEST_FILE = "devnet.json"
+# Raised whenever the same arguments would give other bytes, so stale dev chains are rebuilt.
+GENERATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,11 @@ class GeneratedChain:
         return {
             "genesis": str(self.genesis_path),
             "chain": str(self.chain_path),
+            **self._counts(),
+        }
+
+    def _counts(self) -> dict[str, object]:
+        return {
             "blocks": self.blocks,
             "txs": self.txs,
             "failedTxs": self.failed_txs,
@@ -131,6 +140,7 @@ def generate_chain(
 ) -> GeneratedChain:
     """Write OUT_DIR/genesis.json and OUT_DIR/chain.rlp (blocks 1..`blocks`) of a dev chain.
 
+    OUT_DIR/devnet.json, written last, records the arguments and the head (see `read_manifest`).
     Files appear complete or not at all (written beside, then renamed). Raises ValueError for an
     unknown profile or a negative count, and GenerationError if a block cannot be built as planned
     (too many transactions for the gas limit, or a receipt contradicting the workload's books).
@@ -145,31 +155,67 @@ def generate_chain(
     if progress is None:
         progress = GenerationProgress(blocks)
     genesis_path, chain_path = out / GENESIS_FILE, out / CHAIN_FILE
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # until the new chain is complete
     _write_atomically(genesis_path, (json.dumps(genesis_json, indent=2) + "\n").encode())
     txs = failed = gas = 0
     partial = chain_path.with_name(chain_path.name + ".partial")
-    with partial.open("wb") as chain_file:
-        for _ in range(blocks):
-            template = builder.next_header()
-            planned = workload.plan_block()
-            signed = [builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned]
-            built = builder.build_block(template, signed, workload.plan_withdrawals())
-            number = template.block_number
-            for index, (tx, receipt) in enumerate(zip(planned, built.receipts, strict=True)):
-                if receipt_succeeded(receipt) != tx.succeeds:
-                    outcome = "succeeded" if tx.succeeds is False else "reverted"
-                    raise GenerationError(number, f"transaction {index} {outcome} unexpectedly")
-            failed += sum(1 for tx in planned if not tx.succeeds)
-            txs += len(planned)
-            gas += built.block.header.gas_used
-            chain_file.write(rlp.encode(built.block))
-            progress.advance(len(planned), built.block.header.gas_used)
+    try:
+        with partial.open("wb") as chain_file:
+            for _ in range(blocks):
+                template = builder.next_header()
+                planned = workload.plan_block()
+                signed = [
+                    builder.sign(template, tx, workload.accounts[tx.sender]) for tx in planned
+                ]
+                built = builder.build_block(template, signed, workload.plan_withdrawals())
+                _check_outcomes(template.block_number, planned, built.receipts)
+                failed += sum(1 for tx in planned if not tx.succeeds)
+                txs += len(planned)
+                gas += built.block.header.gas_used
+                chain_file.write(rlp.encode(built.block))
+                progress.advance(len(planned), built.block.header.gas_used)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, chain_path)
     head = builder.head
-    return GeneratedChain(
+    chain = GeneratedChain(
         genesis_path, chain_path, blocks, txs, failed, gas, head.hash, head.state_root,
         workload.books,
     )  # fmt: skip
+    arguments = {"blocks": blocks, "txsPerBlock": txs_per_block, "profile": profile, "seed": seed}
+    manifest = {"generator": GENERATOR_VERSION, "arguments": arguments, **chain._counts()}
+    _write_atomically(out / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+    return chain
+
+
+def read_manifest(out_dir: Path | str) -> dict[str, Any] | None:
+    """The manifest of the dev chain in `out_dir`, or None if there is none or it is unreadable.
+
+    It holds "generator" (GENERATOR_VERSION), "arguments" (blocks, txsPerBlock, profile, seed),
+    the counts and the head; a caller reuses the chain when both the version and the arguments
+    match what it wants, and otherwise generates it again.
+    """
+    path = Path(out_dir) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    if not (Path(out_dir) / GENESIS_FILE).is_file() or not (Path(out_dir) / CHAIN_FILE).is_file():
+        return None
+    return manifest
+
+
+def _check_outcomes(
+    number: int, planned: Sequence[PlannedTx], receipts: Sequence[ReceiptAPI]
+) -> None:
+    # The books are only right if every transaction did what the workload expected.
+    for index, (tx, receipt) in enumerate(zip(planned, receipts, strict=True)):
+        if receipt_succeeded(receipt) != tx.succeeds:
+            outcome = "reverted" if tx.succeeds else "succeeded"
+            raise GenerationError(number, f"transaction {index} {outcome} unexpectedly")
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -178,4 +224,6 @@ def _write_atomically(path: Path, content: bytes) -> None:
     os.replace(partial, path)
 
 
-__all__ = ["GeneratedChain", "GenerationError", "GenerationProgress", "generate_chain"]
+__all__ = [
+    "GeneratedChain", "GenerationError", "GenerationProgress", "generate_chain", "read_manifest",
+]  # fmt: skip

@@ -128,7 +128,10 @@ class Workload:
             self.books.pool_reserves[pool_address(index)] = [POOL_RESERVE, POOL_RESERVE]
 
     def genesis_alloc(self) -> dict[str, dict[str, Any]]:
-        """The genesis accounts of the workload's contracts, with their initial storage."""
+        """The genesis accounts of the workload's contracts, with their initial storage.
+
+        Call it before planning any block: it reads the books as they are.
+        """
         alloc: dict[str, dict[str, Any]] = {}
         for address, balances in self.books.token_balances.items():
             alloc["0x" + address.hex()] = _contract_alloc(
@@ -194,14 +197,15 @@ class Workload:
         return senders
 
     def _mixed(self, sender: int) -> PlannedTx:
+        # 30% ETH transfers, 35% token transfers, 25% swaps, 4% deployments, 6% reverts.
         roll = self.rng.random()
         if roll < 0.30:
             tx = self._eth_transfer(sender, self._recipient())
-        elif roll < 0.60:
+        elif roll < 0.65:
             tx = self._token_transfer(sender)
-        elif roll < 0.80:
+        elif roll < 0.90:
             tx = self._swap(sender)
-        elif roll < 0.85:
+        elif roll < 0.94:
             tx = self._deploy_token(sender)
         else:
             tx = self._reverting_call(sender)

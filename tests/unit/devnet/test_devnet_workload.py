@@ -6,9 +6,10 @@ from collections import Counter
 
 import pytest
 
-from khipu.devnet import contracts
+from khipu.devnet import commands, contracts
 from khipu.devnet.workload import (
     POOL_RESERVE,
+    PROFILES,
     TRANSFER_GAS,
     PlannedTx,
     TxKind,
@@ -86,3 +87,7 @@ def test_same_seed_same_plan_and_other_seed_differs() -> None:
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         Workload("nft", 10, seed=0)
+
+
+def test_the_command_line_offers_every_profile() -> None:
+    assert commands.PROFILE_NAMES == PROFILES
