@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI
-from eth.exceptions import HeaderNotFound
+from eth.exceptions import HeaderNotFound, UnrecognizedTransactionType
 from eth.vm.chain_context import ChainContext
 from eth_utils import ValidationError
 
@@ -70,7 +70,8 @@ class ImportResult:
 def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
     """Decode an RLP block with the block class of the fork its header falls in.
 
-    Raises MalformedBlock if the bytes are not an RLP block of that fork.
+    Raises MalformedBlock if the bytes are not an RLP block of that fork, including a typed
+    transaction whose type the fork does not know (an EIP-1559 transaction before London).
     """
     try:
         nested = rlp.decode(raw)
@@ -80,7 +81,13 @@ def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
         timestamp = rlp.sedes.big_endian_int.deserialize(header_fields[11])
         block_class = rules.vm_class(number, timestamp, difficulty).get_block_class()
         block: BlockAPI = block_class.deserialize(nested)  # type: ignore[attr-defined]
-    except (rlp.DecodingError, rlp.DeserializationError, IndexError, TypeError) as exc:
+    except (
+        rlp.DecodingError,
+        rlp.DeserializationError,
+        IndexError,
+        TypeError,
+        UnrecognizedTransactionType,
+    ) as exc:
         raise MalformedBlock(f"not a valid block: {exc}") from exc
     return block
 
