@@ -56,6 +56,18 @@ class InvalidBlock(Exception):
 class MalformedBlock(Exception):
     """Bytes that do not decode as a block of the fork they claim; says where they were."""
 
+# Header fields that geth decodes into fixed-size arrays. py-evm's sedes also accept other
+# lengths (a mix hash of any length, a nonce of 8 bytes or more, empty coinbase and roots).
+FIXED_LENGTH_FIELDS: tuple[tuple[str, int], ...] = (
+    ("coinbase", 20),
+    ("state_root", 32),
+    ("transaction_root", 32),
+    ("receipt_root", 32),
+    ("mix_hash", 32),
+    ("nonce", 8),
+    ("withdrawals_root", 32),
+)
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -71,7 +83,8 @@ def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
     """Decode an RLP block with the block class of the fork its header falls in.
 
     Raises MalformedBlock if the bytes are not an RLP block of that fork, including a typed
-    transaction whose type the fork does not know (an EIP-1559 transaction before London).
+    transaction whose type the fork does not know (an EIP-1559 transaction before London) and
+    a header or uncle whose fixed-size fields (FIXED_LENGTH_FIELDS) have another length.
     """
     try:
         nested = rlp.decode(raw)
@@ -89,7 +102,20 @@ def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
         UnrecognizedTransactionType,
     ) as exc:
         raise MalformedBlock(f"not a valid block: {exc}") from exc
+    _check_field_lengths(block.header, "header")
+    for index, uncle in enumerate(block.uncles):
+        _check_field_lengths(uncle, f"uncle {index}")
     return block
+
+
+def _check_field_lengths(header: BlockHeaderAPI, where: str) -> None:
+    for name, length in FIXED_LENGTH_FIELDS:
+        value = getattr(header, name, None)
+        if value is not None and len(value) != length:
+            raise MalformedBlock(
+                f"block #{header.block_number}: {where} {name} has {len(value)} bytes,"
+                f" not {length}"
+            )
 
 
 class BlockImporter:
