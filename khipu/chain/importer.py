@@ -56,6 +56,7 @@ class InvalidBlock(Exception):
 class MalformedBlock(Exception):
     """Bytes that do not decode as a block of the fork they claim; says where they were."""
 
+
 # Header fields that geth decodes into fixed-size arrays. py-evm's sedes also accept other
 # lengths (a mix hash of any length, a nonce of 8 bytes or more, empty coinbase and roots).
 FIXED_LENGTH_FIELDS: tuple[tuple[str, int], ...] = (
@@ -113,8 +114,7 @@ def _check_field_lengths(header: BlockHeaderAPI, where: str) -> None:
         value = getattr(header, name, None)
         if value is not None and len(value) != length:
             raise MalformedBlock(
-                f"block #{header.block_number}: {where} {name} has {len(value)} bytes,"
-                f" not {length}"
+                f"block #{header.block_number}: {where} {name} has {len(value)} bytes, not {length}"
             )
 
 
