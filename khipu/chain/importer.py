@@ -155,7 +155,7 @@ class BlockImporter:
         except ValidationError as exc:
             raise self._invalid(header, "header", str(exc)) from exc
         self._validate_terminal_difficulty(header, parent)
-        self._validate_dao_extra_data(header)
+        self._validate_dao_extra_data(header, header)
         if self.check_seal and not self.rules.is_proof_of_stake(
             header.block_number, header.difficulty
         ):
@@ -187,14 +187,20 @@ class BlockImporter:
                 f"proof-of-work block after terminal total difficulty {ttd} was reached",
             )
 
-    def _validate_dao_extra_data(self, header: BlockHeaderAPI) -> None:
+    def _validate_dao_extra_data(
+        self, header: BlockHeaderAPI, block_header: BlockHeaderAPI
+    ) -> None:
+        # `header` is the block's own header or one of its uncles (geth checks both).
         config = self.rules.config
         if not config.dao_fork_support or config.dao_fork_block is None:
             return
         offset = header.block_number - config.dao_fork_block
         if 0 <= offset < DAO_EXTRA_DATA_RANGE and header.extra_data != DAO_EXTRA_DATA:
+            which = "" if header is block_header else f"uncle #{header.block_number}: "
             raise self._invalid(
-                header, "DAO extra data", f"expected {DAO_EXTRA_DATA!r}, got {header.extra_data!r}"
+                block_header,
+                "DAO extra data",
+                f"{which}expected {DAO_EXTRA_DATA!r}, got {header.extra_data!r}",
             )
 
     def _validate_uncles(self, block: BlockAPI) -> None:
@@ -202,8 +208,9 @@ class BlockImporter:
             self.chain.validate_uncles(block)
         except ValidationError as exc:
             raise self._invalid(block.header, "uncles", str(exc)) from exc
-        if self.check_seal:
-            for uncle in block.uncles:
+        for uncle in block.uncles:
+            self._validate_dao_extra_data(uncle, block.header)
+            if self.check_seal:
                 self._validate_seal(uncle, block.header)
 
     def _execute(self, block: BlockAPI, parent: BlockHeaderAPI) -> BlockAPI:
