@@ -43,6 +43,18 @@ _ARROW_GLACIER = {**_LONDON, "arrowGlacierBlock": 0}
 _PARIS = {**_ARROW_GLACIER, "mergeNetsplitBlock": 0, "terminalTotalDifficulty": 0}
 _SHANGHAI = {**_PARIS, "shanghaiTime": 0}
 _CANCUN = {**_SHANGHAI, "cancunTime": 0}
+_ARROW_GLACIER_TO_PARIS = {
+    **_ARROW_GLACIER,
+    "grayGlacierBlock": 0,
+    "mergeNetsplitBlock": 0,
+    "terminalTotalDifficulty": 0xC0000,
+}
+_PARIS_TO_SHANGHAI = {**_PARIS, "shanghaiTime": 15_000}
+_PRAGUE = {
+    **_CANCUN,
+    "pragueTime": 0,
+    "depositContractAddress": "0x00000000219ab540356cbb839cbe05303d7705fa",
+}
 
 NETWORK_CONFIGS: Mapping[str, Mapping[str, Any]] = {
     "Frontier": _FRONTIER,
@@ -61,41 +73,44 @@ NETWORK_CONFIGS: Mapping[str, Mapping[str, Any]] = {
     "Merge": _PARIS,
     "Shanghai": _SHANGHAI,
     "Cancun": _CANCUN,
+    "Prague": _PRAGUE,
+    "EIP2384": {**_ISTANBUL, "muirGlacierBlock": 0},
+    "MuirGlacier": {**_ISTANBUL, "muirGlacierBlock": 0},
     "FrontierToHomesteadAt5": {**_FRONTIER, "homesteadBlock": 5},
     "HomesteadToDaoAt5": {**_HOMESTEAD, "daoForkBlock": 5, "daoForkSupport": True},
     "HomesteadToEIP150At5": {**_HOMESTEAD, "eip150Block": 5},
     "EIP158ToByzantiumAt5": {**_EIP158, "byzantiumBlock": 5},
+    "ByzantiumToConstantinopleAt5": {**_BYZANTIUM, "constantinopleBlock": 5},
     "ByzantiumToConstantinopleFixAt5": {
         **_BYZANTIUM,
         "constantinopleBlock": 5,
         "petersburgBlock": 5,
     },
+    "ConstantinopleFixToIstanbulAt5": {**_CONSTANTINOPLE_FIX, "istanbulBlock": 5},
     "BerlinToLondonAt5": {**_BERLIN, "londonBlock": 5},
-    "ArrowGlacierToParisAtDiffC0000": {
-        **_ARROW_GLACIER,
-        "grayGlacierBlock": 0,
-        "mergeNetsplitBlock": 0,
-        "terminalTotalDifficulty": 0xC0000,
-    },
-    "ParisToShanghaiAtTime15k": {**_PARIS, "shanghaiTime": 15_000},
+    "ArrowGlacierToParisAtDiffC0000": _ARROW_GLACIER_TO_PARIS,
+    "ArrowGlacierToMergeAtDiffC0000": _ARROW_GLACIER_TO_PARIS,  # its older name
+    "ParisToShanghaiAtTime15k": _PARIS_TO_SHANGHAI,
+    "MergeToShanghaiAtTime15k": _PARIS_TO_SHANGHAI,  # its older name
     "ShanghaiToCancunAtTime15k": {**_SHANGHAI, "cancunTime": 15_000},
+    "CancunToPragueAtTime15k": {**_PRAGUE, "pragueTime": 15_000},
 }
 
-# Genesis header fields of a fixture, under their geth genesis.json names.
+# Genesis header fields of a fixture that a geth genesis.json holds under the same names.
 _GENESIS_FIELDS = (
-    ("nonce", "nonce"),
-    ("timestamp", "timestamp"),
-    ("extraData", "extraData"),
-    ("gasLimit", "gasLimit"),
-    ("difficulty", "difficulty"),
-    ("mixHash", "mixHash"),
-    ("coinbase", "coinbase"),
-    ("number", "number"),
-    ("gasUsed", "gasUsed"),
-    ("parentHash", "parentHash"),
-    ("baseFeePerGas", "baseFeePerGas"),
-    ("excessBlobGas", "excessBlobGas"),
-    ("blobGasUsed", "blobGasUsed"),
+    "nonce",
+    "timestamp",
+    "extraData",
+    "gasLimit",
+    "difficulty",
+    "mixHash",
+    "coinbase",
+    "number",
+    "gasUsed",
+    "parentHash",
+    "baseFeePerGas",
+    "excessBlobGas",
+    "blobGasUsed",
 )
 
 
@@ -140,9 +155,7 @@ def genesis_document(fixture: Mapping[str, Any]) -> dict[str, Any]:
     """
     header = fixture["genesisBlockHeader"]
     document: dict[str, Any] = {"config": dict(NETWORK_CONFIGS[fixture["network"]])}
-    for fixture_key, genesis_key in _GENESIS_FIELDS:
-        if fixture_key in header:
-            document[genesis_key] = header[fixture_key]
+    document.update({name: header[name] for name in _GENESIS_FIELDS if name in header})
     document["alloc"] = fixture["pre"]
     return document
 
