@@ -9,7 +9,7 @@ be rejected (geth's rule; such blocks carry `expectException...`), every other b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -121,19 +121,21 @@ class FixtureCase:
     name: str
     path: Path
     network: str
+    seal_engine: str  # "NoProof", or "Ethash" where seals are checked
     # The folder of the fixture below the suite root, e.g. "Cancun/.../bcStateTests".
     category: str = field(compare=False)
 
 
-def discover_cases(root: Path) -> list[FixtureCase]:
+@lru_cache(maxsize=2)
+def discover_cases(root: Path) -> tuple[FixtureCase, ...]:
     """Every test of every fixture file under `root`, sorted by file path, then test name."""
     cases = []
     for path in sorted(root.rglob("*.json")):
         document = json.loads(path.read_text())
         category = str(path.parent.relative_to(root))
         for name, test in sorted(document.items()):
-            cases.append(FixtureCase(name, path, test["network"], category))
-    return cases
+            cases.append(FixtureCase(name, path, test["network"], test["sealEngine"], category))
+    return tuple(cases)
 
 
 @lru_cache(maxsize=4)
@@ -172,6 +174,8 @@ class RunResult:
     rejected: int = 0
     head: BlockHeaderAPI | None = None
     problems: list[str] = field(default_factory=list)
+    # (block index, failed check) of each rejected block; "malformed" if it did not decode.
+    rejections: list[tuple[int, str]] = field(default_factory=list)
 
 
 def run_fixture(fixture: Mapping[str, Any]) -> RunResult:
@@ -203,6 +207,8 @@ def run_fixture(fixture: Mapping[str, Any]) -> RunResult:
             importer.import_block(block)
         except (InvalidBlock, MalformedBlock) as exc:
             result.rejected += 1
+            check = exc.check if isinstance(exc, InvalidBlock) else "malformed"
+            result.rejections.append((index, check))
             if should_import:
                 result.problems.append(f"block {index} rejected: {exc}")
             continue
@@ -287,14 +293,15 @@ SLOW_CASES = frozenset(
 )
 
 
-def sample_cases(cases: list[FixtureCase], every: int = 8) -> list[FixtureCase]:
-    """A deterministic sample: every `every`-th case, plus the first of each network (and of
-    each sealEngine-checking category) the stride missed, without SLOW_CASES."""
+def sample_cases(cases: Sequence[FixtureCase], every: int = 8) -> list[FixtureCase]:
+    """A deterministic sample without SLOW_CASES: every `every`-th case, plus the first case of
+    each network and of each seal engine that the stride missed."""
     fast = [case for case in cases if case.name not in SLOW_CASES]
     chosen = {case.name for case in fast[::every]}
-    networks = {case.network for case in fast if case.name in chosen}
-    for case in fast:
-        if case.network not in networks:
-            networks.add(case.network)
-            chosen.add(case.name)
+    for attribute in ("network", "seal_engine"):
+        covered = {getattr(case, attribute) for case in fast if case.name in chosen}
+        for case in fast:
+            if getattr(case, attribute) not in covered:
+                covered.add(getattr(case, attribute))
+                chosen.add(case.name)
     return [case for case in fast if case.name in chosen]

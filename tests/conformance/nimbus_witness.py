@@ -2,8 +2,8 @@
 
 A file is `{"blockNumber": hex, "state": {hex key: hex value}}`: the key-value entries Nimbus read
 while importing block N on top of N-1 (see shared/data/mainnet/SOURCES.md). Keys of 32 bytes are
-keccak(value): state, storage and transaction trie nodes and contract code. Keys of 33 bytes are
-Nimbus' typed keys, a kind byte and a hash or number:
+keccak(value): state, storage and transaction trie nodes. The other keys are Nimbus' typed keys,
+a kind byte and then a hash or a number:
 
 - 0x00 + hash: `genericHash`, here the RLP headers of blocks N-1 and N and, for a block with
   uncles, the RLP list of its uncle headers under the uncles hash;
@@ -11,6 +11,7 @@ Nimbus' typed keys, a kind byte and a hash or number:
 - 0x02 + hash: `blockHashToScore`, RLP of the total difficulty;
 - 0x06 + code hash: `contractHash`, the contract code.
 Other kinds (0x03 transaction locations, 0x04 head, 0x05 slot preimages) are not needed.
+BLOCKHASH can only see N-1: no file holds a number->hash entry below it (checked on import).
 """
 
 from __future__ import annotations
@@ -206,6 +207,9 @@ def import_witness_block(
     Nimbus never read, so the witness lacks them; they are stored as empty code. Raises
     InvalidBlock if khipu rejects the block, or WitnessError if the witness is incomplete.
     """
+    older = [n for n in witness.ancestor_numbers() if n < witness.number - 1]
+    if older:
+        raise WitnessError(f"{witness.path.name}: ancestors {older} would need their headers")
     rebuilt = rebuild_block(witness, rules)
     db = AtomicDB()
     for key, value in witness.nodes.items():

@@ -65,5 +65,41 @@ def test_sample_covers_every_network() -> None:
     cases = discover_cases(require_testdata(SUITE))
     sample = sample_cases(cases)
     assert {case.network for case in sample} == {case.network for case in cases}
+    assert {case.seal_engine for case in sample} == {"NoProof", "Ethash"}
     assert len(sample) < len(cases) // 4
     assert {case.network for case in cases} <= set(NETWORK_CONFIGS)
+
+
+# Blocks that khipu once rejected for the wrong reason, or crashed on: (test, rejections).
+REJECTION_REASONS: dict[str, list[tuple[int, str]]] = {
+    # uncles with wrong DAO extra data (geth checks uncles too)
+    "DaoTransactions_UncleExtradata_HomesteadToDaoAt5": [
+        (4, "DAO extra data"),
+        (7, "DAO extra data"),
+        (9, "uncles"),
+        (12, "DAO extra data"),
+        (18, "DAO extra data"),
+        (20, "DAO extra data"),
+    ],
+    # a London-era uncle without a base fee (block 13)
+    "londonUncles_BerlinToLondonAt5": [(5, "uncles"), (11, "uncles"), (13, "uncles")],
+    # EIP-1559 transactions in Berlin blocks: not decodable there
+    "BerlinToLondonTransition_BerlinToLondonAt5": [
+        (3, "malformed"),
+        (4, "malformed"),
+        (5, "malformed"),
+        (7, "malformed"),
+        (8, "header"),
+        (9, "header"),
+        (10, "header"),
+    ],
+    # an uncle's mix hash of 31 bytes
+    "reusePreviousBlockAsUncleIgnoringLeadingZerosInMixHash": [(1, "malformed")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTION_REASONS))
+def test_rejected_for_the_right_reason(name: str) -> None:
+    cases = {case.name: case for case in discover_cases(require_testdata(SUITE))}
+    result = run_fixture(load_fixture(cases[name]))
+    assert result.rejections == REJECTION_REASONS[name]
