@@ -1,7 +1,8 @@
 """ethereum/tests BlockchainTests through khipu's genesis builder and block importer.
 
-By default a deterministic sample (every 8th test plus one of each network); with
-KHIPU_CONFORMANCE=full every test of $KHIPU_TESTDATA/blockchain-tests. One case per fixture test:
+By default a deterministic sample (every 8th test plus one of each network and seal engine, not
+the five SLOW_CASES); with KHIPU_CONFORMANCE=full every test of $KHIPU_TESTDATA/blockchain-tests,
+all of which pass (KNOWN_FAILURES would list xfails). One case per fixture test:
 the genesis hash must match, valid blocks must import, invalid ones must be rejected, and the head
 and post state must equal the fixture's.
 """
