@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI
-from eth.exceptions import HeaderNotFound
+from eth.exceptions import HeaderNotFound, UnrecognizedTransactionType
 from eth.vm.chain_context import ChainContext
 from eth_utils import ValidationError
 
@@ -57,6 +57,19 @@ class MalformedBlock(Exception):
     """Bytes that do not decode as a block of the fork they claim; says where they were."""
 
 
+# Header fields that geth decodes into fixed-size arrays. py-evm's sedes also accept other
+# lengths (a mix hash of any length, a nonce of 8 bytes or more, empty coinbase and roots).
+FIXED_LENGTH_FIELDS: tuple[tuple[str, int], ...] = (
+    ("coinbase", 20),
+    ("state_root", 32),
+    ("transaction_root", 32),
+    ("receipt_root", 32),
+    ("mix_hash", 32),
+    ("nonce", 8),
+    ("withdrawals_root", 32),
+)
+
+
 @dataclass(frozen=True)
 class ImportResult:
     """What importing one block did."""
@@ -70,7 +83,9 @@ class ImportResult:
 def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
     """Decode an RLP block with the block class of the fork its header falls in.
 
-    Raises MalformedBlock if the bytes are not an RLP block of that fork.
+    Raises MalformedBlock if the bytes are not an RLP block of that fork, including a typed
+    transaction whose type the fork does not know (an EIP-1559 transaction before London) and
+    a header or uncle whose fixed-size fields (FIXED_LENGTH_FIELDS) have another length.
     """
     try:
         nested = rlp.decode(raw)
@@ -80,9 +95,27 @@ def decode_block(raw: bytes, rules: ChainRules) -> BlockAPI:
         timestamp = rlp.sedes.big_endian_int.deserialize(header_fields[11])
         block_class = rules.vm_class(number, timestamp, difficulty).get_block_class()
         block: BlockAPI = block_class.deserialize(nested)  # type: ignore[attr-defined]
-    except (rlp.DecodingError, rlp.DeserializationError, IndexError, TypeError) as exc:
+    except (
+        rlp.DecodingError,
+        rlp.DeserializationError,
+        IndexError,
+        TypeError,
+        UnrecognizedTransactionType,
+    ) as exc:
         raise MalformedBlock(f"not a valid block: {exc}") from exc
+    _check_field_lengths(block.header, "header")
+    for index, uncle in enumerate(block.uncles):
+        _check_field_lengths(uncle, f"uncle {index}")
     return block
+
+
+def _check_field_lengths(header: BlockHeaderAPI, where: str) -> None:
+    for name, length in FIXED_LENGTH_FIELDS:
+        value = getattr(header, name, None)
+        if value is not None and len(value) != length:
+            raise MalformedBlock(
+                f"block #{header.block_number}: {where} {name} has {len(value)} bytes, not {length}"
+            )
 
 
 class BlockImporter:
@@ -122,7 +155,7 @@ class BlockImporter:
         except ValidationError as exc:
             raise self._invalid(header, "header", str(exc)) from exc
         self._validate_terminal_difficulty(header, parent)
-        self._validate_dao_extra_data(header)
+        self._validate_dao_extra_data(header, header)
         if self.check_seal and not self.rules.is_proof_of_stake(
             header.block_number, header.difficulty
         ):
@@ -154,14 +187,20 @@ class BlockImporter:
                 f"proof-of-work block after terminal total difficulty {ttd} was reached",
             )
 
-    def _validate_dao_extra_data(self, header: BlockHeaderAPI) -> None:
+    def _validate_dao_extra_data(
+        self, header: BlockHeaderAPI, block_header: BlockHeaderAPI
+    ) -> None:
+        # `header` is the block's own header or one of its uncles (geth checks both).
         config = self.rules.config
         if not config.dao_fork_support or config.dao_fork_block is None:
             return
         offset = header.block_number - config.dao_fork_block
         if 0 <= offset < DAO_EXTRA_DATA_RANGE and header.extra_data != DAO_EXTRA_DATA:
+            which = "" if header is block_header else f"uncle #{header.block_number}: "
             raise self._invalid(
-                header, "DAO extra data", f"expected {DAO_EXTRA_DATA!r}, got {header.extra_data!r}"
+                block_header,
+                "DAO extra data",
+                f"{which}expected {DAO_EXTRA_DATA!r}, got {header.extra_data!r}",
             )
 
     def _validate_uncles(self, block: BlockAPI) -> None:
@@ -169,8 +208,9 @@ class BlockImporter:
             self.chain.validate_uncles(block)
         except ValidationError as exc:
             raise self._invalid(block.header, "uncles", str(exc)) from exc
-        if self.check_seal:
-            for uncle in block.uncles:
+        for uncle in block.uncles:
+            self._validate_dao_extra_data(uncle, block.header)
+            if self.check_seal:
                 self._validate_seal(uncle, block.header)
 
     def _execute(self, block: BlockAPI, parent: BlockHeaderAPI) -> BlockAPI:
