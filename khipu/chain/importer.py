@@ -26,14 +26,15 @@ DAO_EXTRA_DATA_RANGE = 10  # geth's params.DAOForkExtraRange
 
 # Header fields compared after execution, each named as the check that failed.
 RESULT_FIELDS: tuple[tuple[str, str], ...] = (
-    ("state_root", "state root"),
-    ("receipt_root", "receipts root"),
-    ("bloom", "logs bloom"),
+    # geth's order (core.BlockValidator.ValidateState): gas, bloom, receipts, requests, state.
     ("gas_used", "gas used"),
+    ("bloom", "logs bloom"),
+    ("receipt_root", "receipts root"),
+    ("requests_hash", "requests hash"),
+    ("state_root", "state root"),
     ("transaction_root", "transactions root"),
     ("uncles_hash", "uncles hash"),
     ("withdrawals_root", "withdrawals root"),
-    ("requests_hash", "requests hash"),
     ("blob_gas_used", "blob gas used"),
     ("excess_blob_gas", "excess blob gas"),
     ("base_fee_per_gas", "base fee"),
