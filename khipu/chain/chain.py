@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from eth.abc import AtomicDatabaseAPI, BlockAPI, BlockHeaderAPI, VirtualMachineAPI
 from eth.chains.base import Chain
-from eth_utils import ValidationError
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks import FrontierVM
 from eth_typing import BlockNumber
+from eth_utils import ValidationError
 
 from khipu.chain.rules import ChainRules
 
