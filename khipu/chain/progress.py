@@ -9,7 +9,10 @@ from typing import TextIO
 
 
 class ImportProgress:
-    """Counts imported blocks and reports rates at most once per `interval` seconds."""
+    """Counts blocks imported (or generated) and reports rates at most once per `interval` s.
+
+    `label` starts each line: "import" for `khipu import`, "generate" for the dev chain builder.
+    """
 
     def __init__(
         self,
@@ -17,7 +20,9 @@ class ImportProgress:
         stream: TextIO | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "import",
     ) -> None:
+        self.label = label
         self.total_blocks = total_blocks
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
@@ -30,7 +35,7 @@ class ImportProgress:
         self.gas = 0
         self.head = 0
 
-    def advance(self, number: int, txs: int, gas: int, imported: bool) -> None:
+    def advance(self, number: int, txs: int, gas: int, imported: bool = True) -> None:
         """Record one block; report if the interval has passed."""
         self.blocks += 1
         self.head = number
@@ -64,7 +69,7 @@ class ImportProgress:
             parts.insert(0, f"progress={done}/{self.total_blocks}")
             parts.append(f"pct={100 * done / self.total_blocks:.1f}")
             parts.append(f"eta={_duration(eta)}")
-        return "import " + " ".join(parts)
+        return f"{self.label} " + " ".join(parts)
 
     def report(self) -> None:
         print(self.line(), file=self.stream, flush=True)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import rlp
 from eth.abc import ReceiptAPI
 
+from khipu.chain.progress import ImportProgress
 from khipu.devnet.builder import DevChainBuilder, GenerationError, receipt_succeeded
 from khipu.devnet.genesis import dev_genesis_json
 from khipu.devnet.workload import Books, PlannedTx, Workload
@@ -65,48 +64,6 @@ class GeneratedChain:
         }
 
 
-class GenerationProgress:
-    """Reports blocks/s, tx/s and Mgas/s on a stream at most once per `interval` seconds."""
-
-    def __init__(
-        self,
-        total_blocks: int,
-        stream: TextIO | None = None,
-        interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total_blocks = total_blocks
-        self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
-        self.clock = clock
-        self.started = self._last_report = clock()
-        self.blocks = self.txs = self.gas = 0
-
-    def advance(self, txs: int, gas: int) -> None:
-        """Count one block; report if the interval has passed."""
-        self.blocks += 1
-        self.txs += txs
-        self.gas += gas
-        now = self.clock()
-        if now - self._last_report >= self.interval:
-            self._last_report = now
-            self.report()
-
-    def line(self) -> str:
-        """One logfmt line with counts, rates and the estimated time left."""
-        elapsed = max(self.clock() - self.started, 1e-9)
-        rate = self.blocks / elapsed
-        eta = (self.total_blocks - self.blocks) / rate if rate > 0 else 0.0
-        return (
-            f"generate progress={self.blocks}/{self.total_blocks} blocks_per_s={rate:.1f} "
-            f"tx_per_s={self.txs / elapsed:.1f} mgas_per_s={self.gas / elapsed / 1e6:.2f} "
-            f"eta={eta:.0f}s"
-        )
-
-    def report(self) -> None:
-        print(self.line(), file=self.stream, flush=True)
-
-
 @dataclass(frozen=True)
 class DevChainSpec:
     """The shape of a generated dev chain."""
@@ -136,7 +93,7 @@ def generate_chain(
     profile: str,
     seed: int,
     *,
-    progress: GenerationProgress | None = None,
+    progress: ImportProgress | None = None,
 ) -> GeneratedChain:
     """Write OUT_DIR/genesis.json and OUT_DIR/chain.rlp (blocks 1..`blocks`) of a dev chain.
 
@@ -153,7 +110,7 @@ def generate_chain(
     genesis_json = workload_genesis_json(profile, txs_per_block, seed)
     builder = DevChainBuilder(genesis_json)
     if progress is None:
-        progress = GenerationProgress(blocks)
+        progress = ImportProgress(blocks, label="generate")
     genesis_path, chain_path = out / GENESIS_FILE, out / CHAIN_FILE
     (out / MANIFEST_FILE).unlink(missing_ok=True)  # until the new chain is complete
     _write_atomically(genesis_path, (json.dumps(genesis_json, indent=2) + "\n").encode())
@@ -173,7 +130,7 @@ def generate_chain(
                 txs += len(planned)
                 gas += built.block.header.gas_used
                 chain_file.write(rlp.encode(built.block))
-                progress.advance(len(planned), built.block.header.gas_used)
+                progress.advance(template.block_number, len(planned), built.block.header.gas_used)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -225,5 +182,5 @@ def _write_atomically(path: Path, content: bytes) -> None:
 
 
 __all__ = [
-    "GeneratedChain", "GenerationError", "GenerationProgress", "generate_chain", "read_manifest",
+    "GeneratedChain", "GenerationError", "generate_chain", "read_manifest",
 ]  # fmt: skip

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from khipu.chain.block_files import count_rlp_blocks
+from khipu.chain.progress import ImportProgress
 from khipu.devnet.builder import BLOCK_TIME, FEE_RECIPIENT, DevChainBuilder, GenerationError
 from khipu.devnet.generate import (
     GENERATOR_VERSION,
-    GenerationProgress,
     generate_chain,
     read_manifest,
 )
@@ -67,7 +67,7 @@ def test_bad_nonce_is_reported_with_the_block_number() -> None:
 def test_empty_blocks_and_the_manifest(tmp_path: Path) -> None:
     assert read_manifest(tmp_path) is None
     chain = generate_chain(
-        tmp_path, 3, 0, "transfers", 7, progress=GenerationProgress(3, io.StringIO())
+        tmp_path, 3, 0, "transfers", 7, progress=ImportProgress(3, io.StringIO(), label="generate")
     )
     assert chain.txs == 0 and chain.gas == 0
     assert count_rlp_blocks(chain.chain_path) == 3
@@ -94,6 +94,11 @@ def test_a_receipt_against_the_books_stops_generation_cleanly(
     monkeypatch.setattr(Workload, "plan_block", wrong_books)
     with pytest.raises(GenerationError, match="#1: transaction 0 succeeded unexpectedly"):
         generate_chain(
-            tmp_path, 2, 3, "transfers", 0, progress=GenerationProgress(2, io.StringIO())
+            tmp_path,
+            2,
+            3,
+            "transfers",
+            0,
+            progress=ImportProgress(2, io.StringIO(), label="generate"),
         )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["genesis.json"]

@@ -20,7 +20,7 @@ from khipu.chain.progress import ImportProgress
 from khipu.chain.rules import ChainRules
 from khipu.devnet import contracts
 from khipu.devnet.builder import receipt_succeeded
-from khipu.devnet.generate import GeneratedChain, GenerationProgress, generate_chain
+from khipu.devnet.generate import GeneratedChain, generate_chain
 from khipu.devnet.workload import pool_address
 from khipu.storage.chain_store import ChainStore
 
@@ -43,8 +43,8 @@ class Imported:
             yield chain.get_canonical_block_by_number(number)  # type: ignore[arg-type]
 
 
-def quiet(blocks: int) -> GenerationProgress:
-    return GenerationProgress(blocks, io.StringIO())
+def quiet(blocks: int) -> ImportProgress:
+    return ImportProgress(blocks, io.StringIO(), label="generate")
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +143,8 @@ def test_same_arguments_give_identical_files(tmp_path: Path) -> None:
 def test_progress_reports_rates() -> None:
     now = [0.0]
     stream = io.StringIO()
-    progress = GenerationProgress(10, stream, interval=1.0, clock=lambda: now[0])
+    progress = ImportProgress(10, stream, interval=1.0, clock=lambda: now[0], label="generate")
     now[0] = 2.0
-    progress.advance(txs=50, gas=1_000_000)
+    progress.advance(1, txs=50, gas=1_000_000)
     line = stream.getvalue()
     assert "progress=1/10" in line and "blocks_per_s=0.5" in line and "tx_per_s=25.0" in line
