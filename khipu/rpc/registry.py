@@ -21,6 +21,7 @@ NAMESPACE_MODULES = (
     "khipu.rpc.eth_logs",
     "khipu.rpc.eth_call",
     "khipu.rpc.eth_fees",
+    "khipu.rpc.eth_config",
     "khipu.rpc.debug",
     "khipu.rpc.net_web3",
     "khipu.rpc.khipu",
