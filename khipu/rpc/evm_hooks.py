@@ -1,0 +1,69 @@
+"""A hook before every opcode of a py-evm computation: deadlines, access lists and tracers.
+
+py-evm runs opcodes from the computation class's `opcodes` table; a subclass with every entry
+wrapped calls `before(computation, opcode)` first. Child calls use the same subclass, so the hook
+sees every frame. Raising from the hook aborts the whole execution (it is not a VMError).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eth.abc import ComputationAPI, StateAPI
+
+OpcodeHook = Callable[[ComputationAPI, int, Any], None]
+
+
+class ExecutionTimeout(Exception):
+    """The EVM ran past its deadline (--rpc.evmtimeout)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"execution aborted (timeout = {seconds:g}s)")
+        self.seconds = seconds
+
+
+class _HookedOpcode:
+    __slots__ = ("inner", "opcode", "hook")
+
+    def __init__(self, inner: Any, opcode: int, hook: OpcodeHook) -> None:
+        self.inner = inner
+        self.opcode = opcode
+        self.hook = hook
+
+    def __call__(self, computation: ComputationAPI) -> None:
+        self.hook(computation, self.opcode, self.inner)
+        self.inner(computation=computation)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def install_hook(state: StateAPI, hook: OpcodeHook) -> None:
+    """Make every computation that `state` runs from now on call `hook` before each opcode."""
+    base = state.computation_class
+    opcodes = {op: _HookedOpcode(fn, op, hook) for op, fn in base.opcodes.items()}
+    hooked = type(f"Hooked{base.__name__}", (base,), {"opcodes": opcodes})
+    state.computation_class = hooked  # type: ignore[misc]
+
+
+def deadline_hook(seconds: float) -> OpcodeHook:
+    """A hook raising ExecutionTimeout once `seconds` have passed (checked every 1024 opcodes)."""
+    deadline = time.monotonic() + seconds
+    counter = [0]
+
+    def check(computation: ComputationAPI, opcode: int, fn: Any) -> None:
+        counter[0] += 1
+        if counter[0] & 1023 == 0 and time.monotonic() > deadline:
+            raise ExecutionTimeout(seconds)
+
+    return check
+
+
+def chain_hooks(*hooks: OpcodeHook) -> OpcodeHook:
+    def run(computation: ComputationAPI, opcode: int, fn: Any) -> None:
+        for hook in hooks:
+            hook(computation, opcode, fn)
+
+    return run
