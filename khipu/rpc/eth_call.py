@@ -177,16 +177,17 @@ class AccessListTracer:
         self.exclude = exclude
         self.entries: dict[bytes, set[int]] = {}
 
-    def __call__(self, computation: ComputationAPI, opcode: int, fn: Any) -> None:
+    def __call__(self, computation: ComputationAPI, opcode: int, fn: Any) -> Any:
         stack = computation._stack.values  # type: ignore[attr-defined]
         if opcode in _SLOT_OPS and stack:
+            # geth records slots of every account, excluded or not; exclusions are for addresses.
             address = bytes(computation.msg.storage_address)
-            if address not in self.exclude:
-                self.entries.setdefault(address, set()).add(_as_int(stack[-1]))
+            self.entries.setdefault(address, set()).add(_as_int(stack[-1]))
         elif opcode in _ADDRESS_OPS and stack:
             self._touch(_as_int(stack[-1]))
         elif opcode in _CALL_OPS and len(stack) >= 2:
             self._touch(_as_int(stack[-2]))
+        return None
 
     def _touch(self, value: int) -> None:
         address = (value % 2**160).to_bytes(20, "big")

@@ -13,7 +13,8 @@ from typing import Any
 
 from eth.abc import ComputationAPI, StateAPI
 
-OpcodeHook = Callable[[ComputationAPI, int, Any], None]
+# A hook may return a callable run once the opcode has finished (or raised).
+OpcodeHook = Callable[[ComputationAPI, int, Any], "Callable[[BaseException | None], None] | None"]
 
 
 class ExecutionTimeout(Exception):
@@ -33,8 +34,16 @@ class _HookedOpcode:
         self.hook = hook
 
     def __call__(self, computation: ComputationAPI) -> None:
-        self.hook(computation, self.opcode, self.inner)
-        self.inner(computation=computation)
+        after = self.hook(computation, self.opcode, self.inner)
+        if after is None:
+            self.inner(computation=computation)
+            return
+        try:
+            self.inner(computation=computation)
+        except BaseException as exc:
+            after(exc)
+            raise
+        after(None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -57,13 +66,21 @@ def deadline_hook(seconds: float) -> OpcodeHook:
         counter[0] += 1
         if counter[0] & 1023 == 0 and time.monotonic() > deadline:
             raise ExecutionTimeout(seconds)
+        return None
 
     return check
 
 
 def chain_hooks(*hooks: OpcodeHook) -> OpcodeHook:
-    def run(computation: ComputationAPI, opcode: int, fn: Any) -> None:
-        for hook in hooks:
-            hook(computation, opcode, fn)
+    def run(computation: ComputationAPI, opcode: int, fn: Any) -> Any:
+        afters = [after for hook in hooks if (after := hook(computation, opcode, fn)) is not None]
+        if not afters:
+            return None
+
+        def after_all(error: BaseException | None) -> None:
+            for after in afters:
+                after(error)
+
+        return after_all
 
     return run

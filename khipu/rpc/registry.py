@@ -23,6 +23,7 @@ NAMESPACE_MODULES = (
     "khipu.rpc.eth_fees",
     "khipu.rpc.eth_config",
     "khipu.rpc.debug",
+    "khipu.rpc.debug_trace",
     "khipu.rpc.net_web3",
     "khipu.rpc.khipu",
 )
