@@ -111,3 +111,19 @@ def uncle_by_number(ctx: RpcContext, params: Params) -> Json | None:
 @rpc_method("eth_getUncleByBlockHashAndIndex")
 def uncle_by_hash(ctx: RpcContext, params: Params) -> Json | None:
     return _uncle_json(ctx, _header_by_hash_param(ctx, params), params.quantity(1))
+
+
+@rpc_method("eth_capabilities")
+def capabilities(ctx: RpcContext, params: Params) -> Json:
+    """What this node can answer: everything from genesis (an archive node deletes nothing)."""
+    head = ctx.view.head()
+    whole_history = {"disabled": False, "oldestBlock": "0x0"}
+    return {
+        "head": {"number": quantity(head.block_number), "hash": "0x" + head.hash.hex()},
+        "state": dict(whole_history),
+        "tx": dict(whole_history),
+        "logs": {**whole_history, "deleteStrategy": {"type": "none"}},
+        "receipts": dict(whole_history),
+        "blocks": dict(whole_history),
+        "stateproofs": dict(whole_history),
+    }

@@ -51,7 +51,7 @@ class StructLogger:
             entry["stack"] = [quantity(_as_int(v)) for v in stack]
         if self.with_memory:
             memory = bytes(computation._memory._bytes)  # type: ignore[attr-defined]
-            entry["memory"] = [memory[i : i + 32].hex() for i in range(0, len(memory), 32)]
+            entry["memory"] = ["0x" + memory[i : i + 32].hex() for i in range(0, len(memory), 32)]
         if self.with_return_data and computation.return_data:
             entry["returnData"] = data(computation.return_data)
         refund = computation.get_gas_refund()
@@ -61,12 +61,12 @@ class StructLogger:
             address = bytes(computation.msg.storage_address)
             slot = _as_int(stack[-1])
             slots = self._storage.setdefault(address, {})
-            key = slot.to_bytes(32, "big").hex()
+            key = data(slot.to_bytes(32, "big"))
             if opcode == 0x55 and len(stack) >= 2:
-                slots[key] = _as_int(stack[-2]).to_bytes(32, "big").hex()
+                slots[key] = data(_as_int(stack[-2]).to_bytes(32, "big"))
             else:
                 value = computation.state.get_storage(computation.msg.storage_address, slot)
-                slots[key] = value.to_bytes(32, "big").hex()
+                slots[key] = data(value.to_bytes(32, "big"))
             entry["storage"] = dict(slots)
         self.logs.append(entry)
         children_before = len(computation.children)

@@ -1,9 +1,23 @@
-"""rpc-compat cases khipu does not pass yet, each with the precise reason (strict xfail)."""
+"""rpc-compat cases khipu does not pass, each with the precise reason (strict xfail)."""
 
 from __future__ import annotations
 
-# Methods outside what a sync-only archive node answers.
-_BY_METHOD: dict[str, str] = {}
+_NO_TRANSACTIONS = (
+    "khipu is a sync-only archive node: eth_sendRawTransaction is refused with -32000 "
+    "(the case expects the transaction hash back from a mempool)"
+)
+
+_BY_METHOD: dict[str, str] = {
+    "eth_simulateV1": (
+        "eth_simulateV1 (multi-block simulation with block/state overrides, -380xx errors) "
+        "is not implemented"
+    ),
+    "testing_buildBlockV1": (
+        "testing_buildBlockV1 builds blocks from a mempool; a sync-only node has neither "
+        "block building nor a mempool"
+    ),
+    "eth_sendRawTransaction": _NO_TRANSACTIONS,
+}
 
 # Single cases: "method/case" -> reason, per suite ("*" for both).
 _BY_CASE: dict[str, dict[str, str]] = {"*": {}, "rpc-compat": {}, "rpc-compat-prague": {}}
