@@ -48,7 +48,9 @@ def decode_call(value: Any) -> CallRequest:
     Raises HexError or InvalidParams for malformed fields.
     """
     if not isinstance(value, dict):
-        raise HexError("json: cannot unmarshal non-object into Go value of type ethapi.TransactionArgs")
+        raise HexError(
+            "json: cannot unmarshal non-object into Go value of type ethapi.TransactionArgs"
+        )
     request = CallRequest()
     if value.get("from") is not None:
         request.sender = decode_address(value["from"])
@@ -79,7 +81,10 @@ def decode_call(value: Any) -> CallRequest:
         raise InvalidParams("both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified")
     if value.get("accessList") is not None:
         request.access_list = [
-            (decode_address(entry["address"]), [int.from_bytes(decode_hash(k), "big") for k in entry.get("storageKeys") or []])
+            (
+                decode_address(entry["address"]),
+                [int.from_bytes(decode_hash(k), "big") for k in entry.get("storageKeys") or []],
+            )
             for entry in value["accessList"]
         ]
     return request
@@ -151,7 +156,9 @@ def decode_state_overrides(value: Any) -> dict[bytes, dict[str, Any]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise HexError("json: cannot unmarshal non-object into Go value of type ethapi.StateOverride")
+        raise HexError(
+            "json: cannot unmarshal non-object into Go value of type ethapi.StateOverride"
+        )
     overrides: dict[bytes, dict[str, Any]] = {}
     for address_text, account in value.items():
         address = decode_address(address_text)
@@ -231,25 +238,30 @@ class CallExecutor:
             raise ServerError(f"intrinsic gas too low: have {gas}, want {tx.intrinsic_gas}")
         price = state.get_gas_price(tx)
         balance = state.get_balance(Address(request.sender))
-        if price * gas + request.value > balance:
+        cost = price * gas + request.value
+        if cost > balance:
             raise ServerError(
                 "insufficient funds for gas * price + value: "
-                f"address 0x{request.sender.hex()} have {balance} want {price * gas + request.value}"
+                f"address 0x{request.sender.hex()} have {balance} want {cost}"
             )
-        executor = state.get_transaction_executor()
+        executor: Any = state.get_transaction_executor()
         message = executor.build_evm_message(tx)
         computation = executor.build_computation(message, tx)
         peak = gas - computation.get_gas_remaining()
         refund = executor.calculate_gas_refund(computation, peak)
-        floor_extra = executor.calc_data_floor_gas(tx, peak, refund) if hasattr(
-            executor, "calc_data_floor_gas"
-        ) else 0
+        floor_extra = (
+            executor.calc_data_floor_gas(tx, peak, refund)
+            if hasattr(executor, "calc_data_floor_gas")
+            else 0
+        )
         return CallOutcome(computation, peak - refund + floor_extra, peak + floor_extra, gas)
 
     def _transaction(self, vm: VirtualMachineAPI, request: CallRequest, gas: int) -> Any:
-        builder = vm.get_transaction_builder()
+        builder: Any = vm.get_transaction_builder()
         state = vm.state
-        nonce = request.nonce if request.nonce is not None else state.get_nonce(Address(request.sender))
+        nonce = (
+            request.nonce if request.nonce is not None else state.get_nonce(Address(request.sender))
+        )
         to = Address(request.to) if request.to is not None else CREATE_CONTRACT_ADDRESS
         has_base_fee = header_field(self.environment.header, "base_fee_per_gas") is not None
         access_list = [(Address(a), tuple(s)) for a, s in request.access_list or []]
@@ -260,17 +272,40 @@ class CallExecutor:
             if tip is None:
                 tip = 0 if max_fee == 0 else max_fee
             tx = builder.new_dynamic_fee_transaction(
-                chain_id, nonce, min(tip, max_fee) if max_fee else tip, max_fee, gas, to,
-                request.value, request.data, access_list, y_parity=0, **_DUMMY_SIGNATURE,
+                chain_id,
+                nonce,
+                min(tip, max_fee) if max_fee else tip,
+                max_fee,
+                gas,
+                to,
+                request.value,
+                request.data,
+                access_list,
+                y_parity=0,
+                **_DUMMY_SIGNATURE,
             )
         elif request.access_list is not None and hasattr(builder, "new_access_list_transaction"):
             tx = builder.new_access_list_transaction(
-                chain_id, nonce, request.gas_price or 0, gas, to, request.value, request.data,
-                access_list, y_parity=0, **_DUMMY_SIGNATURE,
+                chain_id,
+                nonce,
+                request.gas_price or 0,
+                gas,
+                to,
+                request.value,
+                request.data,
+                access_list,
+                y_parity=0,
+                **_DUMMY_SIGNATURE,
             )
         else:
             tx = builder.new_transaction(
-                nonce, request.gas_price or 0, gas, to, request.value, request.data,
-                v=27, **_DUMMY_SIGNATURE,
+                nonce,
+                request.gas_price or 0,
+                gas,
+                to,
+                request.value,
+                request.data,
+                v=27,
+                **_DUMMY_SIGNATURE,
             )
         return SpoofTransaction(tx, sender=Address(request.sender))

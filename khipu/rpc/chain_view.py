@@ -44,7 +44,9 @@ class TransactionLocation:
 class ChainView:
     """What the RPC methods read: headers, blocks, receipts and state, by number, tag or hash."""
 
-    def __init__(self, store: ChainStore, rules: ChainRules, genesis: Genesis | None = None) -> None:
+    def __init__(
+        self, store: ChainStore, rules: ChainRules, genesis: Genesis | None = None
+    ) -> None:
         self.store = store
         self.rules = rules
         self.chaindb = store.chaindb

@@ -27,14 +27,20 @@ def _trace_config(params: Params, index: int) -> dict[str, Any]:
     return config
 
 
-def _trace(ctx: RpcContext, header: BlockHeaderAPI, config: dict[str, Any], only: int | None) -> list[Json]:
+def _trace(
+    ctx: RpcContext, header: BlockHeaderAPI, config: dict[str, Any], only: int | None
+) -> list[Json]:
     tracer_config = config.get("tracerConfig") or {}
     tracers: dict[int, Any] = {}
 
     def hook_for(index: int) -> Any:
         if only is not None and index != only:
             return None
-        tracer = CallTracer(tracer_config) if config.get("tracer") == "callTracer" else StructLogger(config)
+        tracer = (
+            CallTracer(tracer_config)
+            if config.get("tracer") == "callTracer"
+            else StructLogger(config)
+        )
         tracers[index] = tracer
         return tracer
 

@@ -49,9 +49,7 @@ class Dispatcher:
             return _encode(error_response(None, RpcError(INVALID_REQUEST, "empty batch")))
         limit = self.context.config.batch_request_limit
         if limit and len(batch) > limit:
-            first_id = next(
-                (m.get("id") for m in batch if isinstance(m, dict) and "id" in m), None
-            )
+            first_id = next((m.get("id") for m in batch if isinstance(m, dict) and "id" in m), None)
             error = RpcError(INVALID_REQUEST, "batch too large")
             return _encode([error_response(first_id, error)])
         responses = []

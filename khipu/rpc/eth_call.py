@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eth.abc import ComputationAPI
 from eth._utils.address import generate_contract_address
+from eth.abc import ComputationAPI
 from eth_typing import Address
 
 from khipu.rpc.call_execution import (
@@ -208,7 +208,9 @@ def create_access_list(ctx: RpcContext, params: Params) -> Json:
     request: CallRequest = params.decode(0, decode_call)
     executor = _executor(ctx, params, 1)
     vm = executor.fresh_vm()
-    nonce = request.nonce if request.nonce is not None else vm.state.get_nonce(Address(request.sender))
+    nonce = (
+        request.nonce if request.nonce is not None else vm.state.get_nonce(Address(request.sender))
+    )
     to = request.to or generate_contract_address(Address(request.sender), nonce)
     precompiles = set(getattr(vm.state.computation_class, "_precompiles", {}) or {})
     exclude = {request.sender, to, *(bytes(p) for p in precompiles)}

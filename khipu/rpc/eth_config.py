@@ -78,7 +78,9 @@ def fork_config(ctx: RpcContext, fork: str, activation: int) -> Json:
         },
         "chainId": quantity(view.chain_id),
         "forkId": data(fork_id.fork_hash),
-        "precompiles": {name: data(address.to_bytes(20, "big")) for name, address in sorted(precompiles.items())},
+        "precompiles": {
+            name: data(address.to_bytes(20, "big")) for name, address in sorted(precompiles.items())
+        },
         "systemContracts": dict(sorted(system.items())),
     }
     return entry
@@ -88,7 +90,11 @@ def fork_config(ctx: RpcContext, fork: str, activation: int) -> Json:
 def eth_config(ctx: RpcContext, params: Params) -> Json:
     head = ctx.view.head()
     scheduled = sorted(
-        ((time, fork) for fork, time in ctx.view.rules.config.time_forks.items() if fork in _FORK_ORDER),
+        (
+            (time, fork)
+            for fork, time in ctx.view.rules.config.time_forks.items()
+            if fork in _FORK_ORDER
+        ),
         key=lambda entry: (entry[0], _FORK_ORDER.index(entry[1])),
     )
     active = [entry for entry in scheduled if entry[0] <= head.timestamp]

@@ -1,4 +1,4 @@
-"""Fee methods: eth_gasPrice, eth_maxPriorityFeePerGas, eth_baseFee, eth_blobBaseFee, eth_feeHistory.
+"""Fee methods: gas price and tip suggestions, base fees, blob base fee, fee history.
 
 The tip suggestion follows geth's gas price oracle: the lowest few tips of each of the last
 blocks, their 60th percentile, ignoring tips under 2 wei and capping at 500 gwei.
@@ -6,6 +6,7 @@ blocks, their 60th percentile, ignoring tips under 2 wei and capping at 500 gwei
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from eth.abc import BlockHeaderAPI
@@ -111,9 +112,11 @@ def fee_history(ctx: RpcContext, params: Params) -> Json:
         isinstance(p, int | float) and not isinstance(p, bool) for p in percentiles
     ):
         raise InvalidParams("invalid argument 2: reward percentiles must be numbers")
-    for previous, current in zip(percentiles, percentiles[1:], strict=False):
+    for previous, current in itertools.pairwise(percentiles):
         if current < previous or not 0 <= current <= 100:
-            raise InvalidParams(f"invalid reward percentile: #{percentiles.index(current)}:{current}")
+            raise InvalidParams(
+                f"invalid reward percentile: #{percentiles.index(current)}:{current}"
+            )
     if percentiles and not 0 <= percentiles[0] <= 100:
         raise InvalidParams(f"invalid reward percentile: #0:{percentiles[0]}")
     oldest = max(0, newest.block_number - count + 1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth.abc import BlockHeaderAPI
-from eth_bloom import BloomFilter
+from eth_bloom.bloom import BloomFilter
 
 from khipu.rpc.context import Filter, RpcContext
 from khipu.rpc.errors import LIMIT_EXCEEDED, InvalidParams, RpcError, ServerError
@@ -56,11 +56,15 @@ class LogCriteria:
 def decode_criteria(value: Any) -> LogCriteria:
     """geth's FilterCriteria. Raises InvalidParams / HexError."""
     if not isinstance(value, dict):
-        raise HexError("json: cannot unmarshal non-object into Go value of type filters.FilterCriteria")
+        raise HexError(
+            "json: cannot unmarshal non-object into Go value of type filters.FilterCriteria"
+        )
     block_hash = None
     if value.get("blockHash") is not None:
         if value.get("fromBlock") is not None or value.get("toBlock") is not None:
-            raise InvalidParams("cannot specify both BlockHash and FromBlock/ToBlock, choose one or the other")
+            raise InvalidParams(
+                "cannot specify both BlockHash and FromBlock/ToBlock, choose one or the other"
+            )
         block_hash = decode_hash(value["blockHash"])
     from_block = _range_end(value.get("fromBlock"))
     to_block = _range_end(value.get("toBlock"))
@@ -80,7 +84,7 @@ def decode_criteria(value: Any) -> LogCriteria:
         raise HexError("invalid topics in query")
     if len(raw_topics) > MAX_TOPICS:
         raise InvalidParams("exceed max topics")
-    topics = []
+    topics: list[tuple[bytes, ...]] = []
     for position in raw_topics:
         if position is None:
             topics.append(())

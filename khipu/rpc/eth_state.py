@@ -10,7 +10,7 @@ from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 from eth_typing import Address
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from khipu.rpc.context import RpcContext
 from khipu.rpc.errors import InvalidParams
@@ -113,9 +113,15 @@ def get_proof(ctx: RpcContext, params: Params) -> Json:
     storage_proofs = []
     for slot, given_length in slots:
         slot_bytes = slot.to_bytes(32, "big")
-        encoded_value = storage_trie.get(keccak(slot_bytes)) if account.storage_root != BLANK_ROOT_HASH else b""
+        encoded_value = (
+            storage_trie.get(keccak(slot_bytes)) if account.storage_root != BLANK_ROOT_HASH else b""
+        )
         value = rlp.decode(encoded_value, sedes=rlp.sedes.big_endian_int) if encoded_value else 0
-        proof = _proof(storage_trie, keccak(slot_bytes)) if account.storage_root != BLANK_ROOT_HASH else []
+        proof = (
+            _proof(storage_trie, keccak(slot_bytes))
+            if account.storage_root != BLANK_ROOT_HASH
+            else []
+        )
         storage_proofs.append(
             {
                 "key": data(slot_bytes) if given_length == 32 else quantity(slot),
@@ -136,7 +142,7 @@ def get_proof(ctx: RpcContext, params: Params) -> Json:
 
 def _proof(trie: HexaryTrie, key: bytes) -> list[str]:
     """The encoded trie nodes on the path to `key`, as geth lists them (no embedded nodes)."""
-    nodes = trie.get_proof(key)
+    nodes = trie.get_proof(key)  # type: ignore[no-untyped-call]
     proof = []
     for position, node in enumerate(nodes):
         encoded = rlp.encode(node)

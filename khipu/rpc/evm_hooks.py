@@ -26,7 +26,7 @@ class ExecutionTimeout(Exception):
 
 
 class _HookedOpcode:
-    __slots__ = ("inner", "opcode", "hook")
+    __slots__ = ("hook", "inner", "opcode")
 
     def __init__(self, inner: Any, opcode: int, hook: OpcodeHook) -> None:
         self.inner = inner

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import rlp
-from eth.abc import BlockAPI, BlockHeaderAPI, LogAPI, ReceiptAPI, SignedTransactionAPI
 from eth._utils.address import generate_contract_address
+from eth.abc import BlockAPI, BlockHeaderAPI, LogAPI, ReceiptAPI, SignedTransactionAPI
 
 GAS_PER_BLOB = 2**17
 MIN_BLOB_BASE_FEE = 1

@@ -19,7 +19,8 @@ def client_version(ctx: RpcContext) -> str:
         release = version("khipu")
     except PackageNotFoundError:
         release = "dev"
-    return f"{ctx.config.client_version}/v{release}/{platform.system().lower()}/python{platform.python_version()}"
+    system = platform.system().lower()
+    return f"{ctx.config.client_version}/v{release}/{system}/python{platform.python_version()}"
 
 
 @rpc_method("web3_clientVersion")

@@ -61,9 +61,7 @@ def decode_data(value: Any, length: int | None = None, type_name: str = "hexutil
             f"json: cannot unmarshal invalid hex string into Go value of type {type_name}"
         ) from None
     if length is not None and len(raw) != length:
-        raise HexError(
-            f"hex string has length {len(digits)}, want {2 * length} for {type_name}"
-        )
+        raise HexError(f"hex string has length {len(digits)}, want {2 * length} for {type_name}")
     return raw
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI
 from eth.vm.chain_context import ChainContext
@@ -36,7 +37,9 @@ def replay_block(
         raise ServerError("genesis is not traceable")
     parent = view.header_by_hash(header.parent_hash)
     if parent is None:
-        raise ServerError(f"parent {header.parent_hash.hex()} of block {header.block_number} not found")
+        raise ServerError(
+            f"parent {header.parent_hash.hex()} of block {header.block_number} not found"
+        )
     block: BlockAPI = view.block(header)
     vm_class = view.vm_class(header)
     base = vm_class.create_header_from_parent(parent, timestamp=header.timestamp)
@@ -46,9 +49,13 @@ def replay_block(
         chain_context=ChainContext(view.chain_id),
         consensus_context=view.chain.consensus_context,
     )
-    context = vm.create_execution_context(header, vm.previous_hashes, vm.chain_context)
-    vm._state = vm.get_state_class()(view.chaindb.db, context, parent.state_root)  # type: ignore[attr-defined]
-    vm.block_preprocessing(block)
+    # What VM.import_block does before its transactions, on the parent's state.
+    machine: Any = vm
+    context = machine.create_execution_context(
+        header, machine.previous_hashes, machine.chain_context
+    )
+    machine._state = machine.get_state_class()(view.chaindb.db, context, parent.state_root)
+    machine.block_preprocessing(block)
     state = vm.state
     plain_class = state.computation_class
     for index, tx in enumerate(block.transactions):

@@ -53,7 +53,7 @@ class RpcServer:
         if self._httpd is None:
             return f"http://{self.config.host}:{self.config.port}/"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     def start(self) -> None:
         """Bind and serve on a daemon thread. Raises OSError if the address is taken."""
@@ -142,11 +142,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._plain(400, "bad content length\n")
             return
         if length > self.config.max_request_size:
-            self._plain(413, f"content length too large ({length}>{self.config.max_request_size})\n")
+            self._plain(
+                413, f"content length too large ({length}>{self.config.max_request_size})\n"
+            )
             self.close_connection = True
             return
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type not in ("application/json", "application/json-rpc", "application/jsonrequest"):
+        if content_type not in (
+            "application/json",
+            "application/json-rpc",
+            "application/jsonrequest",
+        ):
             self.rfile.read(length)
             self._plain(415, "invalid content type, only application/json is supported\n")
             return
@@ -205,22 +211,52 @@ def add_rpc_arguments(parser: argparse.ArgumentParser) -> None:
     """geth's HTTP JSON-RPC flags, for `khipu run`."""
     group = parser.add_argument_group("JSON-RPC")
     defaults = RpcConfig()
-    group.add_argument("--http.addr", dest="http_addr", default=defaults.host,
-                       help="address the JSON-RPC server listens on (default %(default)s)")
-    group.add_argument("--http.port", dest="http_port", type=int, default=defaults.port,
-                       help="JSON-RPC port (default %(default)s; 0 picks a free port)")
-    group.add_argument("--http.corsdomain", dest="http_corsdomain", default="",
-                       help="comma-separated origins allowed by CORS (default: none)")
-    group.add_argument("--http.vhosts", dest="http_vhosts", default=",".join(defaults.vhosts),
-                       help="comma-separated Host names accepted ('*' for any; default %(default)s)")
-    group.add_argument("--rpc.batch-request-limit", dest="rpc_batch_request_limit", type=int,
-                       default=defaults.batch_request_limit,
-                       help="most requests in one batch (default %(default)s)")
-    group.add_argument("--rpc.evmtimeout", dest="rpc_evmtimeout", type=_duration,
-                       default=defaults.evm_timeout,
-                       help="time limit of eth_call and eth_estimateGas, e.g. 5s (default 5s)")
-    group.add_argument("--rpc.gascap", dest="rpc_gascap", type=int, default=defaults.gas_cap,
-                       help="gas limit of eth_call and eth_estimateGas (default %(default)s)")
+    group.add_argument(
+        "--http.addr",
+        dest="http_addr",
+        default=defaults.host,
+        help="address the JSON-RPC server listens on (default %(default)s)",
+    )
+    group.add_argument(
+        "--http.port",
+        dest="http_port",
+        type=int,
+        default=defaults.port,
+        help="JSON-RPC port (default %(default)s; 0 picks a free port)",
+    )
+    group.add_argument(
+        "--http.corsdomain",
+        dest="http_corsdomain",
+        default="",
+        help="comma-separated origins allowed by CORS (default: none)",
+    )
+    group.add_argument(
+        "--http.vhosts",
+        dest="http_vhosts",
+        default=",".join(defaults.vhosts),
+        help="comma-separated Host names accepted ('*' for any; default %(default)s)",
+    )
+    group.add_argument(
+        "--rpc.batch-request-limit",
+        dest="rpc_batch_request_limit",
+        type=int,
+        default=defaults.batch_request_limit,
+        help="most requests in one batch (default %(default)s)",
+    )
+    group.add_argument(
+        "--rpc.evmtimeout",
+        dest="rpc_evmtimeout",
+        type=_duration,
+        default=defaults.evm_timeout,
+        help="time limit of eth_call and eth_estimateGas, e.g. 5s (default 5s)",
+    )
+    group.add_argument(
+        "--rpc.gascap",
+        dest="rpc_gascap",
+        type=int,
+        default=defaults.gas_cap,
+        help="gas limit of eth_call and eth_estimateGas (default %(default)s)",
+    )
 
 
 def rpc_config_from_args(args: argparse.Namespace) -> RpcConfig:

@@ -123,7 +123,11 @@ class CallTracer:
         return frame
 
     def _frame(
-        self, computation: ComputationAPI, kind: str, gas_used: int | None = None, gas: int | None = None
+        self,
+        computation: ComputationAPI,
+        kind: str,
+        gas_used: int | None = None,
+        gas: int | None = None,
     ) -> Json:
         msg = computation.msg
         frame: Json = {
@@ -133,7 +137,7 @@ class CallTracer:
                 msg.gas - computation.get_gas_remaining() if gas_used is None else gas_used
             ),
             "to": data(msg.storage_address if msg.is_create else msg.code_address),
-            "input": data(msg.data if not msg.is_create else msg.code),
+            "input": data(bytes(msg.data if not msg.is_create else msg.code)),
             "type": kind,
         }
         if kind in ("CALL", "CALLCODE", "CREATE", "CREATE2"):
@@ -142,8 +146,10 @@ class CallTracer:
             frame["output"] = data(computation.output)
         if computation.is_error:
             error = computation.error
-            frame["error"] = "execution reverted" if isinstance(error, Revert) else (
-                str(error) or type(error).__name__
+            frame["error"] = (
+                "execution reverted"
+                if isinstance(error, Revert)
+                else (str(error) or type(error).__name__)
             )
             if isinstance(error, Revert):
                 from khipu.rpc.eth_call import revert_reason
@@ -153,7 +159,11 @@ class CallTracer:
                     frame["revertReason"] = reason
         if self.with_log:
             logs = [
-                {"address": data(address), "topics": [data(t.to_bytes(32, "big")) for t in topics], "data": data(payload)}
+                {
+                    "address": data(address),
+                    "topics": [data(t.to_bytes(32, "big")) for t in topics],
+                    "data": data(payload),
+                }
                 for _, address, topics, payload in getattr(computation, "_log_entries", [])
             ]
             if logs:

@@ -121,6 +121,8 @@ def _diff(expected: Any, actual: Any, path: str = "result") -> str:
         return "\n".join(lines)
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
         return "\n".join(
-            _diff(e, a, f"{path}[{i}]") for i, (e, a) in enumerate(zip(expected, actual)) if e != a
+            _diff(e, a, f"{path}[{i}]")
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            if e != a
         )
     return f"{path}: want {_short(expected)}, got {_short(actual)}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,9 @@ from khipu.chain.rules import ChainRules
 from khipu.rpc.context import RpcConfig
 from khipu.rpc.server import RpcServer
 from khipu.storage.chain_store import ChainStore
+from tests import conftest
 from tests.conformance.rpc_compat_cases import RpcCase, RpcClient, find_cases, mismatch
 from tests.conformance.rpc_compat_expected import expected_failure
-from tests import conftest
 
 SUITES = ("rpc-compat-prague", "rpc-compat")
 
