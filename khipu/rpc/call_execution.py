@@ -4,6 +4,7 @@ check, gas price 0 unless given, state and block overrides applied to a throwawa
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,11 +210,13 @@ class CallExecutor:
         environment: CallEnvironment,
         gas_cap: int,
         timeout: float,
+        cancelled: threading.Event | None = None,
     ) -> None:
         self.view = view
         self.environment = environment
         self.gas_cap = gas_cap
         self.timeout = timeout
+        self.cancelled = cancelled
 
     def fresh_vm(self) -> VirtualMachineAPI:
         vm = self.view.vm_at(self.environment.header)
@@ -231,7 +234,7 @@ class CallExecutor:
         (intrinsic gas too low, insufficient funds) and ExecutionTimeout past the deadline."""
         vm = self.fresh_vm()
         state = vm.state
-        hook = deadline_hook(self.timeout)
+        hook = deadline_hook(self.timeout, self.cancelled)
         install_hook(state, hook if extra_hook is None else chain_hooks(hook, extra_hook))
         tx = self._transaction(vm, request, gas)
         if gas < tx.intrinsic_gas:

@@ -109,4 +109,5 @@ class RpcContext:
         self.health = health or default_health
         self.sync_status = sync_status
         self.filters = FilterTable(config.filter_timeout)
+        self.stopping = threading.Event()  # set by RpcServer.stop(): running EVM calls end
         self.started_at = time.time()

@@ -19,7 +19,7 @@ from khipu.rpc.call_execution import (
 )
 from khipu.rpc.context import RpcContext
 from khipu.rpc.errors import ExecutionReverted, RpcError, ServerError
-from khipu.rpc.evm_hooks import ExecutionTimeout
+from khipu.rpc.evm_hooks import ExecutionCancelled, ExecutionTimeout
 from khipu.rpc.formatting import Json, data, format_access_list, quantity
 from khipu.rpc.params import Params
 from khipu.rpc.registry import rpc_method
@@ -84,14 +84,18 @@ def _executor(ctx: RpcContext, params: Params, block_index: int) -> CallExecutor
     header = apply_block_overrides(header, params.raw(block_index + 2))
     overrides = params.decode(block_index + 1, decode_state_overrides, default={})
     return CallExecutor(
-        ctx.view, CallEnvironment(header, overrides), ctx.config.gas_cap, ctx.config.evm_timeout
+        ctx.view,
+        CallEnvironment(header, overrides),
+        ctx.config.gas_cap,
+        ctx.config.evm_timeout,
+        ctx.stopping,
     )
 
 
 def _run(executor: CallExecutor, request: CallRequest, gas: int, hook: Any = None) -> CallOutcome:
     try:
         return executor.run(request, gas, hook)
-    except ExecutionTimeout as exc:
+    except (ExecutionTimeout, ExecutionCancelled) as exc:
         raise ServerError(str(exc)) from None
 
 

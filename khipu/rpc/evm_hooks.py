@@ -7,6 +7,7 @@ sees every frame. Raising from the hook aborts the whole execution (it is not a 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,15 +58,23 @@ def install_hook(state: StateAPI, hook: OpcodeHook) -> None:
     state.computation_class = hooked  # type: ignore[misc]
 
 
-def deadline_hook(seconds: float) -> OpcodeHook:
-    """A hook raising ExecutionTimeout once `seconds` have passed (checked every 1024 opcodes)."""
+class ExecutionCancelled(Exception):
+    """The server is stopping; running executions end early."""
+
+
+def deadline_hook(seconds: float, cancelled: threading.Event | None = None) -> OpcodeHook:
+    """A hook raising ExecutionTimeout once `seconds` have passed, or ExecutionCancelled once
+    `cancelled` is set (both checked every 1024 opcodes)."""
     deadline = time.monotonic() + seconds
     counter = [0]
 
     def check(computation: ComputationAPI, opcode: int, fn: Any) -> None:
         counter[0] += 1
-        if counter[0] & 1023 == 0 and time.monotonic() > deadline:
-            raise ExecutionTimeout(seconds)
+        if counter[0] & 1023 == 0:
+            if time.monotonic() > deadline:
+                raise ExecutionTimeout(seconds)
+            if cancelled is not None and cancelled.is_set():
+                raise ExecutionCancelled("the RPC server is stopping")
         return None
 
     return check

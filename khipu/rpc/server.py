@@ -73,6 +73,7 @@ class RpcServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.context.stopping.set()
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
@@ -105,6 +106,16 @@ class _HttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     rpc: RpcServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-request is routine; anything else is worth a log line.
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("rpc client %s went away: %s", client_address, error)
+        else:
+            log.exception("rpc request from %s failed", client_address)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
