@@ -1,4 +1,4 @@
-"""A datadir holding the rpc-compat-prague chain (45 blocks, Frontier..Prague), shared per module."""
+"""A datadir holding the rpc-compat-prague chain (45 blocks, Frontier..Prague), per module."""
 
 from __future__ import annotations
 

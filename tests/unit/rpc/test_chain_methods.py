@@ -102,7 +102,7 @@ def test_proof_verifies_against_the_state_root(rpc: Client) -> None:
     account = HexaryTrie.get_from_proof(
         state_root, keccak(bytes.fromhex(CONTRACT[2:])), [rlp.decode(n) for n in nodes]
     )
-    nonce, balance, storage_root, code_hash = rlp.decode(account)
+    _nonce, balance, storage_root, _code_hash = rlp.decode(account)
     assert hex(int.from_bytes(balance, "big")) == proof["balance"]
     assert "0x" + storage_root.hex() == proof["storageHash"]
     slot = proof["storageProof"][0]
