@@ -311,4 +311,6 @@ class CallExecutor:
                 v=27,
                 **_DUMMY_SIGNATURE,
             )
+        # py-evm's builders return London-typed objects for later forks; re-decode as this fork's.
+        tx = builder.decode(tx.encode())
         return SpoofTransaction(tx, sender=Address(request.sender))

@@ -20,6 +20,7 @@ NAMESPACE_MODULES = (
     "khipu.rpc.eth_transactions",
     "khipu.rpc.eth_logs",
     "khipu.rpc.eth_call",
+    "khipu.rpc.eth_simulate",
     "khipu.rpc.eth_fees",
     "khipu.rpc.eth_config",
     "khipu.rpc.debug",

@@ -8,7 +8,7 @@ _NO_TRANSACTIONS = (
 )
 
 _BY_METHOD: dict[str, str] = {
-    "eth_simulateV1": (
+    "eth_simulateV1_disabled": (
         "eth_simulateV1 (multi-block simulation with block/state overrides, -380xx errors) "
         "is not implemented"
     ),
