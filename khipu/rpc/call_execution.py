@@ -169,7 +169,7 @@ def decode_state_overrides(value: Any) -> dict[bytes, dict[str, Any]]:
         if account.get("state") is not None and account.get("stateDiff") is not None:
             raise InvalidParams(f"account {address_text} has both 'state' and 'stateDiff'")
         if account.get("movePrecompileToAddress") is not None:
-            raise InvalidParams("movePrecompileToAddress is not supported")
+            decoded["move_to"] = decode_address(account["movePrecompileToAddress"])
         if account.get("balance") is not None:
             decoded["balance"] = decode_quantity(account["balance"])
         if account.get("nonce") is not None:
@@ -187,6 +187,37 @@ def decode_state_overrides(value: Any) -> dict[bytes, dict[str, Any]]:
 
 
 def apply_state_overrides(state: StateAPI, overrides: dict[bytes, dict[str, Any]]) -> None:
+    """Apply geth's StateOverride to `state`, precompile moves included.
+
+    Overriding a precompile's address removes the precompile there (so its code can be
+    replaced); `movePrecompileToAddress` puts it at another address. Raises ServerError with
+    geth's messages for a move of a non-precompile or onto an overridden address.
+    """
+    precompiles = dict(state.computation_class.get_precompiles())
+    moved_to: set[bytes] = set()
+    changed = False
+    for raw_address, account in overrides.items():
+        if raw_address in moved_to:
+            raise ServerError(
+                f"account 0x{raw_address.hex()} has already been overridden by a precompile"
+            )
+        precompile = precompiles.get(Address(raw_address))
+        if "move_to" in account:
+            if precompile is None:
+                raise ServerError(f"account 0x{raw_address.hex()} is not a precompile")
+            if account["move_to"] in overrides:
+                raise ServerError(f"account 0x{account['move_to'].hex()} is already overridden")
+            precompiles[Address(account["move_to"])] = precompile
+            moved_to.add(account["move_to"])
+            changed = True
+        if precompile is not None:
+            del precompiles[Address(raw_address)]
+            changed = True
+    if changed:
+        base = state.computation_class
+        state.computation_class = type(  # type: ignore[misc]
+            f"Overridden{base.__name__}", (base,), {"_precompiles": precompiles}
+        )
     for raw_address, account in overrides.items():
         address = Address(raw_address)
         if "balance" in account:

@@ -43,6 +43,7 @@ from khipu.rpc.params import HexError, Params
 from khipu.rpc.registry import rpc_method
 
 MAX_SIMULATE_BLOCKS = 256
+MAX_NONCE = 2**64 - 1
 TIMESTAMP_INCREMENT = 12
 TRANSFER_LOG_ADDRESS = b"\xee" * 20
 TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
@@ -139,10 +140,14 @@ def _quantity(value: Any, default: int) -> int:
 
 
 class _TransferLogger:
-    """traceTransfers: an ERC-20-like Transfer log at 0xeee..e for every value transfer."""
+    """traceTransfers: an ERC-20-like Transfer log at 0xeee..e for every value transfer.
+
+    The logs go to the call's result only (not to its receipt), placed among the contract's
+    logs by py-evm's log counter, and dropped with the frame when it (or a caller) fails.
+    """
 
     def __init__(self) -> None:
-        self.pending: list[tuple[ComputationAPI, int, int, bytes, bytes, int]] = []
+        self.transfers: list[tuple[float, ComputationAPI | None, tuple[Any, ...]]] = []
 
     def __call__(self, computation: ComputationAPI, opcode: int, fn: Any) -> Any:
         if opcode not in (0xF1, 0xF2):  # CALL, CALLCODE move value
@@ -159,14 +164,27 @@ class _TransferLogger:
         sender = bytes(computation.msg.storage_address)
 
         def after(error: BaseException | None) -> None:
-            if len(computation.children) > children:
+            if len(computation.children) > children and opcode == 0xF1:
                 child = computation.children[-1]
-                if opcode == 0xF2:
-                    return
-                entry = (counter - 0.5, TRANSFER_LOG_ADDRESS, _topics(sender, to), value.to_bytes(32, "big"))
-                child._log_entries.insert(0, entry)  # type: ignore[attr-defined]
+                log = (TRANSFER_LOG_ADDRESS, _topics(sender, to), value.to_bytes(32, "big"))
+                self.transfers.append((counter - 0.5, child, log))
 
         return after
+
+    def logs(self, root: ComputationAPI, top_level: tuple[Any, ...] | None) -> list[tuple[Any, ...]]:
+        """The call's logs in order, transfers included, for a successful `root`."""
+        alive: set[int] = set()
+        pending = [root]
+        while pending:
+            computation = pending.pop()
+            if computation.is_success:
+                alive.add(id(computation))
+                pending.extend(computation.children)
+        entries: list[tuple[Any, ...]] = list(root.get_raw_log_entries())
+        if top_level is not None:
+            entries.append((-1, *top_level))
+        entries += [(c, *log) for c, child, log in self.transfers if id(child) in alive]
+        return [entry[1:] for entry in sorted(entries, key=lambda e: e[0])]
 
 
 def _topics(sender: bytes, to: bytes) -> tuple[int, ...]:
@@ -193,6 +211,8 @@ class Simulation:
         self.state: Any = None
         self.hashes: list[bytes] = []  # simulated block hashes, oldest first
         self.gas_pool = ctx.config.gas_cap  # shared by every call of the simulation
+        self.logs: list[tuple[Any, ...]] = []  # the logs of the call just run
+        self.log_index = 0  # logs are numbered across the block
 
     def run(self, blocks: list[SimulatedBlock]) -> list[tuple[Any, list[Json], list[Any]]]:
         results = []
@@ -214,6 +234,9 @@ class Simulation:
             "mix_hash": b"\x00" * 32,
             "extra_data": b"",
         }
+        changes["gas_limit"] = parent.gas_limit
+        changes["coinbase"] = parent.coinbase
+        changes["difficulty"] = parent.difficulty
         header = self.base.copy(**changes)
         header = apply_block_overrides(
             header, {k: v for k, v in block.overrides.items() if k in _HEADER_OVERRIDES}
@@ -273,9 +296,12 @@ class Simulation:
         )
         if self.state is None:
             self.state = vm.state
+            self.computation_class = self.state.computation_class
         self.state.execution_context = context
         vm._state = self.state
         state = self.state
+        # Precompile moves last for one block: every block starts from the fork's set.
+        state.computation_class = self.computation_class
         apply_state_overrides(state, block.state_overrides)
         block_class = vm.get_block_class()
         empty = block_class(header, transactions=[], uncles=[], withdrawals=[])
@@ -286,6 +312,7 @@ class Simulation:
         receipts: list[Any] = []
         calls: list[Json] = []
         cumulative = 0
+        self.log_index = 0
         for index, request in enumerate(block.calls):
             tx, spoofed = self._transaction(vm, header, request, cumulative)
             computation = self._execute(vm, spoofed, request)
@@ -384,6 +411,10 @@ class Simulation:
         state = self.state
         sender = Address(request.sender)
         base_fee = state.execution_context.base_fee_per_gas or 0
+        if self.validate and state.get_nonce(sender) == MAX_NONCE:
+            raise RpcError(
+                -32603, f"nonce has max value: address 0x{sender.hex()}, nonce: {MAX_NONCE}"
+            )
         if self.validate:
             current = state.get_nonce(sender)
             if tx.nonce < current:
@@ -417,26 +448,49 @@ class Simulation:
         state.lock_changes()
         hook = deadline_hook(self.ctx.config.evm_timeout, self.ctx.stopping)
         plain = state.computation_class
-        if self.trace:
+        transfers = _TransferLogger() if self.trace else None
+        if transfers is not None:
             from khipu.rpc.evm_hooks import chain_hooks
 
-            install_hook(state, chain_hooks(hook, _TransferLogger()))
+            install_hook(state, chain_hooks(hook, transfers))
         else:
             install_hook(state, hook)
         executor: Any = state.get_transaction_executor()
+        nonce = state.get_nonce(sender)
+        if nonce == MAX_NONCE:  # geth's uint64 wraps to 0; py-evm refuses to pass the maximum
+            state.set_nonce(sender, MAX_NONCE - 1)
         try:
             message = executor.build_evm_message(tx)
+            if nonce == MAX_NONCE:
+                state.set_nonce(sender, 0)
             computation = executor.build_computation(message, tx)
-            if self.trace and tx.value and computation.is_success:
-                entry = (-1, TRANSFER_LOG_ADDRESS, _topics(sender, bytes(tx.to)), tx.value.to_bytes(32, "big"))
-                computation._log_entries.insert(0, entry)  # type: ignore[attr-defined]
-            computation = executor.finalize_computation(tx, computation)
+            free = not self.validate and tx.max_fee_per_gas == 0 and tx.max_priority_fee_per_gas == 0
+            if free and base_fee:
+                # geth skips the fee payment of a zero-fee call under NoBaseFee; py-evm would
+                # charge the coinbase a negative tip, so finalize as if the base fee were 0.
+                context = state.execution_context
+                state.execution_context = _with_base_fee(context, 0)
+                try:
+                    computation = executor.finalize_computation(tx, computation)
+                finally:
+                    state.execution_context = context
+            else:
+                computation = executor.finalize_computation(tx, computation)
         except (ExecutionTimeout, ExecutionCancelled) as exc:
             raise RpcError(-32016, str(exc)) from None
         finally:
             state.computation_class = plain
         if hasattr(state, "clear_transient_storage"):
             state.clear_transient_storage()
+        self.logs = []
+        if computation.is_success:
+            top = None
+            if transfers is not None and tx.value and tx.to:
+                top = (TRANSFER_LOG_ADDRESS, _topics(sender, bytes(tx.to)), tx.value.to_bytes(32, "big"))
+            self.logs = (
+                transfers.logs(computation, top) if transfers is not None
+                else list(computation.get_log_entries())
+            )  # fmt: skip
         return computation
 
     def _call_result(
@@ -444,17 +498,17 @@ class Simulation:
         tx_hash: bytes, index: int,
     ) -> Json:  # fmt: skip
         result: Json = {
-            "returnData": data(bytes(computation.output)),
+            "returnData": data(bytes(computation.output)) if computation.is_success else "0x",
             "logs": [],
             "gasUsed": quantity(gas_used),
             "maxUsedGas": quantity(max(peak, gas_used)),
             "status": "0x1" if computation.is_success else "0x0",
         }
         if computation.is_success:
-            base_index = sum(1 for _ in ())  # logs are numbered within the call, as geth does
-            for position, (address, topics, payload) in enumerate(computation.get_log_entries()):
+            for address, topics, payload in self.logs:
                 log = _Log(address, topics, payload)
-                result["logs"].append(format_log(log, header, tx_hash, index, base_index + position))  # type: ignore[arg-type]
+                result["logs"].append(format_log(log, header, tx_hash, index, self.log_index))  # type: ignore[arg-type]
+                self.log_index += 1
         else:
             output = bytes(computation.output)
             from eth.exceptions import Revert
@@ -469,6 +523,21 @@ class Simulation:
             else:
                 result["error"] = {"message": vm_error_message(computation), "code": ERR_VM}
         return result
+
+
+def _with_base_fee(context: Any, base_fee: int) -> ExecutionContext:
+    return ExecutionContext(
+        coinbase=context.coinbase,
+        timestamp=context.timestamp,
+        block_number=context.block_number,
+        difficulty=context.difficulty,
+        mix_hash=context.mix_hash,
+        gas_limit=context.gas_limit,
+        prev_hashes=context.prev_hashes,
+        chain_id=context.chain_id,
+        base_fee_per_gas=base_fee,
+        excess_blob_gas=context._excess_blob_gas,
+    )
 
 
 @dataclass
