@@ -215,8 +215,13 @@ def apply_state_overrides(state: StateAPI, overrides: dict[bytes, dict[str, Any]
             changed = True
     if changed:
         base = state.computation_class
+        original = base.get_precompiles()
+        # Execution follows the moved set; warm addresses (EIP-2929) stay the fork's own
+        # precompiles, as geth's access list does.
         state.computation_class = type(  # type: ignore[misc]
-            f"Overridden{base.__name__}", (base,), {"_precompiles": precompiles}
+            f"Overridden{base.__name__}",
+            (base,),
+            {"_precompiles": precompiles, "get_precompiles": classmethod(lambda cls: original)},
         )
     for raw_address, account in overrides.items():
         address = Address(raw_address)

@@ -41,12 +41,11 @@ from khipu.rpc.formatting import (
 )
 from khipu.rpc.params import HexError, Params
 from khipu.rpc.registry import rpc_method
+from khipu.rpc.simulate_transfers import TRANSFER_LOG_ADDRESS, TransferLogger, transfer_topics
 
 MAX_SIMULATE_BLOCKS = 256
 MAX_NONCE = 2**64 - 1
 TIMESTAMP_INCREMENT = 12
-TRANSFER_LOG_ADDRESS = b"\xee" * 20
-TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
 EMPTY_WITHDRAWALS_ROOT = bytes.fromhex(
     "56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"
 )
@@ -91,7 +90,7 @@ def _decode_blocks(value: Any) -> tuple[list[dict[str, Any]], bool, bool, bool]:
 def sanitize_chain(base: BlockHeaderAPI, raw_blocks: list[dict[str, Any]]) -> list[SimulatedBlock]:
     """geth's sanitizeChain: numbers in order, gaps filled with empty blocks, timestamps +12."""
     blocks: list[SimulatedBlock] = []
-    previous_number = base.block_number
+    previous_number: int = base.block_number
     previous_time = base.timestamp
     for raw in raw_blocks:
         overrides = dict(raw.get("blockOverrides") or {})
@@ -106,7 +105,7 @@ def sanitize_chain(base: BlockHeaderAPI, raw_blocks: list[dict[str, Any]]) -> li
         for gap_number in range(previous_number + 1, number):
             previous_time += TIMESTAMP_INCREMENT
             blocks.append(SimulatedBlock(gap_number, previous_time))
-        previous_number = number
+        previous_number = int(number)
         if overrides.get("time") is None:
             timestamp = previous_time + TIMESTAMP_INCREMENT
         else:
@@ -137,66 +136,6 @@ def _quantity(value: Any, default: int) -> int:
         return decode_quantity(value)
     except HexError as exc:
         raise InvalidParams(f"invalid argument 0: {exc}") from None
-
-
-class _TransferLogger:
-    """traceTransfers: an ERC-20-like Transfer log at 0xeee..e for every value transfer.
-
-    The logs go to the call's result only (not to its receipt), placed among the contract's
-    logs by py-evm's log counter, and dropped with the frame when it (or a caller) fails.
-    """
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[float, ComputationAPI | None, tuple[Any, ...]]] = []
-
-    def __call__(self, computation: ComputationAPI, opcode: int, fn: Any) -> Any:
-        if opcode not in (0xF1, 0xF2):  # CALL, CALLCODE move value
-            return None
-        stack = computation._stack.values  # type: ignore[attr-defined]
-        if len(stack) < 3:
-            return None
-        value = _as_int(stack[-3])
-        if not value:
-            return None
-        to = (_as_int(stack[-2]) % 2**160).to_bytes(20, "big")
-        children = len(computation.children)
-        counter = computation.transaction_context._log_counter  # type: ignore[attr-defined]
-        sender = bytes(computation.msg.storage_address)
-
-        def after(error: BaseException | None) -> None:
-            if len(computation.children) > children and opcode == 0xF1:
-                child = computation.children[-1]
-                log = (TRANSFER_LOG_ADDRESS, _topics(sender, to), value.to_bytes(32, "big"))
-                self.transfers.append((counter - 0.5, child, log))
-
-        return after
-
-    def logs(self, root: ComputationAPI, top_level: tuple[Any, ...] | None) -> list[tuple[Any, ...]]:
-        """The call's logs in order, transfers included, for a successful `root`."""
-        alive: set[int] = set()
-        pending = [root]
-        while pending:
-            computation = pending.pop()
-            if computation.is_success:
-                alive.add(id(computation))
-                pending.extend(computation.children)
-        entries: list[tuple[Any, ...]] = list(root.get_raw_log_entries())
-        if top_level is not None:
-            entries.append((-1, *top_level))
-        entries += [(c, *log) for c, child, log in self.transfers if id(child) in alive]
-        return [entry[1:] for entry in sorted(entries, key=lambda e: e[0])]
-
-
-def _topics(sender: bytes, to: bytes) -> tuple[int, ...]:
-    return (
-        int.from_bytes(TRANSFER_TOPIC, "big"),
-        int.from_bytes(sender, "big"),
-        int.from_bytes(to, "big"),
-    )
-
-
-def _as_int(value: int | bytes) -> int:
-    return value if isinstance(value, int) else int.from_bytes(value, "big")
 
 
 class Simulation:
@@ -242,7 +181,10 @@ class Simulation:
             header, {k: v for k, v in block.overrides.items() if k in _HEADER_OVERRIDES}
         )
         fork = rules.fork_name(block.number, block.timestamp, 0)
-        if header_field(header, "base_fee_per_gas") is not None and "baseFeePerGas" not in block.overrides:
+        if (
+            header_field(header, "base_fee_per_gas") is not None
+            and "baseFeePerGas" not in block.overrides
+        ):
             from khipu.rpc.eth_fees import next_base_fee
 
             fee = next_base_fee(parent) if self.validate else 0
@@ -263,7 +205,7 @@ class Simulation:
             return 0
         schedule = self.view.rules.blob_schedule(fork)
         target = 0 if schedule is None else schedule.target_blobs_per_block * 2**17
-        return max(0, excess + used - target)
+        return max(0, int(excess) + int(used) - target)
 
     def _prev_hashes(self) -> list[bytes]:
         hashes = list(reversed(self.hashes))
@@ -273,7 +215,9 @@ class Simulation:
             header = self.view.header_by_hash(header.parent_hash) if header.block_number else None
         return hashes
 
-    def _block(self, block: SimulatedBlock, parent: BlockHeaderAPI) -> tuple[Any, list[Json], list[Any]]:
+    def _block(
+        self, block: SimulatedBlock, parent: BlockHeaderAPI
+    ) -> tuple[Any, list[Json], list[Any]]:
         header = self._header(block, parent)
         vm_class = self.view.vm_class(header)
         vm: Any = vm_class(
@@ -360,7 +304,12 @@ class Simulation:
         deposits = b""
         for receipt in receipts:
             for log in receipt.logs:
-                if deposit and log.address == deposit and log.topics and log.topics[0] == _DEPOSIT_TOPIC:
+                if (
+                    deposit
+                    and log.address == deposit
+                    and log.topics
+                    and log.topics[0] == _DEPOSIT_TOPIC
+                ):
                     payload = log.data
                     deposits += payload[192:240] + payload[288:320] + payload[352:360]
                     deposits += payload[416:512] + payload[544:552]
@@ -448,7 +397,7 @@ class Simulation:
         state.lock_changes()
         hook = deadline_hook(self.ctx.config.evm_timeout, self.ctx.stopping)
         plain = state.computation_class
-        transfers = _TransferLogger() if self.trace else None
+        transfers = TransferLogger() if self.trace else None
         if transfers is not None:
             from khipu.rpc.evm_hooks import chain_hooks
 
@@ -464,7 +413,9 @@ class Simulation:
             if nonce == MAX_NONCE:
                 state.set_nonce(sender, 0)
             computation = executor.build_computation(message, tx)
-            free = not self.validate and tx.max_fee_per_gas == 0 and tx.max_priority_fee_per_gas == 0
+            free = (
+                not self.validate and tx.max_fee_per_gas == 0 and tx.max_priority_fee_per_gas == 0
+            )
             if free and base_fee:
                 # geth skips the fee payment of a zero-fee call under NoBaseFee; py-evm would
                 # charge the coinbase a negative tip, so finalize as if the base fee were 0.
@@ -483,15 +434,22 @@ class Simulation:
         if hasattr(state, "clear_transient_storage"):
             state.clear_transient_storage()
         self.logs = []
+        if not computation.is_success and transfers is not None and tx.value and tx.to:
+            # geth's tracer numbered the transfer log before the call failed and dropped it.
+            self.log_index += 1
         if computation.is_success:
             top = None
             if transfers is not None and tx.value and tx.to:
-                top = (TRANSFER_LOG_ADDRESS, _topics(sender, bytes(tx.to)), tx.value.to_bytes(32, "big"))
+                top = (
+                    TRANSFER_LOG_ADDRESS,
+                    transfer_topics(sender, bytes(tx.to)),
+                    tx.value.to_bytes(32, "big"),
+                )
             self.logs = (
                 transfers.logs(computation, top) if transfers is not None
                 else list(computation.get_log_entries())
             )  # fmt: skip
-        return computation
+        return computation  # type: ignore[no-any-return]
 
     def _call_result(
         self, computation: ComputationAPI, gas_used: int, peak: int, header: BlockHeaderAPI,

@@ -8,10 +8,6 @@ _NO_TRANSACTIONS = (
 )
 
 _BY_METHOD: dict[str, str] = {
-    "eth_simulateV1_disabled": (
-        "eth_simulateV1 (multi-block simulation with block/state overrides, -380xx errors) "
-        "is not implemented"
-    ),
     "testing_buildBlockV1": (
         "testing_buildBlockV1 builds blocks from a mempool; a sync-only node has neither "
         "block building nor a mempool"
