@@ -9,7 +9,7 @@ from eth.abc import BlockHeaderAPI
 from khipu.rpc.context import RpcContext
 from khipu.rpc.errors import InvalidParams, ServerError
 from khipu.rpc.formatting import Json, data
-from khipu.rpc.params import Params
+from khipu.rpc.params import HexError, Params
 from khipu.rpc.registry import rpc_method
 from khipu.rpc.replay import replay_block
 from khipu.rpc.tracers import CallTracer, StructLogger
@@ -82,3 +82,48 @@ def trace_block_by_hash(ctx: RpcContext, params: Params) -> list[Json]:
     if header is None:
         raise ServerError(f"block 0x{block_hash.hex()} not found")
     return _trace(ctx, header, _trace_config(params, 1), None)
+
+
+@rpc_method("debug_traceCall")
+def trace_call(ctx: RpcContext, params: Params) -> Json:
+    """Trace a call at a block, as eth_call runs it (state and block overrides in the config)."""
+    from types import SimpleNamespace
+
+    from khipu.rpc.call_execution import (
+        CallEnvironment,
+        CallExecutor,
+        CallRequest,
+        apply_block_overrides,
+        decode_call,
+        decode_state_overrides,
+    )
+    from khipu.rpc.evm_hooks import ExecutionCancelled, ExecutionTimeout
+
+    request: CallRequest = params.decode(0, decode_call)
+    config = _trace_config(params, 2)
+    header = ctx.view.require_header(params.block(1))
+    header = apply_block_overrides(header, config.get("blockOverrides"))
+    try:
+        overrides = decode_state_overrides(config.get("stateOverrides"))
+    except HexError as exc:
+        raise InvalidParams(f"invalid argument 2: {exc}") from None
+    executor = CallExecutor(
+        ctx.view,
+        CallEnvironment(header, overrides),
+        ctx.config.gas_cap,
+        ctx.config.evm_timeout,
+        ctx.stopping,
+    )
+    is_call_tracer = config.get("tracer") == "callTracer"
+    tracer: Any = (
+        CallTracer(config.get("tracerConfig") or {}) if is_call_tracer else StructLogger(config)
+    )
+    gas = executor.default_gas(request)
+    try:
+        outcome = executor.run(request, gas, tracer)
+    except (ExecutionTimeout, ExecutionCancelled) as exc:
+        raise ServerError(str(exc)) from None
+    if isinstance(tracer, CallTracer):
+        tx = SimpleNamespace(to=request.to, sender=request.sender, gas=gas)
+        return tracer.result(outcome.computation, tx, outcome.gas_used)
+    return tracer.result(outcome.computation, outcome.gas_used)  # type: ignore[no-any-return]

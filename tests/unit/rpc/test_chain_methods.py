@@ -166,3 +166,46 @@ def test_trace_transaction_gas_matches_the_receipt(rpc: Client) -> None:
             "debug_traceTransaction", receipt["transactionHash"], {"tracer": "callTracer"}
         )
         assert calls["gasUsed"] == receipt["gasUsed"] and calls["from"] == receipt["from"]
+
+
+def test_trace_call_sees_overrides_and_reports_the_call_tree(rpc: Client) -> None:
+    # Contract that CALLs 0xc2.. with no value, then returns: shows a nested frame.
+    caller_code = "0x" + "6000600060006000600073" + "c2" * 20 + "61fffff1" + "00"
+    overrides = {"0x" + "c1" * 20: {"code": caller_code}}
+    call = {"from": "0x" + "c0" * 20, "to": "0x" + "c1" * 20, "gas": "0x30000"}
+    frames = rpc.call(
+        "debug_traceCall", call, "latest", {"tracer": "callTracer", "stateOverrides": overrides}
+    )
+    assert frames["type"] == "CALL" and frames["to"] == "0x" + "c1" * 20
+    assert [c["to"] for c in frames["calls"]] == ["0x" + "c2" * 20]
+    steps = rpc.call("debug_traceCall", call, "latest", {"stateOverrides": overrides})
+    assert steps["structLogs"][-1]["op"] == "STOP" and not steps["failed"]
+    assert any(step["op"] == "CALL" for step in steps["structLogs"])
+
+
+def test_simulate_chains_blocks_and_carries_state(rpc: Client) -> None:
+    sender, receiver = "0x" + "c0" * 20, "0x" + "c1" * 20
+    transfer = {"from": sender, "to": receiver, "value": "0x64"}
+    blocks = rpc.call(
+        "eth_simulateV1",
+        {
+            "blockStateCalls": [
+                {"stateOverrides": {sender: {"balance": "0x1000"}}, "calls": [transfer]},
+                {"calls": [transfer, transfer]},
+            ],
+            "validation": True,
+        },
+        "latest",
+    )
+    head = rpc.call("eth_blockNumber")
+    assert [b["number"] for b in blocks] == [hex(int(head, 16) + 1), hex(int(head, 16) + 2)]
+    assert blocks[1]["parentHash"] == blocks[0]["hash"]
+    assert [len(b["calls"]) for b in blocks] == [1, 2]
+    assert all(c["status"] == "0x1" for b in blocks for c in b["calls"])
+    error = rpc.error(
+        "eth_simulateV1",
+        {"blockStateCalls": [{"blockOverrides": {"number": "0x1"}}]},
+        "latest",
+    )
+    assert error.code == -38020
+    assert rpc.call("eth_blockNumber") == head  # nothing was stored
