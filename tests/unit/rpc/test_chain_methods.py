@@ -185,12 +185,13 @@ def test_trace_call_sees_overrides_and_reports_the_call_tree(rpc: Client) -> Non
 
 def test_simulate_chains_blocks_and_carries_state(rpc: Client) -> None:
     sender, receiver = "0x" + "c0" * 20, "0x" + "c1" * 20
-    transfer = {"from": sender, "to": receiver, "value": "0x64"}
+    fees = {"gas": "0x5208", "maxFeePerGas": "0x10000000"}
+    transfer = {"from": sender, "to": receiver, "value": "0x64", **fees}
     blocks = rpc.call(
         "eth_simulateV1",
         {
             "blockStateCalls": [
-                {"stateOverrides": {sender: {"balance": "0x1000"}}, "calls": [transfer]},
+                {"stateOverrides": {sender: {"balance": "0x1" + "0" * 18}}, "calls": [transfer]},
                 {"calls": [transfer, transfer]},
             ],
             "validation": True,
