@@ -139,8 +139,34 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
+        if (self.headers.get("Upgrade") or "").lower() == "websocket":
+            self._upgrade_to_websocket()
+            return
         # geth answers a bare GET (health checks, browsers) with 200 and no body.
         self._plain(200, "")
+
+    def _upgrade_to_websocket(self) -> None:
+        from khipu.rpc.websocket import WebSocketSession, accept_key
+
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key or not self._host_allowed() or not self._origin_allowed():
+            self._plain(403, "websocket upgrade refused\n")
+            return
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.end_headers()
+        self.wfile.flush()
+        WebSocketSession(
+            self.server.rpc.dispatcher, self.rfile, self.wfile, self.connection
+        ).serve()
+        self.close_connection = True
+
+    def _origin_allowed(self) -> bool:
+        origin = self.headers.get("Origin")
+        domains = self.config.cors_domains
+        return origin is None or "*" in domains or origin in domains
 
     def do_POST(self) -> None:
         if not self._host_allowed():
