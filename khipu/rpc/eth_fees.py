@@ -15,7 +15,7 @@ from khipu.rpc.chain_view import blob_base_fee
 from khipu.rpc.context import RpcContext
 from khipu.rpc.errors import InvalidParams
 from khipu.rpc.formatting import GAS_PER_BLOB, Json, effective_gas_price, header_field, quantity
-from khipu.rpc.params import HexError, Params, decode_quantity
+from khipu.rpc.params import Params, decode_quantity
 from khipu.rpc.registry import rpc_method
 
 ORACLE_BLOCKS = 20
@@ -189,6 +189,3 @@ def _rewards(ctx: RpcContext, header: BlockHeaderAPI, percentiles: list[float]) 
             sum_gas += sorted_tips[index][1]
         rewards.append(sorted_tips[index][0])
     return rewards
-
-
-__all__ = ["HexError", "next_base_fee", "suggest_tip"]
