@@ -30,7 +30,7 @@ from khipu.node_actors.messages import (
     ImportBlock,
     StoredHead,
 )
-from khipu.node_actors.progress import ImportStatus, RateWindow
+from khipu.node_actors.progress import ImportRates, ImportStatus, RateWindow
 from khipu.node_actors.storage_writer import BlockRejected
 
 log = logging.getLogger("khipu.importer")
@@ -273,7 +273,7 @@ class Importer(SupervisedActor):
     def _finish(self) -> None:
         self._done = True
         snapshot = self.status.snapshot()
-        self.status.update(state="done")
+        self.status.update(state="done", rates=ImportRates(0.0, 0.0, 0.0))
         if self.metrics is not None:
             self.metrics.import_rate.set(0)
             self.metrics.gas_rate.set(0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from khipu.actors.health import HealthConfig
+from khipu.chain.block_files import iter_rlp_blocks
 from khipu.node import Node, NodeSettings
 from khipu.node_actors.faults import FaultPlan
 from tests.integration.node_helpers import (
@@ -39,11 +40,12 @@ def start_node(tmp_path: Path, chain: ReferenceChain) -> Iterator[Callable[..., 
         faults: FaultPlan | None = None,
         health: HealthConfig | None = None,
         max_restarts: int = 5,
+        import_files: tuple[Path, ...] | None = None,
     ) -> Node:
         plan = faults if faults is not None else FaultPlan()
         plans.append(plan)
         settings = NodeSettings(
-            import_files=(chain.chain_path,),
+            import_files=import_files or (chain.chain_path,),
             check_seal=False,
             health=health or quick_health(),
             strategy=fast_strategy(max_restarts),
@@ -93,7 +95,11 @@ def test_an_undisturbed_node_imports_the_chain_and_reports_it(
     wait_until(lambda: import_ended(node), IMPORT_TIMEOUT, "the import to end")
     wait_until(lambda: len(node.board.all()) == 3, 10, "a health round over every actor")
     snapshot = node.health_snapshot()
-    assert [a["actor"] for a in snapshot["actors"]] == ["StorageWriter", "Importer", "HealthMonitor"]
+    assert [a["actor"] for a in snapshot["actors"]] == [
+        "StorageWriter",
+        "Importer",
+        "HealthMonitor",
+    ]
     assert {a["state"] for a in snapshot["actors"]} == {"running"}
     sync = snapshot["sync"]
     assert (sync["state"], sync["head"], sync["target"]) == ("done", chain.blocks, chain.blocks)
@@ -181,5 +187,25 @@ def test_a_crash_loop_backs_off_then_escalates_and_the_node_stops_cleanly(
     assert delays == sorted(delays) and delays[0] < delays[-1]  # exponential backoff
     node.close()
     # The store was closed cleanly and holds the blocks committed before the loop.
+    number, _, _ = stored_head(chain, tmp_path / "datadir")
+    assert number == 3
+
+
+def test_an_invalid_block_stops_the_import_but_not_the_node(
+    start_node: Callable[..., Node], chain: ReferenceChain, tmp_path: Path
+) -> None:
+    raw_blocks = list(iter_rlp_blocks(chain.chain_path))
+    gapped = tmp_path / "gapped.rlp"
+    gapped.write_bytes(b"".join(raw_blocks[:3] + raw_blocks[4:]))  # block 4 is missing
+    node = start_node(import_files=(gapped,))
+    wait_until(lambda: import_ended(node), IMPORT_TIMEOUT, "the import to end")
+    sync = node.import_status.snapshot()
+    assert sync["state"] == "failed"
+    assert "invalid block #5" in sync["error"] and "unknown parent" in sync["error"]
+    assert str(gapped) in sync["error"]
+    assert node.tree is not None
+    assert all(slot.restarts == 0 for slot in node.tree.table.slots)  # nobody's failure
+    outcome = node.shutdown("test over")
+    assert outcome.clean
     number, _, _ = stored_head(chain, tmp_path / "datadir")
     assert number == 3
