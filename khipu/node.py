@@ -8,10 +8,13 @@ signal (GracefulShutdown) or for supervision to give up, and returns the exit co
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from khipu.actors import (
@@ -30,7 +33,7 @@ from khipu.actors.metrics import (
     MetricsServer,
     NodeMetrics,
 )
-from khipu.actors.shutdown import GracefulShutdown
+from khipu.actors.shutdown import EXIT_FORCED, GracefulShutdown
 from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.devnet.generate import DevChainSpec, generate_chain
@@ -242,12 +245,23 @@ def run_node(
 ) -> int:
     """Start the node, serve until SIGINT/SIGTERM or until supervision gives up, and return the
     exit code: 0 after a clean stop, 1 when supervision gave up (the reason is printed), 130 when
-    a second signal forced the exit."""
+    a second signal forced the exit.
+
+    A signal that comes while the node starts (generating the dev chain, opening the store) is
+    held and acted on as soon as the tree runs; a second one exits at once.
+    """
+    early = StartupSignals()
+    early.install()
     node = Node(selection, settings, faults=faults)
-    node.start()
+    try:
+        node.start()
+    finally:
+        early.uninstall()
     assert node.tree is not None
     shutdown = GracefulShutdown(node.tree, stop_timeout=settings.shutdown_timeout)
     shutdown.install()
+    if early.received is not None:
+        os.kill(os.getpid(), early.received)  # now handled by GracefulShutdown
     event(log, "serving until Ctrl-C", datadir=str(selection.datadir))
     try:
         return shutdown.run()
@@ -255,6 +269,36 @@ def run_node(
         shutdown.uninstall()
         node.close()
         event(log, "node stopped")
+
+
+class StartupSignals:
+    """SIGINT/SIGTERM handlers for the start-up: the first signal is remembered, a second one
+    exits with 130 at once."""
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        """Install the handlers (main thread only)."""
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def uninstall(self) -> None:
+        """Put back the handlers found by `install`."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            print(f"khipu: second {name} during start-up, exiting now", file=sys.stderr)
+            os._exit(EXIT_FORCED)
+        self.received = signal.Signals(signum)
+        print(f"khipu: {name} received while starting; stopping once started", file=sys.stderr)
 
 
 __all__ = [

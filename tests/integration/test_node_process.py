@@ -115,7 +115,7 @@ def test_sigterm_mid_import_exits_0_and_the_next_run_resumes_with_metrics_and_js
         run_args(chain, datadir, "--metrics", "--metrics.port", "0", "--log.format", "json")
     )
     resumed = json.loads(second.wait_for(r'"msg": "import resuming"'))
-    assert resumed["after"] == head_after_stop
+    assert resumed["after"] == head_after_stop, "\n".join(first.lines + second.lines)
     second.wait_for(r'"msg": "import finished"')
     metrics_line = json.loads(second.wait_for(r'"msg": "metrics at '))
     url = metrics_line["msg"].removeprefix("metrics at ")
@@ -125,15 +125,15 @@ def test_sigterm_mid_import_exits_0_and_the_next_run_resumes_with_metrics_and_js
         line.rsplit(" ", 1) for line in exposition.splitlines() if line and line[0] != "#"
     )
     imported_now = chain.blocks - head_after_stop
-    assert float(samples["khipu_blocks_imported_total"]) == imported_now
+    assert float(samples["khipu_blocks_imported_total"]) == imported_now, exposition
     assert float(samples["khipu_head_block_number"]) == chain.blocks
     assert float(samples["khipu_gas_used_total"]) > 0
-    assert second.stop(signal.SIGINT) == 0
+    assert second.stop(signal.SIGINT) == 0, "\n".join(second.lines[-20:])
     for line in second.lines:
         if line.startswith("{"):
             json.loads(line)  # every log line is one JSON object
         else:
-            assert line.startswith("khipu: "), line  # GracefulShutdown's own words
+            assert line.startswith("khipu: "), "\n".join(second.lines)  # GracefulShutdown's words
     assert_reference_head(chain, datadir)
 
 
