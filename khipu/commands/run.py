@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from khipu.config import add_chain_arguments
 from khipu.logs import LOG_FORMATS
 
 DEFAULT_HEALTH_INTERVAL = 60.0
+DEFAULT_STALL_SECONDS = 60.0
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +51,15 @@ def register(subparsers: Any) -> None:
         help="seconds between health lines and import progress lines (default 60)",
     )
     parser.add_argument(
+        "--health.stall",
+        dest="health_stall",
+        type=float,
+        default=DEFAULT_STALL_SECONDS,
+        metavar="S",
+        help="seconds an actor may leave heartbeats unanswered before it is restarted "
+        "(default 60; a block being executed delays the writer's answer)",
+    )
+    parser.add_argument(
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics"
     )
     parser.add_argument(
@@ -76,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
-    if args.health_interval <= 0:
-        print("error: --health.interval must be > 0", file=sys.stderr)
+    if args.health_interval <= 0 or args.health_stall <= 0:
+        print("error: --health.interval and --health.stall must be > 0", file=sys.stderr)
         return 2
     try:
         selection = select_chain(args)
@@ -87,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log_format: LogFormat = "json" if args.log_format == "json" else "logfmt"
     configure_logging(log_format, args.log_level or "info")
-    heartbeat = min(5.0, args.health_interval)
+    heartbeat = min(5.0, args.health_interval, args.health_stall)
     settings = NodeSettings(
         import_files=tuple(args.import_files),
         dev_chain=DEV_CHAIN if selection.name == "dev" else None,
         check_seal=not args.no_seal_check,
         health=HealthConfig(
             heartbeat_interval=heartbeat,
-            heartbeat_timeout=min(2.0, heartbeat),
+            heartbeat_timeout=heartbeat / 2,
+            stall_misses=max(1, math.ceil(args.health_stall / heartbeat)),
             log_interval=args.health_interval,
             log_format=log_format,
         ),

@@ -179,3 +179,18 @@ def test_a_crash_loop_exits_1_naming_the_actor_and_the_error(
     assert len(node.matching(r"StorageWriter restarting in")) == 5
     number, _, _ = stored_head(chain, datadir)
     assert number == 2
+
+
+def test_health_stall_restarts_a_silent_importer_and_health_lines_say_so(
+    chain: ReferenceChain, tmp_path: Path
+) -> None:
+    datadir = tmp_path / "datadir"
+    faults = {"KHIPU_FAULTS": "Importer.next_block=stall:600@3"}
+    args = run_args(chain, datadir, "--health.interval", "0.2", "--health.stall", "1")
+    node = NodeProcess(args, env=faults)
+    node.wait_for(r"NodeSupervisor/Importer restarting in")
+    node.wait_for(r'msg="import finished"')
+    line = node.wait_for(r"actor=Importer state=running .*restarts=1 ")
+    assert 'last_error="ActorStalled: NodeSupervisor/Importer did not answer' in line
+    assert node.stop(signal.SIGTERM) == 0
+    assert_reference_head(chain, datadir)
