@@ -159,7 +159,10 @@ class Importer(SupervisedActor):
                 self._fail(str(reply))
                 return
             else:
-                self._blocks = None  # lost with a writer incarnation: resume from the stored head
+                # Lost with a writer incarnation: resume from the stored head once it is back.
+                self._blocks = None
+                self._again(self.retry_delay)
+                return
         if self._blocks is None:
             self._again(0.0 if self._ask_writer(GetHead()) else self.retry_delay)
             return
@@ -212,6 +215,8 @@ class Importer(SupervisedActor):
             return False
         if not isinstance(runtime, ActorChild):
             raise TypeError(f"{self.writer_path} is a {runtime.kind}, not an actor")
+        if not runtime.is_alive():
+            return False  # dead, and its supervisor has not yet heard of it
         try:
             future: pykka.Future[Any] = runtime.ref.ask(message, block=False)
         except pykka.ActorDeadError:

@@ -123,8 +123,14 @@ def test_an_undisturbed_node_imports_the_chain_and_reports_it(
     ],
 )
 def test_an_exception_in_an_actor_restarts_it_and_the_import_completes(
-    start_node: Callable[..., Node], chain: ReferenceChain, tmp_path: Path, point: str, actor: str
+    start_node: Callable[..., Node],
+    chain: ReferenceChain,
+    tmp_path: Path,
+    point: str,
+    actor: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="khipu.importer")
     faults = FaultPlan()
     # Mid-import for the per-block points; the writer's first start for StorageWriter.start.
     faults.arm_raise(point, skip=0 if point == "StorageWriter.start" else 5)
@@ -142,6 +148,9 @@ def test_an_exception_in_an_actor_restarts_it_and_the_import_completes(
         "khipu_actor_restarts_total", {"actor": actor}
     )
     assert restarts in (None, 1.0)  # fed by the next health round, if one came before the stop
+    # The importer notices a lost block once, and waits for the writer instead of spinning.
+    lost = [r for r in caplog.records if "resuming after its stored head" in r.getMessage()]
+    assert len(lost) == (1 if point == "StorageWriter.import_block" else 0)
 
 
 @pytest.mark.parametrize("point", ["Importer.next_block", "StorageWriter.import_block"])
