@@ -3,6 +3,7 @@ and state root equal an uninterrupted import; a crash loop stops the node with a
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -12,8 +13,14 @@ import pytest
 
 from khipu.actors.health import HealthConfig
 from khipu.chain.block_files import iter_rlp_blocks
+from khipu.chain.config import Genesis
+from khipu.chain.import_job import import_files
+from khipu.chain.rules import ChainRules
+from khipu.config import ChainSelection
 from khipu.node import Node, NodeSettings
 from khipu.node_actors.faults import FaultPlan
+from khipu.storage.chain_store import ChainStore
+from tests.conftest import require_testdata
 from tests.integration.node_helpers import (
     ReferenceChain,
     fast_strategy,
@@ -218,3 +225,41 @@ def test_an_invalid_block_stops_the_import_but_not_the_node(
     assert outcome.clean
     number, _, _ = stored_head(chain, tmp_path / "datadir")
     assert number == 3
+
+
+def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -> None:
+    folder = require_testdata("rpc-compat-prague")
+    genesis_json = json.loads((folder / "genesis.json").read_text())
+    genesis = Genesis.from_json(genesis_json)
+    chain_file = folder / "chain.rlp"
+    reference = ChainStore.open(tmp_path / "reference", genesis, genesis_json)
+    try:
+        expected = import_files(
+            reference, ChainRules(genesis.config), [chain_file], check_seal=False
+        ).head
+    finally:
+        reference.close()
+    faults = FaultPlan()
+    faults.arm_raise("StorageWriter.import_block", skip=20)
+    settings = NodeSettings(
+        import_files=(chain_file,),
+        check_seal=False,
+        health=quick_health(),
+        strategy=fast_strategy(),
+    )
+    selection = ChainSelection("rpc-compat", tmp_path / "datadir", genesis, genesis_json)
+    node = Node(selection, settings, faults=faults, emit_health_line=lambda line: None)
+    node.start()
+    try:
+        wait_until(lambda: import_ended(node), IMPORT_TIMEOUT, "the import to end")
+        assert node.import_status.snapshot()["state"] == "done"
+        assert faults.fired("StorageWriter.import_block") == 1
+    finally:
+        assert node.shutdown("test over").clean
+    store = ChainStore.open(tmp_path / "datadir", genesis, genesis_json)
+    try:
+        head = store.head()
+    finally:
+        store.close()
+    assert head.block_number == expected.block_number == 45
+    assert (head.hash, head.state_root) == (expected.hash, expected.state_root)
