@@ -11,10 +11,13 @@ environment: `KHIPU_FAULTS="StorageWriter.start=raise:always"`, `"Importer.next_
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
+
+log = logging.getLogger("khipu.faults")
 
 FAULTS_ENV = "KHIPU_FAULTS"
 
@@ -91,6 +94,7 @@ class FaultPlan:
                 return
             fault.fired += 1
             hit = fault.hits
+        log.warning("fault injected: %s at %s (hit %d)", fault.kind, point, hit)
         if fault.kind == "raise":
             raise InjectedFault(point, hit)
         deadline = time.monotonic() + fault.stall_seconds

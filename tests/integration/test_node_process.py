@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -194,3 +195,36 @@ def test_health_stall_restarts_a_silent_importer_and_health_lines_say_so(
     assert 'last_error="ActorStalled: NodeSupervisor/Importer did not answer' in line
     assert node.stop(signal.SIGTERM) == 0
     assert_reference_head(chain, datadir)
+
+
+def test_a_second_signal_forces_the_exit_while_the_writer_is_stuck_and_the_store_survives(
+    chain: ReferenceChain, tmp_path: Path
+) -> None:
+    datadir = tmp_path / "datadir"
+    stuck = {"KHIPU_FAULTS": "StorageWriter.import_block=stall:600@3"}
+    node = NodeProcess(run_args(chain, datadir), env=stuck)
+    node.wait_for(r"fault injected: stall at StorageWriter.import_block")
+    node.process.send_signal(signal.SIGTERM)
+    node.wait_for(r"SIGTERM received, stopping")
+    node.wait_for(r"stopping NodeSupervisor/StorageWriter")  # waits for the stuck block
+    assert node.stop(signal.SIGTERM) == 130
+    assert node.matching(r"second SIGTERM, exiting now")
+    again = NodeProcess(run_args(chain, datadir))
+    again.wait_for(r'msg="import finished"')
+    assert again.stop(signal.SIGTERM) == 0
+    assert_reference_head(chain, datadir)
+
+
+def test_bad_run_arguments_exit_2_saying_why(chain: ReferenceChain, tmp_path: Path) -> None:
+    missing = NodeProcess(["--datadir", str(tmp_path / "d"), "--import", str(tmp_path / "no.rlp")])
+    assert missing.process.wait(LINE_TIMEOUT) == 2
+    missing.wait_for(r"no\.rlp: no such file")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = NodeProcess(
+            run_args(chain, tmp_path / "d2", "--metrics", "--metrics.port", str(port))
+        )
+        assert busy.process.wait(LINE_TIMEOUT) == 2
+        busy.wait_for(rf"error: cannot serve metrics on 127\.0\.0\.1:{port}")
