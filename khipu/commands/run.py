@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=DEFAULT_HEALTH_INTERVAL,
         metavar="S",
-        help="seconds between health lines and import progress lines (default 60)",
+        help="seconds between health lines (default 60); import progress lines come every "
+        "10 s, or every S if that is shorter",
     )
     parser.add_argument(
         "--health.stall",
@@ -63,10 +64,17 @@ def register(subparsers: Any) -> None:
         "--metrics", action="store_true", help="serve Prometheus metrics at /metrics"
     )
     parser.add_argument(
-        "--metrics.addr", dest="metrics_addr", default="127.0.0.1", help="metrics address"
+        "--metrics.addr",
+        dest="metrics_addr",
+        default="127.0.0.1",
+        help="metrics address (default 127.0.0.1)",
     )
     parser.add_argument(
-        "--metrics.port", dest="metrics_port", type=int, default=6060, help="metrics port"
+        "--metrics.port",
+        dest="metrics_port",
+        type=int,
+        default=6060,
+        help="metrics port (default 6060; 0 picks a free one)",
     )
     parser.set_defaults(handler=run)
 
