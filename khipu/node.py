@@ -1,115 +1,311 @@
-"""The node: opens the datadir, brings the chain up to date, then serves until it is told to stop.
+"""The node: a supervised actor tree over one datadir, health a person can watch, clean stops.
 
-Today the node's work is the import of its local chain (the dev chain, generated on first start)
-and keeping the store open for readers; JSON-RPC, sync and the actor tree attach here.
+`Node.start()` opens the datadir once to check it (the right chain, not in use), prepares the dev
+chain on a dev network, starts the metrics server and the tree; `run_node` then waits for a
+signal (GracefulShutdown) or for supervision to give up, and returns the exit code.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
-import threading
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from khipu.chain.import_job import import_files
-from khipu.chain.progress import ImportProgress
+from khipu.actors import (
+    ChildSpec,
+    Directive,
+    ExponentialBackoff,
+    SupervisionStrategy,
+    SupervisionTree,
+    decider_from_map,
+)
+from khipu.actors.health import HealthBoard, HealthConfig
+from khipu.actors.messages import TreeStopped
+from khipu.actors.metrics import (
+    DEFAULT_METRICS_ADDR,
+    DEFAULT_METRICS_PORT,
+    MetricsServer,
+    NodeMetrics,
+)
+from khipu.actors.shutdown import EXIT_FORCED, GracefulShutdown
 from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.devnet.generate import DevChainSpec, generate_chain
 from khipu.logs import event
-from khipu.storage.chain_store import ChainStore
+from khipu.node_actors.faults import FaultPlan
+from khipu.node_actors.health import NodeHealthMonitor
+from khipu.node_actors.importer import Importer
+from khipu.node_actors.progress import ImportStatus
+from khipu.node_actors.storage_writer import StorageWriter
+from khipu.storage.chain_store import ChainStore, GenesisMismatch
 
 log = logging.getLogger("khipu.node")
 
 
-class Node:
-    """A running node over one datadir."""
+def default_strategy() -> SupervisionStrategy:
+    """The root's rules: restart a failed actor after 0.2 s, 0.4 s, ... (at most 10 s), at most 5
+    times a minute; a datadir of another chain stops the node at once."""
+    return SupervisionStrategy(
+        decider=decider_from_map({GenesisMismatch: Directive.ESCALATE}),
+        max_restarts=5,
+        within_seconds=60.0,
+        backoff=ExponentialBackoff(initial=0.2, maximum=10.0),
+    )
 
-    def __init__(self, selection: ChainSelection, dev_chain: DevChainSpec | None = None) -> None:
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where /metrics is served (as geth: 127.0.0.1:6060)."""
+
+    addr: str = DEFAULT_METRICS_ADDR
+    port: int = DEFAULT_METRICS_PORT
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What the node does beyond opening its datadir, and how it watches itself."""
+
+    import_files: tuple[Path, ...] = ()
+    dev_chain: DevChainSpec | None = None
+    check_seal: bool = True
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsSettings | None = None  # None: no metrics server
+    strategy: SupervisionStrategy = field(default_factory=default_strategy)
+    progress_interval: float = 10.0
+    writer_stop_timeout: float = 60.0  # long enough to finish the block being committed
+    shutdown_timeout: float = 90.0
+
+
+class MetricsUnavailable(OSError):
+    """The metrics address cannot be bound (in use, or not an address of this host)."""
+
+    def __init__(self, addr: str, port: int, cause: OSError) -> None:
+        super().__init__(f"cannot serve metrics on {addr}:{port}: {cause}")
+        self.addr = addr
+        self.port = port
+
+
+class Node:
+    """A node over one datadir, run as a supervised Pykka actor tree."""
+
+    def __init__(
+        self,
+        selection: ChainSelection,
+        settings: NodeSettings | None = None,
+        *,
+        faults: FaultPlan | None = None,
+        emit_health_line: Callable[[str], None] | None = None,
+    ) -> None:
         self.selection = selection
+        self.settings = settings if settings is not None else NodeSettings()
         self.rules = ChainRules(selection.genesis.config)
-        self.dev_chain = dev_chain
-        self.stopping = threading.Event()
-        self.store: ChainStore | None = None
+        self.faults = faults if faults is not None else FaultPlan()
+        self.emit_health_line = emit_health_line or _print_line
+        self.board = HealthBoard()
+        self.metrics = NodeMetrics()
+        self.import_status = ImportStatus()
+        self.metrics_server: MetricsServer | None = None
+        self.tree: SupervisionTree | None = None
+
+    # -- the tree ------------------------------------------------------------------------------
+
+    def child_specs(self, files: list[Path]) -> list[ChildSpec]:
+        """The children of NodeSupervisor, in start order (stopped in reverse)."""
+        settings, selection = self.settings, self.selection
+        writer_open_timeout = 30.0
+        return [
+            ChildSpec(
+                "StorageWriter",
+                lambda ctx: StorageWriter.start(
+                    ctx,
+                    selection,
+                    check_seal=settings.check_seal,
+                    status=self.import_status,
+                    metrics=self.metrics,
+                    faults=self.faults,
+                    open_timeout=writer_open_timeout,
+                ),
+                stop_timeout=settings.writer_stop_timeout,
+                start_timeout=writer_open_timeout + 5.0,
+            ),
+            ChildSpec(
+                "Importer",
+                lambda ctx: Importer.start(
+                    ctx,
+                    files,
+                    self.rules,
+                    status=self.import_status,
+                    metrics=self.metrics,
+                    faults=self.faults,
+                    progress_interval=settings.progress_interval,
+                ),
+            ),
+            ChildSpec(
+                "HealthMonitor",
+                lambda ctx: NodeHealthMonitor.start(
+                    ctx,
+                    self.board,
+                    settings.health,
+                    emit=self.emit_health_line,
+                    metrics=self.metrics,
+                    faults=self.faults,
+                ),
+                stop_timeout=settings.health.heartbeat_timeout + 5.0,
+            ),
+        ]
 
     def start(self) -> None:
-        """Open the store and bring the chain up to date (the dev chain on a dev node)."""
-        self.store = ChainStore.open(
+        """Check the datadir, prepare the dev chain, start the metrics server and the tree.
+
+        Raises GenesisMismatch or StoreLocked (before anything runs) for a datadir of another
+        chain or in use, and MetricsUnavailable if the metrics address cannot be bound.
+        """
+        store = ChainStore.open(
             self.selection.datadir, self.selection.genesis, self.selection.genesis_json
         )
-        head = self.store.head()
+        try:
+            head = store.head()
+        finally:
+            store.close()
         event(
             log,
-            "node started",
+            "node starting",
             network=self.selection.name,
             datadir=str(self.selection.datadir),
             head=head.block_number,
             hash="0x" + head.hash.hex(),
         )
-        if self.dev_chain is not None:
-            self._import_dev_chain(self.store, self.dev_chain)
+        files = list(self.settings.import_files)
+        if self.settings.dev_chain is not None:
+            files.insert(0, self._dev_chain_file(self.settings.dev_chain))
+        if self.settings.metrics is not None:
+            addr, port = self.settings.metrics.addr, self.settings.metrics.port
+            try:
+                self.metrics_server = MetricsServer(self.metrics, addr, port).start()
+            except OSError as error:
+                raise MetricsUnavailable(addr, port, error) from error
+        self.tree = SupervisionTree(
+            "NodeSupervisor", self.child_specs(files), self.settings.strategy
+        )
 
-    def _import_dev_chain(self, store: ChainStore, spec: DevChainSpec) -> None:
+    def _dev_chain_file(self, spec: DevChainSpec) -> Path:
         folder = self.selection.datadir / "devchain"
         chain_file = folder / "chain.rlp"
         if not chain_file.exists():
             event(log, "generating dev chain", blocks=spec.blocks, profile=spec.profile)
             generate_chain(folder, spec.blocks, spec.txs_per_block, spec.profile, spec.seed)
-        progress = ImportProgress(spec.blocks)
-        summary = import_files(store, self.rules, [chain_file], progress=progress)
-        event(
-            log,
-            "dev chain imported and verified",
-            head=summary.head.block_number,
-            hash="0x" + summary.head.hash.hex(),
-            state_root="0x" + summary.head.state_root.hex(),
-            blocks=summary.blocks,
-            txs=summary.txs,
-            seconds=round(summary.seconds, 2),
-        )
+        return chain_file
 
-    def serve_forever(self, status_interval: float = 30.0) -> None:
-        """Block until `stop()` (SIGINT or SIGTERM), logging the head now and then."""
-        while not self.stopping.wait(status_interval):
-            if self.store is not None:
-                head = self.store.head()
-                event(log, "serving", head=head.block_number, hash="0x" + head.hash.hex())
+    # -- watching and stopping -----------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop serving; `close()` then releases the store."""
-        self.stopping.set()
+    def health_snapshot(self) -> dict[str, Any]:
+        """What `khipu_health` answers: every actor's health and the import progress.
+
+        `{"ts": ..., "actors": [{actor, state, mailbox, processed, restarts, ...}], "sync":
+        {stage, state, head, target, imported, blocks_per_s, tx_per_s, mgas_per_s, error}}`.
+        """
+        snapshot = self.board.health_snapshot()
+        snapshot["sync"] = self.import_status.snapshot()
+        return snapshot
+
+    def wait(self, timeout: float | None = None) -> TreeStopped | None:
+        """Block until the tree has stopped (None after `timeout` seconds)."""
+        assert self.tree is not None, "the node is not started"
+        return self.tree.wait(timeout)
+
+    def shutdown(self, reason: str = "shutdown requested") -> TreeStopped:
+        """Stop the tree (the writer finishes its block and closes the store) and the metrics
+        server. Raises TimeoutError if the tree does not stop within the shutdown timeout."""
+        try:
+            if self.tree is None:
+                return TreeStopped(reason, clean=True)
+            return self.tree.shutdown(reason, timeout=self.settings.shutdown_timeout)
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Flush and close the store."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        """Stop the metrics server (the tree must have stopped)."""
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
+
+
+def _print_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_node(
+    selection: ChainSelection, settings: NodeSettings, faults: FaultPlan | None = None
+) -> int:
+    """Start the node, serve until SIGINT/SIGTERM or until supervision gives up, and return the
+    exit code: 0 after a clean stop, 1 when supervision gave up (the reason is printed), 130 when
+    a second signal forced the exit.
+
+    A signal that comes while the node starts (generating the dev chain, opening the store) is
+    held and acted on as soon as the tree runs; a second one exits at once.
+    """
+    early = StartupSignals()
+    early.install()
+    node = Node(selection, settings, faults=faults)
+    try:
+        node.start()
+    finally:
+        early.uninstall()
+    assert node.tree is not None
+    shutdown = GracefulShutdown(node.tree, stop_timeout=settings.shutdown_timeout)
+    shutdown.install()
+    if early.received is not None:
+        os.kill(os.getpid(), early.received)  # now handled by GracefulShutdown
+    event(log, "serving until Ctrl-C", datadir=str(selection.datadir))
+    try:
+        return shutdown.run()
+    finally:
+        shutdown.uninstall()
+        node.close()
         event(log, "node stopped")
 
 
-def install_signal_handlers(node: Node) -> None:
-    """SIGINT and SIGTERM stop the node cleanly; a second signal forces the exit."""
+class StartupSignals:
+    """SIGINT/SIGTERM handlers for the start-up: the first signal is remembered, a second one
+    exits with 130 at once."""
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        if node.stopping.is_set():
-            raise SystemExit(128 + signum)
-        event(log, "stopping", signal=signal.Signals(signum).name)
-        node.stop()
+    signals = (signal.SIGINT, signal.SIGTERM)
 
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        """Install the handlers (main thread only)."""
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def uninstall(self) -> None:
+        """Put back the handlers found by `install`."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            print(f"khipu: second {name} during start-up, exiting now", file=sys.stderr)
+            os._exit(EXIT_FORCED)
+        self.received = signal.Signals(signum)
+        print(f"khipu: {name} received while starting; stopping once started", file=sys.stderr)
 
 
-def run_node(selection: ChainSelection, dev_chain: DevChainSpec | None, datadir: Path) -> int:
-    """Start, serve until signalled, close. Returns the exit code."""
-    node = Node(selection, dev_chain)
-    install_signal_handlers(node)
-    try:
-        node.start()
-        if not node.stopping.is_set():
-            event(log, "serving until Ctrl-C", datadir=str(datadir))
-            node.serve_forever()
-    finally:
-        node.close()
-    return 0
+__all__ = [
+    "MetricsSettings",
+    "MetricsUnavailable",
+    "Node",
+    "NodeSettings",
+    "default_strategy",
+    "run_node",
+]

@@ -24,7 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             f"not answer; {EXIT_NOT_ALL_RUNNING}: some actor is restarting, stalled or stopped."
         ),
     )
-    parser.add_argument("--rpc-url", default=DEFAULT_RPC_URL, help="the node's JSON-RPC URL")
+    parser.add_argument(
+        "--rpc",
+        "--rpc-url",
+        dest="rpc_url",
+        default=DEFAULT_RPC_URL,
+        metavar="URL",
+        help=f"the node's JSON-RPC URL (default {DEFAULT_RPC_URL})",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for it")
     parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     parser.set_defaults(handler=run_status)

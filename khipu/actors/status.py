@@ -63,7 +63,30 @@ def format_status_table(snapshot: dict[str, Any], now: float | None = None) -> s
     now = time.time() if now is None else now
     rows = [_row(actor, now) for actor in snapshot.get("actors", [])]
     header = f"khipu health at {snapshot.get('ts', '?')}: {len(rows)} actor(s)"
-    return header + "\n" + _table(COLUMNS, rows)
+    text = header + "\n" + _table(COLUMNS, rows)
+    sync = snapshot.get("sync")
+    if isinstance(sync, dict):
+        text += "\n" + format_sync_line(sync)
+    return text
+
+
+def format_sync_line(sync: dict[str, Any]) -> str:
+    """The progress part of a snapshot in one line, e.g. 'import: importing, head 12 of 45
+    (26.7%), 3.10 blocks/s, 62.0 tx/s, 2.000 Mgas/s'; an error, if any, ends the line."""
+    head, target = sync.get("head"), sync.get("target")
+    where = f"head {'-' if head is None else head}"
+    if isinstance(head, int) and isinstance(target, int) and target > 0:
+        where += f" of {target} ({100 * min(head, target) / target:.1f}%)"
+    parts = [
+        f"{sync.get('stage', 'sync')}: {sync.get('state', '?')}",
+        where,
+        f"{float(sync.get('blocks_per_s') or 0):.2f} blocks/s",
+        f"{float(sync.get('tx_per_s') or 0):.1f} tx/s",
+        f"{float(sync.get('mgas_per_s') or 0):.3f} Mgas/s",
+    ]
+    if sync.get("error"):
+        parts.append(f"error: {sync['error']}")
+    return ", ".join(parts)
 
 
 def _row(actor: dict[str, Any], now: float) -> tuple[str, ...]:
