@@ -41,8 +41,11 @@ from khipu.logs import event
 from khipu.node_actors.faults import FaultPlan
 from khipu.node_actors.health import NodeHealthMonitor
 from khipu.node_actors.importer import Importer
+from khipu.node_actors.live_store import LiveStore
 from khipu.node_actors.progress import ImportStatus
 from khipu.node_actors.storage_writer import StorageWriter
+from khipu.rpc.config import RpcConfig
+from khipu.rpc.server import RpcServer
 from khipu.storage.chain_store import ChainStore, GenesisMismatch
 
 log = logging.getLogger("khipu.node")
@@ -78,6 +81,7 @@ class NodeSettings:
     metrics: MetricsSettings | None = None  # None: no metrics server
     strategy: SupervisionStrategy = field(default_factory=default_strategy)
     progress_interval: float = 10.0
+    rpc: RpcConfig | None = None  # None: no JSON-RPC server
     writer_stop_timeout: float = 60.0  # long enough to finish the block being committed
     shutdown_timeout: float = 90.0
 
@@ -89,6 +93,13 @@ class MetricsUnavailable(OSError):
         super().__init__(f"cannot serve metrics on {addr}:{port}: {cause}")
         self.addr = addr
         self.port = port
+
+
+class RpcUnavailable(OSError):
+    """The JSON-RPC address cannot be bound (in use, or not an address of this host)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(f"cannot serve JSON-RPC on {host}:{port}: {cause}")
 
 
 class Node:
@@ -112,6 +123,8 @@ class Node:
         self.import_status = ImportStatus()
         self.metrics_server: MetricsServer | None = None
         self.tree: SupervisionTree | None = None
+        self.live_store = LiveStore()
+        self.rpc_server: RpcServer | None = None
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -130,6 +143,7 @@ class Node:
                     metrics=self.metrics,
                     faults=self.faults,
                     open_timeout=writer_open_timeout,
+                    publish=self.live_store.publish,
                 ),
                 stop_timeout=settings.writer_stop_timeout,
                 start_timeout=writer_open_timeout + 5.0,
@@ -193,6 +207,24 @@ class Node:
         self.tree = SupervisionTree(
             "NodeSupervisor", self.child_specs(files), self.settings.strategy
         )
+        if self.settings.rpc is not None:
+            self._start_rpc(self.settings.rpc)
+
+    def _start_rpc(self, config: RpcConfig) -> None:
+        """Serve JSON-RPC over the writer's live store. Raises RpcUnavailable if it cannot bind."""
+        from khipu.rpc.server import start_rpc
+
+        try:
+            self.rpc_server = start_rpc(
+                self.live_store,  # type: ignore[arg-type]  # a ChainStore proxy
+                self.rules,
+                config,
+                health=self.health_snapshot,
+                genesis=self.selection.genesis,
+            )
+        except OSError as error:
+            raise RpcUnavailable(config.host, config.port, error) from error
+        event(log, "json-rpc serving", url=self.rpc_server.url)
 
     def _dev_chain_file(self, spec: DevChainSpec) -> Path:
         folder = self.selection.datadir / "devchain"
@@ -230,7 +262,10 @@ class Node:
             self.close()
 
     def close(self) -> None:
-        """Stop the metrics server (the tree must have stopped)."""
+        """Stop the JSON-RPC and metrics servers (the tree must have stopped)."""
+        if self.rpc_server is not None:
+            self.rpc_server.stop()
+            self.rpc_server = None
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None
@@ -306,6 +341,7 @@ __all__ = [
     "MetricsUnavailable",
     "Node",
     "NodeSettings",
+    "RpcUnavailable",
     "default_strategy",
     "run_node",
 ]

@@ -76,7 +76,18 @@ def register(subparsers: Any) -> None:
         default=6060,
         help="metrics port (default 6060; 0 picks a free one)",
     )
+    add_node_rpc_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def add_node_rpc_arguments(parser: argparse.ArgumentParser) -> None:
+    """JSON-RPC flags (geth's names); the server is on unless --no-http."""
+    from khipu.rpc.config import add_rpc_arguments
+
+    add_rpc_arguments(parser)
+    parser.add_argument(
+        "--no-http", dest="no_http", action="store_true", help="do not serve JSON-RPC"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,8 +97,15 @@ def run(args: argparse.Namespace) -> int:
     from khipu.config import select_chain
     from khipu.devnet.generate import DEV_CHAIN
     from khipu.logs import configure_logging
-    from khipu.node import MetricsSettings, MetricsUnavailable, NodeSettings, run_node
+    from khipu.node import (
+        MetricsSettings,
+        MetricsUnavailable,
+        NodeSettings,
+        RpcUnavailable,
+        run_node,
+    )
     from khipu.node_actors.faults import FaultPlan
+    from khipu.rpc.config import rpc_config_from_args
     from khipu.storage.chain_store import GenesisMismatch
     from khipu.storage.leveldb import StoreLocked
 
@@ -120,12 +138,13 @@ def run(args: argparse.Namespace) -> int:
         ),
         metrics=MetricsSettings(args.metrics_addr, args.metrics_port) if args.metrics else None,
         progress_interval=min(10.0, args.health_interval),
+        rpc=None if args.no_http else rpc_config_from_args(args),
     )
     try:
         return run_node(selection, settings, faults)
     except (GenesisMismatch, StoreLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except MetricsUnavailable as exc:
+    except (MetricsUnavailable, RpcUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from khipu.actors import ChildContext, RequestRejected, SupervisedActor
@@ -56,8 +57,10 @@ class StorageWriter(SupervisedActor):
         metrics: NodeMetrics | None = None,
         faults: FaultPlan | None = None,
         open_timeout: float = 30.0,
+        publish: Callable[[ChainStore | None], None] | None = None,
     ) -> None:
         super().__init__(context)
+        self.publish = publish
         self.selection = selection
         self.check_seal = check_seal
         self.status = status if status is not None else ImportStatus()
@@ -77,6 +80,8 @@ class StorageWriter(SupervisedActor):
             open_chain(rules, self.store.db), check_seal=self.check_seal
         )
         head = self.store.head()
+        if self.publish is not None:
+            self.publish(self.store)
         self.status.update(head=head.block_number)
         if self.metrics is not None:
             self.metrics.head_block.set(head.block_number)
@@ -114,6 +119,8 @@ class StorageWriter(SupervisedActor):
 
     def _close_store(self) -> None:
         store, self.store, self.block_importer = self.store, None, None
+        if self.publish is not None:
+            self.publish(None)
         if store is not None:
             store.close()
             log.debug("%s closed the store", self.actor_path)

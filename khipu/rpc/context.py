@@ -9,27 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from khipu.rpc.chain_view import ChainView
+from khipu.rpc.config import RpcConfig
 
 HealthSource = Callable[[], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class RpcConfig:
-    """How the server listens and what it allows (geth's flag names in parentheses)."""
-
-    host: str = "127.0.0.1"  # --http.addr
-    port: int = 8545  # --http.port
-    cors_domains: tuple[str, ...] = ()  # --http.corsdomain
-    vhosts: tuple[str, ...] = ("localhost",)  # --http.vhosts
-    batch_request_limit: int = 1000  # --rpc.batch-request-limit
-    batch_response_max_size: int = 25_000_000  # --rpc.batch-response-max-size
-    evm_timeout: float = 5.0  # --rpc.evmtimeout, seconds
-    max_request_size: int = 5 * 1024 * 1024  # bytes of one HTTP body
-    gas_cap: int = 50_000_000  # --rpc.gascap
-    logs_block_range: int = 10_000  # most blocks one eth_getLogs may scan
-    logs_max_results: int = 10_000
-    filter_timeout: float = 300.0  # an idle filter is dropped after this many seconds
-    client_version: str = "khipu"
 
 
 @dataclass

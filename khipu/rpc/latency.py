@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from khipu.chain.config import Genesis
     from khipu.chain.rules import ChainRules
-    from khipu.rpc.context import RpcConfig
+    from khipu.rpc.config import RpcConfig
     from khipu.rpc.server import RpcServer
     from khipu.storage.chain_store import ChainStore
 

@@ -6,7 +6,6 @@ blocks block import and one slow request never blocks another; no lock is held a
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import ipaddress
 import logging
@@ -17,7 +16,8 @@ from typing import Any
 from khipu.chain.config import Genesis
 from khipu.chain.rules import ChainRules
 from khipu.rpc.chain_view import ChainView
-from khipu.rpc.context import HealthSource, RpcConfig, RpcContext
+from khipu.rpc.config import RpcConfig
+from khipu.rpc.context import HealthSource, RpcContext
 from khipu.rpc.dispatch import Dispatcher
 from khipu.rpc.registry import load_methods
 from khipu.storage.chain_store import ChainStore
@@ -245,81 +245,3 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-def add_rpc_arguments(parser: argparse.ArgumentParser) -> None:
-    """geth's HTTP JSON-RPC flags, for `khipu run`."""
-    group = parser.add_argument_group("JSON-RPC")
-    defaults = RpcConfig()
-    group.add_argument(
-        "--http.addr",
-        dest="http_addr",
-        default=defaults.host,
-        help="address the JSON-RPC server listens on (default %(default)s)",
-    )
-    group.add_argument(
-        "--http.port",
-        dest="http_port",
-        type=int,
-        default=defaults.port,
-        help="JSON-RPC port (default %(default)s; 0 picks a free port)",
-    )
-    group.add_argument(
-        "--http.corsdomain",
-        dest="http_corsdomain",
-        default="",
-        help="comma-separated origins allowed by CORS (default: none)",
-    )
-    group.add_argument(
-        "--http.vhosts",
-        dest="http_vhosts",
-        default=",".join(defaults.vhosts),
-        help="comma-separated Host names accepted ('*' for any; default %(default)s)",
-    )
-    group.add_argument(
-        "--rpc.batch-request-limit",
-        dest="rpc_batch_request_limit",
-        type=int,
-        default=defaults.batch_request_limit,
-        help="most requests in one batch (default %(default)s)",
-    )
-    group.add_argument(
-        "--rpc.evmtimeout",
-        dest="rpc_evmtimeout",
-        type=_duration,
-        default=defaults.evm_timeout,
-        help="time limit of eth_call and eth_estimateGas, e.g. 5s (default 5s)",
-    )
-    group.add_argument(
-        "--rpc.gascap",
-        dest="rpc_gascap",
-        type=int,
-        default=defaults.gas_cap,
-        help="gas limit of eth_call and eth_estimateGas (default %(default)s)",
-    )
-
-
-def rpc_config_from_args(args: argparse.Namespace) -> RpcConfig:
-    """The RpcConfig for parsed `add_rpc_arguments` flags."""
-    return RpcConfig(
-        host=args.http_addr,
-        port=args.http_port,
-        cors_domains=_split(args.http_corsdomain),
-        vhosts=_split(args.http_vhosts),
-        batch_request_limit=args.rpc_batch_request_limit,
-        evm_timeout=args.rpc_evmtimeout,
-        gas_cap=args.rpc_gascap,
-    )
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-def _duration(text: str) -> float:
-    """'5s', '500ms', '1m' or plain seconds, as seconds."""
-    text = text.strip()
-    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * scale
-    return float(text)

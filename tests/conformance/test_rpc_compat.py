@@ -14,7 +14,7 @@ import pytest
 from khipu.chain.config import Genesis
 from khipu.chain.import_job import import_files
 from khipu.chain.rules import ChainRules
-from khipu.rpc.context import RpcConfig
+from khipu.rpc.config import RpcConfig
 from khipu.rpc.server import RpcServer
 from khipu.storage.chain_store import ChainStore
 from tests import conftest

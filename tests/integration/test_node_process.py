@@ -90,7 +90,7 @@ class NodeProcess:
 def run_args(chain: ReferenceChain, datadir: Path, *extra: str) -> list[str]:
     return [
         "--genesis", str(chain.genesis_path), "--datadir", str(datadir), "--no-seal-check",
-        "--import", str(chain.chain_path), *extra,
+        "--import", str(chain.chain_path), "--http.port", "0", *extra,
     ]  # fmt: skip
 
 
@@ -231,3 +231,44 @@ def test_bad_run_arguments_exit_2_saying_why(chain: ReferenceChain, tmp_path: Pa
         )
         assert busy.process.wait(LINE_TIMEOUT) == 2
         busy.wait_for(rf"error: cannot serve metrics on 127\.0\.0\.1:{port}")
+
+
+def rpc(url: str, method: str, *params: object) -> object:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def test_the_node_serves_json_rpc_and_khipu_status_while_it_imports(
+    chain: ReferenceChain, tmp_path: Path
+) -> None:
+    datadir = tmp_path / "datadir"
+    node = NodeProcess(run_args(chain, datadir))
+    url = node.wait_for(r'msg="json-rpc serving"').split("url=", 1)[1].split()[0]
+    node.wait_for(r'msg="import finished"')
+    assert int(str(rpc(url, "eth_blockNumber")), 16) == chain.blocks
+    head = rpc(url, "eth_getBlockByNumber", "latest", False)
+    assert isinstance(head, dict) and head["hash"] == "0x" + chain.head_hash.hex()
+    deadline = time.monotonic() + LINE_TIMEOUT
+    while True:  # the board fills at the monitor's first heartbeat round (every 5 s here)
+        health = rpc(url, "khipu_health")
+        assert isinstance(health, dict)
+        if health["actors"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    states = {actor["actor"].split("/")[-1]: actor["state"] for actor in health["actors"]}
+    assert states.get("StorageWriter") == "running", health
+    assert health["sync"]["head"] == chain.blocks
+    status = subprocess.run(
+        [sys.executable, "-m", "khipu.cli", "status", "--rpc", url],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "StorageWriter" in status.stdout and "running" in status.stdout
+    assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])

@@ -17,7 +17,7 @@ from khipu.chain.config import Genesis
 from khipu.chain.import_job import iter_file_blocks
 from khipu.chain.importer import BlockImporter
 from khipu.chain.rules import ChainRules
-from khipu.rpc.context import RpcConfig
+from khipu.rpc.config import RpcConfig
 from khipu.rpc.server import RpcServer, start_rpc
 from khipu.storage.chain_store import ChainStore
 from tests.conftest import require_testdata

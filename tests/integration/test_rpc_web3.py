@@ -16,7 +16,7 @@ from khipu.chain.progress import ImportProgress
 from khipu.chain.rules import ChainRules
 from khipu.devnet.generate import GeneratedChain, generate_chain
 from khipu.devnet.genesis import DEV_BALANCE, DEV_CHAIN_ID, dev_account
-from khipu.rpc.context import RpcConfig
+from khipu.rpc.config import RpcConfig
 from khipu.rpc.server import start_rpc
 from khipu.storage.chain_store import ChainStore
 

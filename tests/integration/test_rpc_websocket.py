@@ -18,7 +18,7 @@ from khipu.chain.config import Genesis
 from khipu.chain.import_job import iter_file_blocks
 from khipu.chain.importer import BlockImporter
 from khipu.chain.rules import ChainRules
-from khipu.rpc.context import RpcConfig
+from khipu.rpc.config import RpcConfig
 from khipu.rpc.server import RpcServer
 from khipu.rpc.websocket import accept_key
 from khipu.storage.chain_store import ChainStore

@@ -12,7 +12,8 @@ from khipu.chain.config import Genesis
 from khipu.chain.import_job import import_files
 from khipu.chain.rules import ChainRules
 from khipu.rpc.chain_view import ChainView
-from khipu.rpc.context import RpcConfig, RpcContext
+from khipu.rpc.config import RpcConfig
+from khipu.rpc.context import RpcContext
 from khipu.rpc.dispatch import Dispatcher
 from khipu.rpc.errors import RpcError
 from khipu.rpc.registry import load_methods

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from khipu.rpc.context import RpcConfig, RpcContext
+from khipu.rpc.config import RpcConfig
+from khipu.rpc.context import RpcContext
 from khipu.rpc.dispatch import Dispatcher
 from khipu.rpc.errors import InvalidParams
 from khipu.rpc.params import Params

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from khipu.rpc.context import RpcConfig, RpcContext
+from khipu.rpc.config import RpcConfig, add_rpc_arguments, rpc_config_from_args
+from khipu.rpc.context import RpcContext
 from khipu.rpc.dispatch import Dispatcher
 from khipu.rpc.registry import load_methods
-from khipu.rpc.server import add_rpc_arguments, rpc_config_from_args
 
 
 def parse(*argv: str) -> RpcConfig:
