@@ -7,6 +7,7 @@ signal (GracefulShutdown) or for supervision to give up, and returns the exit co
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -124,7 +125,7 @@ class Node:
         self.metrics_server: MetricsServer | None = None
         self.tree: SupervisionTree | None = None
         self.live_store = LiveStore()
-        self.rpc_server: RpcServer | None = None
+        self.rpc_servers: list[RpcServer] = []
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -208,23 +209,34 @@ class Node:
             "NodeSupervisor", self.child_specs(files), self.settings.strategy
         )
         if self.settings.rpc is not None:
-            self._start_rpc(self.settings.rpc)
+            # The StorageWriter (started first, synchronously) has published its store by now.
+            try:
+                self._start_rpc(self.settings.rpc)
+            except RpcUnavailable:
+                self.shutdown("the JSON-RPC address cannot be bound")
+                raise
 
     def _start_rpc(self, config: RpcConfig) -> None:
-        """Serve JSON-RPC over the writer's live store. Raises RpcUnavailable if it cannot bind."""
+        """Serve JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the
+        WebSocket port too. Raises RpcUnavailable if a port cannot be bound."""
         from khipu.rpc.server import start_rpc
 
-        try:
-            self.rpc_server = start_rpc(
-                self.live_store,  # type: ignore[arg-type]  # a ChainStore proxy
-                self.rules,
-                config,
-                health=self.health_snapshot,
-                genesis=self.selection.genesis,
-            )
-        except OSError as error:
-            raise RpcUnavailable(config.host, config.port, error) from error
-        event(log, "json-rpc serving", url=self.rpc_server.url)
+        configs = [config]
+        if config.ws_port is not None:
+            configs.append(dataclasses.replace(config, port=config.ws_port, ws_port=None))
+        for each in configs:
+            try:
+                server = start_rpc(
+                    self.live_store,  # type: ignore[arg-type]  # a ChainStore proxy
+                    self.rules,
+                    each,
+                    health=self.health_snapshot,
+                    genesis=self.selection.genesis,
+                )
+            except OSError as error:
+                raise RpcUnavailable(each.host, each.port, error) from error
+            self.rpc_servers.append(server)
+            event(log, "json-rpc serving", url=server.url)
 
     def _dev_chain_file(self, spec: DevChainSpec) -> Path:
         folder = self.selection.datadir / "devchain"
@@ -263,9 +275,8 @@ class Node:
 
     def close(self) -> None:
         """Stop the JSON-RPC and metrics servers (the tree must have stopped)."""
-        if self.rpc_server is not None:
-            self.rpc_server.stop()
-            self.rpc_server = None
+        while self.rpc_servers:
+            self.rpc_servers.pop().stop()
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None

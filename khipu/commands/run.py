@@ -82,9 +82,10 @@ def register(subparsers: Any) -> None:
 
 def add_node_rpc_arguments(parser: argparse.ArgumentParser) -> None:
     """JSON-RPC flags (geth's names); the server is on unless --no-http."""
-    from khipu.rpc.config import add_rpc_arguments
+    from khipu.rpc.config import add_rpc_arguments, add_ws_arguments
 
     add_rpc_arguments(parser)
+    add_ws_arguments(parser)
     parser.add_argument(
         "--no-http", dest="no_http", action="store_true", help="do not serve JSON-RPC"
     )

@@ -26,6 +26,7 @@ class RpcConfig:
     logs_max_results: int = 10_000
     filter_timeout: float = 300.0  # an idle filter is dropped after this many seconds
     client_version: str = "khipu"
+    ws_port: int | None = None  # --ws --ws.port: also serve on this port (WebSocket and HTTP)
 
 
 def add_rpc_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,15 @@ def add_rpc_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ws_arguments(parser: argparse.ArgumentParser) -> None:
+    """geth's --ws and --ws.port. WebSocket upgrades are also accepted on the HTTP port."""
+    group = parser.add_argument_group("WebSocket")
+    group.add_argument("--ws", action="store_true", help="serve WebSocket JSON-RPC on --ws.port")
+    group.add_argument(
+        "--ws.port", dest="ws_port", type=int, default=8546, help="(default %(default)s)"
+    )
+
+
 def rpc_config_from_args(args: argparse.Namespace) -> RpcConfig:
     """The RpcConfig for parsed `add_rpc_arguments` flags."""
     return RpcConfig(
@@ -90,6 +100,7 @@ def rpc_config_from_args(args: argparse.Namespace) -> RpcConfig:
         batch_request_limit=args.rpc_batch_request_limit,
         evm_timeout=args.rpc_evmtimeout,
         gas_cap=args.rpc_gascap,
+        ws_port=args.ws_port if getattr(args, "ws", False) else None,
     )
 
 

@@ -272,3 +272,23 @@ def test_the_node_serves_json_rpc_and_khipu_status_while_it_imports(
     assert status.returncode == 0, status.stdout + status.stderr
     assert "StorageWriter" in status.stdout and "running" in status.stdout
     assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
+
+
+def test_ws_port_and_a_busy_rpc_port(chain: ReferenceChain, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        blocked = NodeProcess([*run_args(chain, tmp_path / "a"), "--http.port", str(port)])
+        assert blocked.process.wait(120) == 2
+        blocked._reader.join(10)
+        assert blocked.matching("cannot serve JSON-RPC"), "\n".join(blocked.lines[-10:])
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        ws_port = free.getsockname()[1]
+    node = NodeProcess([*run_args(chain, tmp_path / "b"), "--ws", "--ws.port", str(ws_port)])
+    urls = [node.wait_for(r'msg="json-rpc serving"'), node.wait_for(f":{ws_port}/")]
+    assert any(f":{ws_port}/" in line for line in urls)
+    node.wait_for(r'msg="import finished"')
+    assert int(str(rpc(f"http://127.0.0.1:{ws_port}/", "eth_blockNumber")), 16) == chain.blocks
+    assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
