@@ -276,9 +276,7 @@ class KesqueChainDatabase(BaseAtomicDB):
         for block_hash, number, fields in writes.headers:
             _put_number_record(self.bodies, number, records.body_record(self, fields))
             _put_number_record(self.receipts, number, records.receipts_record(self, fields))
-            writes.index[records.HASH_TO_NUMBER_PREFIX + block_hash] = records.encode_number(
-                number
-            )
+            writes.index[records.HASH_TO_NUMBER_PREFIX + block_hash] = records.encode_number(number)
         self.kesque.commit()
         self.index.write_changes(writes.index, sync=self.durable)
 

@@ -17,9 +17,9 @@ from eth.db.chain import ChainDB
 from khipu.chain.config import Genesis
 from khipu.chain.genesis import build_genesis_header, genesis_state_root, write_genesis_state
 from khipu.chain.rules import ChainRules
+from khipu.storage.chain_store import GENESIS_SPEC_KEY, GenesisMismatch
+from khipu.storage.kesque_chaindb import GENESIS_HASH_KEY
 from khipu.storage.leveldb import LevelDB
-
-from khipu.storage.chain_store import GENESIS_HASH_KEY, GENESIS_SPEC_KEY, GenesisMismatch
 
 
 class LevelDBChainStore:
@@ -32,7 +32,9 @@ class LevelDBChainStore:
         self.genesis_hash = genesis_hash
 
     @classmethod
-    def open(cls, datadir: Path, genesis: Genesis, genesis_json: dict[str, object]) -> LevelDBChainStore:
+    def open(
+        cls, datadir: Path, genesis: Genesis, genesis_json: dict[str, object]
+    ) -> LevelDBChainStore:
         """Open `datadir`, writing the genesis block on first use.
 
         Raises GenesisMismatch if the datadir was initialised with another genesis, and

@@ -77,7 +77,9 @@ def test_each_kind_of_data_lands_in_its_topic(
                 header.hash
             )
         # block 3's body and receipts are what geth serves for it
-        raw_block = rlp.decode(bytes.fromhex(fixture_result(suite, "debug_getRawBlock", "get-block-n.io")[2:]))
+        raw_block = rlp.decode(
+            bytes.fromhex(fixture_result(suite, "debug_getRawBlock", "get-block-n.io")[2:])
+        )
         body = rlp.decode(store.kesque.number_topic("body").get_at(3))
         assert body == raw_block[1:]
         receipts = rlp.decode(store.kesque.number_topic("receipts").get_at(3))
@@ -85,7 +87,9 @@ def test_each_kind_of_data_lands_in_its_topic(
         assert [_receipt_hex(item) for item in receipts] == expected
         # state: the state root in `storage`, contract code in `evmcode`
         assert store.kesque.hash_topic("storage").get(head.state_root) is not None
-        code = next(bytes.fromhex(a["code"][2:]) for a in document["alloc"].values() if a.get("code"))
+        code = next(
+            bytes.fromhex(a["code"][2:]) for a in document["alloc"].values() if a.get("code")
+        )
         assert store.kesque.hash_topic("evmcode").get(keccak(code)) == code
         assert store.kesque.hash_topic("storage").get(keccak(code)) is None
         leveldb_keys = _leveldb_keys(store)
@@ -146,7 +150,9 @@ def test_killed_between_kesque_commit_and_leveldb_write_imports_the_block_again(
     real_write = LevelDB.write_changes
     calls = {"blocks": 0}
 
-    def write_changes(self: LevelDB, changes: dict[bytes, bytes | None], sync: bool = False) -> None:
+    def write_changes(
+        self: LevelDB, changes: dict[bytes, bytes | None], sync: bool = False
+    ) -> None:
         if b"v1:canonical_head_hash" in changes:
             calls["blocks"] += 1
             if calls["blocks"] == 6:
