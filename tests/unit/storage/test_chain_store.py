@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import plyvel
 import pytest
 import rlp
 from eth.db.account import AccountDB
@@ -227,10 +226,73 @@ def test_a_readonly_view_follows_the_writer(
         writer.close()
 
 
-def test_the_writer_lock_is_taken(document: dict[str, Any], tmp_path: Path) -> None:
+def test_a_datadir_in_use_is_refused_with_store_locked(
+    document: dict[str, Any], tmp_path: Path
+) -> None:
+    from khipu.storage.kesque import Kesque
+    from khipu.storage.leveldb import StoreLocked
+
     store = open_store(tmp_path / "data", document)
     try:
-        with pytest.raises((plyvel.IOError, Exception), match="in use"):
+        with pytest.raises(StoreLocked, match="in use"):
             open_store(tmp_path / "data", document)
     finally:
         store.close()
+    only_kesque = Kesque.open(tmp_path / "data" / "kesque", config=FAST)
+    try:
+        with pytest.raises(StoreLocked, match="in use by another khipu process"):
+            open_store(tmp_path / "data", document)
+    finally:
+        only_kesque.close()
+    open_store(tmp_path / "data", document).close()
+
+
+def test_db_commands_look_after_the_chain_datadir(
+    document: dict[str, Any],
+    first_blocks: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from khipu.cli import main
+
+    store = open_store(tmp_path / "data", document)
+    import_into(store, document, first_blocks)
+    head = store.head()
+    store.close()
+    capsys.readouterr()
+    assert main(["db", "stats", "--datadir", str(tmp_path / "data")]) == 0
+    stats = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert stats["header"][2] == stats["body"][2] == stats["td"][2] == str(BLOCKS + 1)
+    assert int(stats["storage"][2]) > 0 and int(stats["evmcode"][2]) > 0
+    assert main(["db", "check", "--datadir", str(tmp_path / "data")]) == 0
+    assert main(["db", "repair", "--datadir", str(tmp_path / "data")]) == 0
+    store = open_store(tmp_path / "data", document)
+    try:
+        assert store.head() == head
+        assert AccountDB(store.db, head.state_root).get_balance(head.coinbase) >= 0
+    finally:
+        store.close()
+
+
+def test_a_readonly_view_finds_recent_block_hashes_only(
+    document: dict[str, Any], first_blocks: Path, tmp_path: Path
+) -> None:
+    from khipu.storage.kesque import Kesque
+    from khipu.storage.kesque_chaindb import KesqueChainDatabase
+
+    writer = open_store(tmp_path / "data", document)
+    try:
+        import_into(writer, document, first_blocks)
+        with Kesque.open(tmp_path / "data" / "kesque", readonly=True, config=FAST) as kesque:
+            view = KesqueChainDatabase(kesque, None, recent_window=4)
+            assert view.block_number_of(writer.chaindb.get_canonical_block_hash(BLOCKS - 3)) == (
+                BLOCKS - 3
+            )
+            assert view.block_number_of(writer.chaindb.get_canonical_block_hash(2)) is None
+            assert view[b"block-number-to-hash:2"] == rlp.encode(
+                writer.chaindb.get_canonical_block_hash(2)
+            )
+            with pytest.raises(KeyError):
+                view[b"transaction-hash-to-block:" + b"x"]
+    finally:
+        writer.close()
