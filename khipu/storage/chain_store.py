@@ -101,8 +101,7 @@ class ChainStore:
         except KesqueLocked as exc:
             raise StoreLocked(f"{datadir} is in use by another khipu process ({exc})") from exc
         try:
-            config = kesque.config
-            db = KesqueChainDatabase(kesque, index, durable=config.fsync)
+            db = KesqueChainDatabase(kesque, index)
             genesis_hash = cls._check_genesis(datadir, db, stored, genesis, genesis_json)
         except BaseException:
             kesque.close()

@@ -21,7 +21,9 @@ that went to Kesque, its body and receipts records are added, Kesque commits onc
 state, header, td, body and receipts together), and only then the batch's LevelDB keys (the new
 canonical head among them) are written in one LevelDB write. A process killed at any moment
 reopens at the last complete block; a block whose Kesque commit landed but whose LevelDB write
-did not is imported again, its Kesque records found equal and kept.
+did not is imported again, its Kesque records found equal and kept. That LevelDB write is not
+synced (Kesque's commit is, when configured to fsync): after a power cut LevelDB may be a few
+blocks behind Kesque, never ahead, and those blocks are imported again the same way.
 
 A read-only view (`index=None`, another process) has no LevelDB (one process at a time): it
 serves the canonical chain from Kesque alone, resolving block hashes among the latest
@@ -62,13 +64,10 @@ class _BlockWrites:
 class KesqueChainDatabase(BaseAtomicDB):
     """The node's chain and state database: Kesque for the data, LevelDB for the indexes."""
 
-    def __init__(
-        self, kesque: Kesque, index: LevelDB | None, durable: bool = True, recent_window: int = 8192
-    ) -> None:
-        """`index` None makes a read-only view; `durable` syncs each block's LevelDB write."""
+    def __init__(self, kesque: Kesque, index: LevelDB | None, recent_window: int = 8192) -> None:
+        """`index` None makes a read-only view."""
         self.kesque = kesque
         self.index = index
-        self.durable = durable
         self.recent_window = recent_window
         self.trie_nodes = kesque.hash_topic("storage")
         self.code = kesque.hash_topic("evmcode")
@@ -278,7 +277,7 @@ class KesqueChainDatabase(BaseAtomicDB):
             _put_number_record(self.receipts, number, records.receipts_record(self, fields))
             writes.index[records.HASH_TO_NUMBER_PREFIX + block_hash] = records.encode_number(number)
         self.kesque.commit()
-        self.index.write_changes(writes.index, sync=self.durable)
+        self.index.write_changes(writes.index)
 
     def sync(self) -> None:
         """Commit whatever Kesque holds uncommitted and make LevelDB durable (a no-op when
