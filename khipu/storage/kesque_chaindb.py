@@ -42,6 +42,7 @@ from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB, BaseDB
 from eth_hash.auto import keccak
+from trie.exceptions import MissingTrieNode
 
 from khipu.storage import chain_records as records
 from khipu.storage.kesque import Kesque, NumberTopic
@@ -56,7 +57,6 @@ class _BlockWrites:
 
     headers: list[tuple[bytes, int, list[bytes]]] = field(default_factory=list)
     """(hash, number, fields) of the headers that are in the `header` topic."""
-    numbers: dict[bytes, int] = field(default_factory=dict)
     index: dict[bytes, bytes | None] = field(default_factory=dict)
     """LevelDB keys to write (None: delete)."""
 
@@ -213,6 +213,11 @@ class KesqueChainDatabase(BaseAtomicDB):
                     self._commit_blocks(writes)
                 elif writes.index:
                     self.index.write_changes(writes.index)
+            except BaseException:
+                if writes.headers:  # the block's records and state must not outlive it
+                    self.kesque.rollback()
+                    self._tip = None
+                raise
             finally:
                 self._pending_numbers = {}
 
@@ -244,7 +249,6 @@ class KesqueChainDatabase(BaseAtomicDB):
             writes.index[block_hash] = raw  # a side-chain header
             return
         writes.headers.append((block_hash, number, fields))
-        writes.numbers[block_hash] = number
         self._pending_numbers[block_hash] = number
 
     def _tip_hash(self, last: int) -> bytes | None:
@@ -273,8 +277,14 @@ class KesqueChainDatabase(BaseAtomicDB):
     def _commit_blocks(self, writes: _BlockWrites) -> None:
         assert self.index is not None
         for block_hash, number, fields in writes.headers:
-            _put_number_record(self.bodies, number, records.body_record(self, fields))
-            _put_number_record(self.receipts, number, records.receipts_record(self, fields))
+            try:
+                body = records.body_record(self, fields)
+                receipts = records.receipts_record(self, fields)
+            except (KeyError, MissingTrieNode):
+                pass  # a header persisted without its block (none of khipu's paths does that)
+            else:
+                _put_number_record(self.bodies, number, body)
+                _put_number_record(self.receipts, number, receipts)
             writes.index[records.HASH_TO_NUMBER_PREFIX + block_hash] = records.encode_number(number)
         self.kesque.commit()
         self.index.write_changes(writes.index)

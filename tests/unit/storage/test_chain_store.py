@@ -296,3 +296,31 @@ def test_a_readonly_view_finds_recent_block_hashes_only(
                 view[b"transaction-hash-to-block:" + b"x"]
     finally:
         writer.close()
+
+
+def test_a_block_that_fails_while_stored_leaves_no_kesque_records(
+    document: dict[str, Any], first_blocks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from khipu.storage import chain_records
+
+    store = open_store(tmp_path / "data", document)
+    try:
+        real_body = chain_records.body_record
+
+        def body_record(db: Any, fields: list[bytes]) -> bytes:
+            if chain_records.header_number(fields) == 6:
+                raise RuntimeError("disk trouble")
+            return real_body(db, fields)
+
+        monkeypatch.setattr(chain_records, "body_record", body_record)
+        with pytest.raises(RuntimeError, match="disk trouble"):
+            import_into(store, document, first_blocks)
+        assert store.head().block_number == 5
+        assert store.kesque.number_topic("header").last_offset() == 5
+        assert store.kesque.number_topic("td").last_offset() == 5
+        monkeypatch.setattr(chain_records, "body_record", real_body)
+        import_into(store, document, first_blocks)
+        assert store.head().block_number == BLOCKS
+        assert store.kesque.number_topic("body").last_offset() == BLOCKS
+    finally:
+        store.close()
