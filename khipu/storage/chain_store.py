@@ -4,7 +4,11 @@
     DATADIR/chaindata/   LevelDB: block hash <-> number, canonical head, transaction index,
                          chain gaps, side-chain headers, genesis keys, layout marker
 
-How py-evm's writes are routed and grouped per block: kesque_chaindb.py. The writer holds both
+How py-evm's writes are routed and grouped per block: kesque_chaindb.py. Kesque's `account`
+topic stays empty: py-evm keeps account-trie and storage-trie nodes in one key space, so both
+go to `storage`. Other components that keep their own keys in `ChainStore.db` (sync
+checkpoints, peer records) must use keys that are not 32 bytes long (e.g. `b"khipu:sync:..."`):
+those land in LevelDB, 32-byte keys are taken for trie nodes, code or headers. The writer holds both
 stores' locks; `ChainStore.open_readonly` opens a view of the canonical chain and its state from
 any other process while the writer runs (Kesque only: LevelDB admits one process).
 
