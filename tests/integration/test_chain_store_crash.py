@@ -45,6 +45,27 @@ def stored_head(datadir: Path, suite: Path) -> int:
     return int(head_of(finished.stdout)["number"])  # type: ignore[call-overload]
 
 
+def wait_for_head(datadir: Path, target: int, process: subprocess.Popen[bytes]) -> None:
+    """Return once the store at `datadir` holds block `target` or the process has ended."""
+    from khipu.storage.chain_store import ChainStore, GenesisMismatch
+    from khipu.storage.kesque import StoreMissing
+
+    view = None
+    try:
+        while process.poll() is None:
+            try:
+                view = view or ChainStore.open_readonly(datadir)
+                view.kesque.refresh()
+                if view.head().block_number >= target:
+                    return
+            except (StoreMissing, GenesisMismatch, FileNotFoundError):
+                pass
+            time.sleep(0.01)
+    finally:
+        if view is not None:
+            view.close()
+
+
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_import(
     suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -54,16 +75,19 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_import(
     expected = head_of(reference.stdout)
     killed = tmp_path / "killed"
     rng = random.Random(11)
-    heads = []
+    heads = [0]
     for _attempt in range(4):
+        # Kill once the writer has committed past a random block (seen through a read-only
+        # view), plus a random instant: the kill lands mid-import, anywhere within a block.
+        target = heads[-1] + rng.randint(3, 7)
         process = subprocess.Popen(
             import_command(killed, suite), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        time.sleep(rng.uniform(1.0, 3.5))  # start-up takes ~1 s, the import ~2-4 s more
+        wait_for_head(killed, target, process)
+        time.sleep(rng.uniform(0.0, 0.05))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        if (killed / "chaindata").exists():
-            heads.append(stored_head(killed, suite))
+        heads.append(stored_head(killed, suite))
     with capsys.disabled():
         print(f"\nheads after each kill: {heads}")
     assert heads == sorted(heads), "a restart went back past a complete block"
