@@ -324,3 +324,46 @@ def test_a_block_that_fails_while_stored_leaves_no_kesque_records(
         assert store.kesque.number_topic("body").last_offset() == BLOCKS
     finally:
         store.close()
+
+
+def test_reader_threads_read_the_writers_store_while_it_imports(
+    document: dict[str, Any], suite: Path, tmp_path: Path
+) -> None:
+    """What the JSON-RPC server does: read heads, headers and state from threads."""
+    import threading
+
+    store = open_store(tmp_path / "data", document)
+    addresses = [bytes.fromhex(key.removeprefix("0x")) for key in document["alloc"]]
+    stop = threading.Event()
+    seen: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+
+    def read_until_stopped(heads: list[int]) -> None:
+        try:
+            while not stop.is_set():
+                head = store.head()
+                state = AccountDB(store.db, head.state_root)
+                for address in addresses:
+                    state.get_balance(address)
+                    state.get_code(address)
+                assert store.chaindb.get_block_header_by_hash(head.hash) == head
+                if not heads or heads[-1] != head.block_number:
+                    heads.append(head.block_number)
+        except BaseException as error:
+            errors.append(error)
+
+    readers = [threading.Thread(target=read_until_stopped, args=(heads,)) for heads in seen]
+    try:
+        for reader in readers:
+            reader.start()
+        import_into(store, document, suite / "chain.rlp")
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        final = store.head()
+        store.close()
+    assert errors == []
+    assert final.block_number > BLOCKS
+    for heads in seen:
+        assert heads and heads == sorted(heads) and heads[-1] <= final.block_number
