@@ -71,6 +71,13 @@ class LevelDB(BaseAtomicDB):
             yield batch
         pending.write()
 
+    def write_changes(self, changes: dict[bytes, bytes | None], sync: bool = False) -> None:
+        """Apply `changes` (None deletes a key) in one LevelDB write: all land or none do.
+
+        `sync` returns only once the write is durable. Raises StoreFull if the disk is full.
+        """
+        self._write(lambda: _write_batch(self._db, changes, sync))
+
     def sync(self) -> None:
         """Make every write so far durable (an empty synchronous write flushes the log)."""
         self._write(lambda: _sync(self._db))
@@ -138,8 +145,8 @@ def _sync(db: Any) -> None:
 _SYNC_KEY = b"khipu:sync"
 
 
-def _write_batch(db: Any, changes: dict[bytes, bytes | None]) -> None:
-    with db.write_batch() as batch:
+def _write_batch(db: Any, changes: dict[bytes, bytes | None], sync: bool = False) -> None:
+    with db.write_batch(sync=sync) as batch:
         for key, value in changes.items():
             if value is None:
                 batch.delete(key)

@@ -9,7 +9,7 @@ it always describes a complete commit; nothing past it exists for a reader.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from khipu.storage.kesque import files
@@ -59,7 +59,7 @@ def encode_commit(state: CommitState) -> bytes:
         {
             "version": FORMAT_VERSION,
             "sequence": state.sequence,
-            "topics": {name: asdict(topic) for name, topic in sorted(state.topics.items())},
+            "topics": {name: dict(vars(topic)) for name, topic in sorted(state.topics.items())},
         },
         sort_keys=True,
     )

@@ -221,8 +221,8 @@ class HashTopic(TopicLog):
 
     def committed(self, state: TopicState) -> None:
         if self._grown is not None:
-            assert self.index is not None
-            self.index.close()
+            # the old map is not closed: a reader thread of this process (the RPC server on
+            # the writer's store) may be probing it; it goes with its last reference
             self.index = self._grown
             self.index_used = self._grown_used
             self._grown = None

@@ -152,6 +152,7 @@ class NumberTopic(TopicLog):
             self._last_entry_position = position
         self.next_offset = number + 1
         self.records += 1
+        self.cache.put(number, value)  # the chain's writer reads its newest blocks back at once
 
     def roll(self, base_offset: int) -> None:
         super().roll(base_offset)
