@@ -14,6 +14,22 @@ from khipu.rpc.config import RpcConfig
 HealthSource = Callable[[], dict[str, Any]]
 
 
+class Gauge:
+    """A thread-safe count that goes up and down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self, amount: int) -> None:
+        with self._lock:
+            self._value += amount
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
 @dataclass
 class Filter:
     """An installed eth_newFilter / eth_newBlockFilter and where its polling stands."""
@@ -92,4 +108,5 @@ class RpcContext:
         self.sync_status = sync_status
         self.filters = FilterTable(config.filter_timeout)
         self.stopping = threading.Event()  # set by RpcServer.stop(): running EVM calls end
+        self.requests_in_flight = Gauge()  # HTTP requests being handled now
         self.started_at = time.time()

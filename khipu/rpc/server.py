@@ -197,7 +197,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._plain(415, "invalid content type, only application/json is supported\n")
             return
         body = self.rfile.read(length)
-        response = self.server.rpc.dispatcher.handle_body(body)
+        context = self.server.rpc.context
+        context.requests_in_flight.add(1)
+        try:
+            response = self.server.rpc.dispatcher.handle_body(body)
+        finally:
+            context.requests_in_flight.add(-1)
         self._json(response or b"")
 
     def _host_allowed(self) -> bool:

@@ -6,6 +6,7 @@ import gzip
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ def test_a_slow_call_does_not_hold_up_other_requests(
     )
     slow.start()
     try:
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a measurement
+        while server.context.requests_in_flight.value < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the looping call is being executed, not just sent
+        assert server.context.requests_in_flight.value == 1
         assert call(server, "eth_chainId")["result"] == "0xc72dd9d5e883e"
         assert slow.is_alive(), "the looping call should still be running"
     finally:
