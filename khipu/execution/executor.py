@@ -17,6 +17,7 @@ Byzantium (receipts carry an intermediate state root per transaction) run serial
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -70,6 +71,8 @@ class BlockExecution:
     mode: str  # "parallel", "serial" (not handled) or "serial-fallback" (parallel disagreed)
     transactions: int
     reexecuted: int = 0
+    speculate_seconds: float = 0.0  # workers running every transaction on the parent state
+    merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
 
 
 class ParallelVMMixin:
@@ -245,6 +248,7 @@ def execute_block_parallel(
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     encoded = block.encode() if hasattr(block, "encode") else _encode(block)
     tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers * tasks_per_worker)]
+    started = time.perf_counter()
     if pool is None:
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
@@ -252,6 +256,7 @@ def execute_block_parallel(
     else:
         results = pool.map(tasks)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
+    speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
     vm.speculation = speculation
     try:
@@ -266,7 +271,10 @@ def execute_block_parallel(
                         block.number, name)  # fmt: skip
             serial = execute_block_serial(chain, block)
             return BlockExecution(serial, "serial-fallback", count, vm.reexecuted)
-    return BlockExecution(imported, "parallel", count, vm.reexecuted)
+    merged = time.perf_counter()
+    return BlockExecution(
+        imported, "parallel", count, vm.reexecuted, speculated - started, merged - speculated
+    )
 
 
 def _encode(block: BlockAPI) -> bytes:
