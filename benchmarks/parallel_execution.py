@@ -23,6 +23,8 @@ from khipu.chain.block_files import iter_rlp_blocks
 from khipu.chain.importer import BlockImporter, decode_block
 from khipu.devnet.generate import generate_chain
 from khipu.execution.executor import (
+    SpeculationTask,
+    TxOutcome,
     execute_block_parallel,
     execute_block_serial,
     speculate,
@@ -49,6 +51,7 @@ def bench_profile(folder: Path, workers: int) -> str:
 
     txs = reexecuted = 0
     speculating = merging = 0.0
+    pool: WorkerPool[SpeculationTask, list[TxOutcome]]
     with WorkerPool(lambda task: speculate(chain, task), PoolLimits(workers=workers)) as pool:
         pool.map([])  # nothing: the workers fork on the first block
         started = time.perf_counter()

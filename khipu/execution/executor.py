@@ -193,19 +193,29 @@ def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
     block = decode_block(task.block_rlp, chain.rules)
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
+    vm = _new_vm(chain, vm_class, block)
+    header = vm.begin_block(block)
+    state = vm.state
+    state.lock_changes()
+    # One state for the whole task: each transaction runs from a snapshot of the parent state
+    # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
+    # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
     for index in task.indices:
-        vm = _new_vm(chain, vm_class, block)
-        header = vm.begin_block(block)
-        state = vm.state
-        state.lock_changes()
+        transaction = block.transactions[index]
+        snapshot = state.snapshot()
         state.start_recording()
         try:
-            receipt, _computation = vm.apply_transaction(header, block.transactions[index])
+            vm.validate_transaction_against_header(header, transaction)
+            computation = state.apply_transaction(transaction)
+            receipt = vm.make_receipt(header, transaction, computation, state)
+            vm.validate_receipt(receipt)
         except (ValidationError, ValueError) as exc:
             state.finish_recording()
+            state.revert(snapshot)
             outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
             continue
         outcomes.append(TxOutcome(index, receipt.encode(), state.finish_recording()))
+        state.revert(snapshot)
     return outcomes
 
 

@@ -16,12 +16,12 @@ with a wipe is always re-executed in the merge (rare, and conservative).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from eth.abc import StateAPI
 from eth_typing import Address, Hash32
 
-FieldKey = Union[tuple[str, bytes], tuple[str, bytes, int]]
+FieldKey = tuple[str, bytes] | tuple[str, bytes, int]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from khipu.execution.executor import (
     speculate,
 )
 from khipu.execution.pool import PoolLimits, WorkerPool
-from khipu.execution.rwset import AccountWrite
 from tests.chain_helpers import memory_chain, read_blocks
 
 
@@ -67,6 +66,7 @@ def test_a_long_lived_pool_runs_block_after_block(tmp_path: Path) -> None:
     # before the fork, so import first and execute afterwards against the stored parents.
     for raw in raws:
         importer.import_block(decode_block(raw, rules))
+    pool: WorkerPool[SpeculationTask, list[TxOutcome]]
     with WorkerPool(lambda task: speculate(chain, task), PoolLimits(workers=2)) as pool:
         for raw in raws:
             block = decode_block(raw, rules)
