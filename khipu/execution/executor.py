@@ -243,7 +243,7 @@ def execute_block_parallel(
     pool: WorkerPool[SpeculationTask, list[TxOutcome]] | None = None,
     *,
     workers: int = 2,
-    tasks_per_worker: int = 2,
+    tasks_per_worker: int = 1,
 ) -> BlockExecution:
     """Execute `block` on its parent state in parallel; results equal serial execution's.
 
