@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
@@ -29,6 +30,7 @@ from eth_utils import ValidationError
 
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
+from khipu.chain.rules import ChainRules
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rwset import (
     FieldKey,
@@ -291,3 +293,24 @@ def _encode(block: BlockAPI) -> bytes:
     import rlp
 
     return bytes(rlp.encode(block))
+
+
+class DatadirSpeculator:
+    """The handler of a long-lived pool over a datadir: each worker opens it read-only
+    (`ChainStore.open_readonly`, which follows the writer's commits) on its first task and
+    speculates on the parent state stored there. The parent must be committed before the
+    block is handed out."""
+
+    def __init__(self, datadir: Path, rules: ChainRules) -> None:
+        self.datadir = Path(datadir)
+        self.rules = rules
+        self._chain: KhipuChain | None = None
+
+    def __call__(self, task: SpeculationTask) -> list[TxOutcome]:
+        if self._chain is None:
+            from khipu.chain.chain import open_chain
+            from khipu.storage.chain_store import ChainStore
+
+            store = ChainStore.open_readonly(self.datadir)
+            self._chain = open_chain(self.rules, store.db)
+        return speculate(self._chain, task)

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from khipu.chain.chain import open_chain
+from khipu.chain.config import Genesis
 from khipu.chain.importer import BlockImporter, decode_block
+from khipu.chain.rules import ChainRules
 from khipu.devnet.generate import generate_chain
 from khipu.execution.executor import (
+    DatadirSpeculator,
     SpeculationTask,
     TxOutcome,
     chunks,
@@ -18,6 +22,7 @@ from khipu.execution.executor import (
     speculate,
 )
 from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.storage.chain_store import ChainStore
 from tests.chain_helpers import memory_chain, read_blocks
 
 
@@ -74,3 +79,28 @@ def test_a_long_lived_pool_runs_block_after_block(tmp_path: Path) -> None:
             assert execution.mode == "parallel"
             assert execution.block.header.hash == block.header.hash
         assert pool.counters["spawned"] == 2
+
+
+def test_workers_follow_a_datadir_written_by_this_process(tmp_path: Path) -> None:
+    chain_dir, datadir = tmp_path / "chain", tmp_path / "data"
+    generate_chain(chain_dir, 3, 10, "erc20", seed=9)
+    document = json.loads((chain_dir / "genesis.json").read_text())
+    genesis = Genesis.from_json(document)
+    rules = ChainRules(genesis.config)
+    store = ChainStore.open(datadir, genesis, document)
+    try:
+        chain = open_chain(rules, store.db)
+        importer = BlockImporter(chain, check_seal=False)
+        speculator = DatadirSpeculator(datadir, rules)
+        pool: WorkerPool[SpeculationTask, list[TxOutcome]]
+        with WorkerPool(speculator, PoolLimits(workers=2)) as pool:
+            for raw in read_blocks(chain_dir / "chain.rlp"):
+                block = decode_block(raw, rules)
+                execution = execute_block_parallel(chain, block, pool)
+                assert execution.mode == "parallel", block.number
+                assert execution.block.header.hash == block.header.hash
+                importer.import_block(block)
+                store.sync()  # the workers read the parent once it is committed
+            assert pool.counters["spawned"] == 2
+    finally:
+        store.close()
