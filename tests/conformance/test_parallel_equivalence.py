@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rlp
 
 from khipu.chain.importer import BlockImporter, decode_block
+from khipu.devnet.builder import DevChainBuilder
 from khipu.devnet.generate import generate_chain
+from khipu.devnet.genesis import dev_accounts, dev_genesis_json
+from khipu.devnet.workload import PlannedTx, PlannedWithdrawal
 from khipu.execution.executor import BlockExecution, execute_block_parallel, supports_parallel
 from tests.chain_helpers import memory_chain, read_blocks
 from tests.conftest import conformance_full, require_testdata
@@ -93,3 +97,86 @@ def test_ethtest_chain_parallel_equals_serial() -> None:
         raws = raws[:ETHTEST_BLOCKS]
     compared = compare_chain(document, raws)
     assert len(compared.executions) == len(raws)
+
+
+# Blocks built to hit the merge's hard cases. Each mixes transactions whose speculative run is
+# wrong (a second transaction of a sender, a SELFDESTRUCT of an account another transaction also
+# drains, a read of the coinbase's balance, a CALL to an address an earlier transaction created)
+# with transactions that commute (plain value credits to one recipient, fee credits to the
+# coinbase), plus a contract created and destroyed in one transaction and block constants
+# (COINBASE, TIMESTAMP, BLOCKHASH) stored.
+
+ETH = 10**18
+GWEI = 10**9
+SENDERS = 8
+DRAINED = bytes.fromhex("5d" * 20)  # SELFDESTRUCTs to BENEFICIARY (Cancun: no deletion)
+READER = bytes.fromhex("4d" * 20)  # stores BALANCE(COINBASE), TIMESTAMP, BLOCKHASH(n-1)
+FORWARDER = bytes.fromhex("f0" * 20)  # CALLs the address in its calldata with CALLVALUE
+BENEFICIARY = bytes.fromhex("be" * 20)  # does not exist at genesis
+FRESH = bytes.fromhex("0f" * 20)  # does not exist at genesis
+
+DRAIN_CODE = bytes.fromhex("73") + BENEFICIARY + bytes.fromhex("ff")
+READ_CODE = bytes.fromhex("41 31 6000 55 42 6001 55 6001 43 03 40 6002 55 00")
+FORWARD_CODE = bytes.fromhex("6000 6000 6000 6000 34 6000 35 6060 1c 5a f1 00")
+# init code: SSTORE(0, 1), then SELFDESTRUCT to BENEFICIARY: created and deleted in one transaction
+CREATE_AND_DESTROY = bytes.fromhex("6001600055") + DRAIN_CODE
+
+
+def genesis() -> dict[str, Any]:
+    extra: dict[str, dict[str, Any]] = {
+        "0x" + DRAINED.hex(): {"balance": hex(3 * ETH), "code": "0x" + DRAIN_CODE.hex(),
+                               "storage": {"0x0": "0x5"}},
+        "0x" + READER.hex(): {"balance": "0x0", "code": "0x" + READ_CODE.hex()},
+        "0x" + FORWARDER.hex(): {"balance": "0x0", "code": "0x" + FORWARD_CODE.hex()},
+    }  # fmt: skip
+    return dev_genesis_json(account_count=SENDERS, extra_alloc=extra)
+
+
+def block_plan(nonces: list[int], block: int) -> list[PlannedTx]:
+    def tx(sender: int, to: bytes, gas: int, value: int = 0, data: bytes = b"") -> PlannedTx:
+        nonce = nonces[sender]
+        nonces[sender] += 1
+        tip = (sender + 1) * GWEI + block
+        return PlannedTx(sender, nonce, to, value, data, gas, tip, True)
+
+    return [
+        tx(0, FRESH, 21_000, ETH),  # creates FRESH by a credit
+        tx(1, FORWARDER, 100_000, 5, FRESH + bytes(12)),  # CALL reads FRESH's existence
+        tx(2, DRAINED, 100_000),  # SELFDESTRUCT: reads and empties DRAINED's balance
+        tx(3, DRAINED, 100_000),  # ...again, on what the first one left
+        tx(4, b"", 200_000, 7, CREATE_AND_DESTROY),  # created and destroyed in one transaction
+        tx(5, READER, 100_000),  # reads the coinbase balance every fee credit changes
+        tx(0, BENEFICIARY, 21_000, 3),  # a second transaction of sender 0
+        tx(6, FRESH, 21_000, 11),  # commutes with the first credit of FRESH
+        tx(7, BENEFICIARY, 21_000, 13),  # commutes with the SELFDESTRUCT credits
+    ]
+
+
+def build_chain(blocks: int) -> tuple[dict[str, Any], list[bytes]]:
+    document = genesis()
+    builder = DevChainBuilder(document)
+    accounts = dev_accounts(SENDERS)
+    nonces = [0] * SENDERS
+    raws = []
+    for number in range(1, blocks + 1):
+        template = builder.next_header()
+        planned = block_plan(nonces, number)
+        signed = [builder.sign(template, p, accounts[p.sender]) for p in planned]
+        withdrawal = PlannedWithdrawal(number, 1, BENEFICIARY, 1)
+        built = builder.build_block(template, signed, [withdrawal])
+        raws.append(rlp.encode(built.block))
+    return document, raws
+
+
+def test_hard_cases_parallel_equals_serial() -> None:
+    document, raws = build_chain(3)
+    compared = compare_chain(document, raws)
+    assert compared.parallel_blocks == 3
+    first, *later = compared.executions
+    # block 1: the FORWARDER call, the second drain, the create-and-destroy (BENEFICIARY now
+    # exists), the coinbase read and sender 0's second transaction run again on the merged state
+    assert first.reexecuted >= 5
+    # later blocks: at least the coinbase read and sender 0's second transaction
+    assert all(execution.reexecuted >= 2 for execution in later)
+    # the credits to FRESH and BENEFICIARY, the first drain, the first transfer commit as ran
+    assert all(e.transactions - e.reexecuted >= 4 for e in compared.executions)
