@@ -246,17 +246,19 @@ def execute_block_parallel(
     *,
     workers: int = 2,
     tasks_per_worker: int = 1,
+    min_transactions: int = 2,
 ) -> BlockExecution:
     """Execute `block` on its parent state in parallel; results equal serial execution's.
 
     With no `pool`, a pool forked now from this process (so it sees the parent state as it is in
     memory) runs the speculation and is closed afterwards. A given pool's handler must be
-    `speculate` bound to a chain that can read the parent state. Raises py-evm's ValidationError
-    if the block is invalid (as serial execution would).
+    `speculate` bound to a chain that can read the parent state (or a `DatadirSpeculator`).
+    Blocks before Byzantium and blocks of fewer than `min_transactions` transactions run
+    serially. Raises py-evm's ValidationError if the block is invalid (as serial execution would).
     """
     vm_class = chain.rules.vm_class_for_header(block.header)
     count = len(block.transactions)
-    if not supports_parallel(vm_class) or count < 2:
+    if not supports_parallel(vm_class) or count < max(1, min_transactions):
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     encoded = block.encode() if hasattr(block, "encode") else _encode(block)
     tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers * tasks_per_worker)]
