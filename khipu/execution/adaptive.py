@@ -1,0 +1,91 @@
+"""Choosing serial or parallel execution per block, from what recent blocks cost.
+
+Parallel execution only pays when transactions mostly commute and there are cores to spare; a
+block whose transactions mostly conflict costs the speculation on top of a serial re-execution.
+`AdaptiveExecutor` keeps a moving average of seconds per gas for each mode, runs the cheaper one,
+runs serially after a parallel block that re-executed more than `conflict_limit` of its
+transactions, and probes the other mode every `probe_every` blocks so the averages stay current.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from eth.abc import BlockAPI
+
+from khipu.execution.executor import BlockExecution
+
+PARALLEL, SERIAL = "parallel", "serial"
+SMOOTHING = 0.3  # weight of the newest block in the moving averages
+
+
+@dataclass
+class AdaptiveStats:
+    """What the executor has learnt so far (also for metrics)."""
+
+    seconds_per_gas: dict[str, float] = field(default_factory=dict)
+    last_conflict_ratio: float = 0.0
+    blocks: dict[str, int] = field(default_factory=lambda: {PARALLEL: 0, SERIAL: 0})
+
+
+class AdaptiveExecutor:
+    """Runs each block with `run_parallel` or `run_serial`, whichever recent blocks say is faster.
+
+    `can_parallel(block)` says whether the block may run in parallel at all (fork, transaction
+    count); blocks it refuses run serially and teach nothing.
+    """
+
+    def __init__(
+        self,
+        run_serial: Callable[[BlockAPI], BlockExecution],
+        run_parallel: Callable[[BlockAPI], BlockExecution],
+        can_parallel: Callable[[BlockAPI], bool],
+        *,
+        probe_every: int = 16,
+        conflict_limit: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.run_serial = run_serial
+        self.run_parallel = run_parallel
+        self.can_parallel = can_parallel
+        self.probe_every = probe_every
+        self.conflict_limit = conflict_limit
+        self.clock = clock
+        self.stats = AdaptiveStats()
+        self._eligible = 0
+
+    def choose(self, block: BlockAPI) -> str:
+        """The mode the next eligible block should run in."""
+        costs = self.stats.seconds_per_gas
+        for mode in (PARALLEL, SERIAL):
+            if mode not in costs:
+                return mode  # no estimate yet: measure it
+        preferred = PARALLEL if costs[PARALLEL] < costs[SERIAL] else SERIAL
+        if self.stats.last_conflict_ratio > self.conflict_limit:
+            preferred = SERIAL
+        if self._eligible % self.probe_every == 0:
+            return SERIAL if preferred == PARALLEL else PARALLEL
+        return preferred
+
+    def execute(self, block: BlockAPI) -> BlockExecution:
+        """Execute `block` in the chosen mode and learn from what it cost."""
+        if not self.can_parallel(block):
+            return self.run_serial(block)
+        self._eligible += 1
+        mode = self.choose(block)
+        started = self.clock()
+        execution = self.run_parallel(block) if mode == PARALLEL else self.run_serial(block)
+        elapsed = self.clock() - started
+        self.stats.blocks[mode] += 1
+        gas = block.header.gas_used
+        if gas > 0:
+            cost = elapsed / gas
+            previous = self.stats.seconds_per_gas.get(mode)
+            self.stats.seconds_per_gas[mode] = (
+                cost if previous is None else SMOOTHING * cost + (1 - SMOOTHING) * previous
+            )
+        if mode == PARALLEL and execution.transactions:
+            self.stats.last_conflict_ratio = execution.reexecuted / execution.transactions
+        return execution

@@ -1,0 +1,318 @@
+"""Parallel block execution: speculate every transaction on the parent state, merge in order.
+
+`execute_block_parallel` runs the transactions of a block in worker processes, each against the
+parent state (after the block's pre-processing system calls), recording its read and write set.
+It then imports the block through py-evm's own `import_block` on a VM whose
+`apply_all_transactions` merges instead of executing: in block order, a transaction whose reads
+(or absolute writes) meet an earlier transaction's writes, that failed speculatively, or that wiped
+a storage, is re-executed against the merged state in this process; every other transaction's
+writes are applied as it ran and its receipt reused with the cumulative gas. py-evm then applies
+the block-level work in its place: withdrawals, rewards, Prague requests, the state root.
+
+If the result disagrees with the header in state root, receipts root, bloom, gas used or requests
+hash, the block is re-run serially; that serial result is what is returned. Blocks before
+Byzantium (receipts carry an intermediate state root per transaction) run serially.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.vm.chain_context import ChainContext
+from eth.vm.forks.byzantium import ByzantiumVM
+from eth_utils import ValidationError
+
+from khipu.chain.chain import KhipuChain
+from khipu.chain.importer import decode_block
+from khipu.chain.rules import ChainRules
+from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.execution.rwset import (
+    FieldKey,
+    ReadWriteSet,
+    RecordingStateMixin,
+    conflicts,
+    recording_state_class,
+)
+
+log = logging.getLogger("khipu.execution")
+
+# Header fields the parallel result must share with the header (else the block runs serially).
+CHECKED_FIELDS = ("state_root", "receipt_root", "bloom", "gas_used", "requests_hash")
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """A transaction run speculatively: its receipt (gas of this transaction alone) and rw-set,
+    or the error that stopped it (then it is re-executed in the merge)."""
+
+    index: int
+    receipt: bytes | None
+    rwset: ReadWriteSet | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SpeculationTask:
+    """Transactions `indices` of the block `block_rlp` to run on its parent state."""
+
+    block_rlp: bytes
+    indices: tuple[int, ...]
+
+
+@dataclass
+class BlockExecution:
+    """The executed block and how it was executed."""
+
+    block: BlockAPI
+    mode: str  # "parallel", "serial" (not handled) or "serial-fallback" (parallel disagreed)
+    transactions: int
+    reexecuted: int = 0
+    speculate_seconds: float = 0.0  # workers running every transaction on the parent state
+    merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
+
+
+class ParallelVMMixin:
+    """Mixed in before a fork's VM: `apply_all_transactions` merges `speculation` outcomes."""
+
+    speculation: Sequence[TxOutcome] = ()
+    reexecuted: int = 0
+
+    def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
+        """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
+        state, pre-processing system calls); returns the header to apply transactions on."""
+        vm: Any = self
+        fields: dict[str, Any] = {
+            "coinbase": block.header.coinbase,
+            "difficulty": block.header.difficulty,
+            "gas_limit": block.header.gas_limit,
+            "timestamp": block.header.timestamp,
+            "extra_data": block.header.extra_data,
+            "mix_hash": block.header.mix_hash,
+            "nonce": block.header.nonce,
+        }
+        if hasattr(block.header, "parent_beacon_block_root"):
+            fields["parent_beacon_block_root"] = block.header.parent_beacon_block_root
+        vm._block = vm.get_block().copy(header=vm.configure_header(**fields))
+        context = vm.create_execution_context(block.header, vm.previous_hashes, vm.chain_context)
+        header = vm.get_header().copy(gas_used=0)
+        vm._state = vm.get_state_class()(vm.chaindb.db, context, header.state_root)
+        vm.block_preprocessing(block)
+        return cast(BlockHeaderAPI, header)
+
+    def apply_all_transactions(
+        self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
+    ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[Any, ...]]:
+        vm: Any = self
+        state = cast(RecordingStateMixin, vm.state)
+        builder = vm.get_receipt_builder()
+        written: set[FieldKey] = set()
+        receipts: list[ReceiptAPI] = []
+        header = base_header
+        for index, transaction in enumerate(transactions):
+            outcome = self.speculation[index] if index < len(self.speculation) else None
+            rwset = None if outcome is None else outcome.rwset
+            if (
+                outcome is None
+                or outcome.receipt is None
+                or rwset is None
+                or rwset.has_wipe
+                or conflicts(rwset, written)
+            ):
+                state.start_recording()
+                try:
+                    receipt, _computation = vm.apply_transaction(header, transaction)
+                finally:
+                    rwset = state.finish_recording()
+                self.reexecuted += 1
+            else:
+                vm.validate_transaction_against_header(header, transaction)
+                vm.state.lock_changes()
+                apply_writes(vm.state, rwset)
+                speculative = builder.decode(outcome.receipt)
+                receipt = speculative.copy(gas_used=header.gas_used + speculative.gas_used)
+            written |= rwset.written_keys()
+            header = vm.add_receipt_to_header(header, receipt)
+            header = vm.increment_blob_gas_used(header, transaction)
+            receipts.append(receipt)
+        return header, tuple(receipts), ()
+
+
+def apply_writes(state: Any, rwset: ReadWriteSet) -> None:
+    """Apply a transaction's recorded writes to `state` (balance deltas add to what is there)."""
+    for address, write in rwset.writes.items():
+        if write.balance is not None:
+            state.set_balance(address, write.balance)
+        elif write.balance_delta is not None:
+            state.delta_balance(address, write.balance_delta)
+        if write.nonce is not None:
+            state.set_nonce(address, write.nonce)
+        if write.code is not None:
+            state.set_code(address, write.code)
+        for slot, value in write.storage:
+            state.set_storage(address, slot, value)
+        if write.exists is True and not state.account_exists(address):
+            state.touch_account(address)
+
+
+_VM_CLASSES: dict[type[Any], type[Any]] = {}
+
+
+def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
+    """The VM class of `vm_class`'s fork that records rw-sets and merges speculation."""
+    parallel = _VM_CLASSES.get(vm_class)
+    if parallel is None:
+        state_class = recording_state_class(vm_class.get_state_class())
+        parallel = type("Parallel" + vm_class.__name__, (ParallelVMMixin, vm_class),
+                        {"_state_class": state_class})  # fmt: skip
+        _VM_CLASSES[vm_class] = parallel
+    return parallel
+
+
+def supports_parallel(vm_class: type[Any]) -> bool:
+    """Byzantium and later: receipts carry a status, not an intermediate state root."""
+    return issubclass(vm_class, ByzantiumVM)
+
+
+def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
+    parent = chain.chaindb.get_block_header_by_hash(block.header.parent_hash)
+    base = vm_class.create_header_from_parent(parent, timestamp=block.header.timestamp)
+    return vm_class(
+        header=base.copy(gas_used=block.header.gas_used),
+        chaindb=chain.chaindb,
+        chain_context=ChainContext(chain.rules.config.chain_id),
+        consensus_context=chain.consensus_context,
+    )
+
+
+def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
+    """Run the task's transactions, each alone on the parent state, recording rw-sets."""
+    block = decode_block(task.block_rlp, chain.rules)
+    vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
+    outcomes = []
+    vm = _new_vm(chain, vm_class, block)
+    header = vm.begin_block(block)
+    state = vm.state
+    state.lock_changes()
+    # One state for the whole task: each transaction runs from a snapshot of the parent state
+    # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
+    # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
+    for index in task.indices:
+        transaction = block.transactions[index]
+        snapshot = state.snapshot()
+        state.start_recording()
+        try:
+            vm.validate_transaction_against_header(header, transaction)
+            computation = state.apply_transaction(transaction)
+            receipt = vm.make_receipt(header, transaction, computation, state)
+            vm.validate_receipt(receipt)
+        except (ValidationError, ValueError) as exc:
+            state.finish_recording()
+            state.revert(snapshot)
+            outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        outcomes.append(TxOutcome(index, receipt.encode(), state.finish_recording()))
+        state.revert(snapshot)
+    return outcomes
+
+
+def execute_block_serial(chain: KhipuChain, block: BlockAPI) -> BlockAPI:
+    """Execute `block` on its parent state with py-evm (nothing persisted but trie nodes)."""
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    return cast(BlockAPI, _new_vm(chain, vm_class, block).import_block(block).block)
+
+
+def chunks(count: int, parts: int) -> list[tuple[int, ...]]:
+    """Split range(count) into at most `parts` contiguous, non-empty, nearly equal runs."""
+    parts = max(1, min(parts, count))
+    size, extra = divmod(count, parts)
+    runs, start = [], 0
+    for part in range(parts):
+        end = start + size + (1 if part < extra else 0)
+        runs.append(tuple(range(start, end)))
+        start = end
+    return [run for run in runs if run]
+
+
+def execute_block_parallel(
+    chain: KhipuChain,
+    block: BlockAPI,
+    pool: WorkerPool[SpeculationTask, list[TxOutcome]] | None = None,
+    *,
+    workers: int = 2,
+    tasks_per_worker: int = 1,
+    min_transactions: int = 2,
+) -> BlockExecution:
+    """Execute `block` on its parent state in parallel; results equal serial execution's.
+
+    With no `pool`, a pool forked now from this process (so it sees the parent state as it is in
+    memory) runs the speculation and is closed afterwards. A given pool's handler must be
+    `speculate` bound to a chain that can read the parent state (or a `DatadirSpeculator`).
+    Blocks before Byzantium and blocks of fewer than `min_transactions` transactions run
+    serially. Raises py-evm's ValidationError if the block is invalid (as serial execution would).
+    """
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    count = len(block.transactions)
+    if not supports_parallel(vm_class) or count < max(1, min_transactions):
+        return BlockExecution(execute_block_serial(chain, block), "serial", count)
+    encoded = block.encode() if hasattr(block, "encode") else _encode(block)
+    tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers * tasks_per_worker)]
+    started = time.perf_counter()
+    if pool is None:
+        handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
+        with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
+            results = own_pool.map(tasks)
+    else:
+        results = pool.map(tasks)
+    speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
+    speculated = time.perf_counter()
+    vm = _new_vm(chain, parallel_vm_class(vm_class), block)
+    vm.speculation = speculation
+    try:
+        imported = cast(BlockAPI, vm.import_block(block).block)
+    except ValidationError as exc:
+        log.warning("block #%d: parallel merge raised %s; re-running serially",
+                    block.number, exc)  # fmt: skip
+        return BlockExecution(execute_block_serial(chain, block), "serial-fallback", count)
+    for name in CHECKED_FIELDS:
+        if getattr(imported.header, name, None) != getattr(block.header, name, None):
+            log.warning("block #%d: parallel %s differs from the header; re-running serially",
+                        block.number, name)  # fmt: skip
+            serial = execute_block_serial(chain, block)
+            return BlockExecution(serial, "serial-fallback", count, vm.reexecuted)
+    merged = time.perf_counter()
+    return BlockExecution(
+        imported, "parallel", count, vm.reexecuted, speculated - started, merged - speculated
+    )
+
+
+def _encode(block: BlockAPI) -> bytes:
+    import rlp
+
+    return bytes(rlp.encode(block))
+
+
+class DatadirSpeculator:
+    """The handler of a long-lived pool over a datadir: each worker opens it read-only
+    (`ChainStore.open_readonly`, which follows the writer's commits) on its first task and
+    speculates on the parent state stored there. The parent must be committed before the
+    block is handed out."""
+
+    def __init__(self, datadir: Path, rules: ChainRules) -> None:
+        self.datadir = Path(datadir)
+        self.rules = rules
+        self._chain: KhipuChain | None = None
+
+    def __call__(self, task: SpeculationTask) -> list[TxOutcome]:
+        if self._chain is None:
+            from khipu.chain.chain import open_chain
+            from khipu.storage.chain_store import ChainStore
+
+            store = ChainStore.open_readonly(self.datadir)
+            self._chain = open_chain(self.rules, store.db)
+        return speculate(self._chain, task)

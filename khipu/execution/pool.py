@@ -1,0 +1,298 @@
+"""A pool of worker processes after ChainMaker's VM Engine, forked so they skip py-evm's import.
+
+Workers are `multiprocessing` fork-context processes: they inherit the parent's imported modules
+(py-evm's ~1 s import is paid once) and the task handler given to the pool, so handlers need not
+be picklable; tasks and results travel pickled over a pipe.
+
+Each worker moves through created -> ready -> busy -> idle -> closing, logged at DEBUG and counted
+in `state_counts()`. The pool never runs more than `workers` processes. An idle worker is reclaimed
+after `idle_timeout` s, a worker is recycled after `max_tasks` tasks, a worker's address space is
+capped at `memory_limit` bytes and its CPU time per task at `cpu_limit` s (RLIMIT_AS, RLIMIT_CPU).
+A task that overruns `task_timeout` s is killed and retried; a worker that dies is replaced and its
+task retried; a task that has killed workers twice runs in the supervisor process, logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import resource
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("khipu.execution.pool")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MAX_WORKER_FAILURES = 2  # a task that killed this many workers runs in the supervisor
+
+
+class WorkerState(enum.Enum):
+    CREATED = "created"
+    READY = "ready"
+    BUSY = "busy"
+    IDLE = "idle"
+    CLOSING = "closing"
+
+
+class TaskError(Exception):
+    """A task's handler raised in a worker; carries the task's index and the worker traceback."""
+
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(f"task {index} failed in a worker: {detail}")
+        self.index = index
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """Limits of a pool (None: no limit)."""
+
+    workers: int = os.cpu_count() or 1
+    task_timeout: float | None = None
+    idle_timeout: float = 30.0
+    max_tasks: int | None = None
+    memory_limit: int | None = None  # bytes of address space per worker
+    cpu_limit: int | None = None  # CPU seconds per task
+
+
+@dataclass
+class _Worker:
+    wid: int
+    process: BaseProcess
+    conn: multiprocessing.connection.Connection
+    state: WorkerState = WorkerState.CREATED
+    tasks_done: int = 0
+    task: int | None = None
+    deadline: float | None = None
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+def _worker_main(
+    conn: multiprocessing.connection.Connection,
+    handler: Callable[[Any], Any],
+    limits: PoolLimits,
+) -> None:
+    if limits.memory_limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_limit, limits.memory_limit))
+    conn.send(("ready", None, None))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        index, task = message
+        if limits.cpu_limit is not None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            used = int(usage.ru_utime + usage.ru_stime) + 1
+            _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+            resource.setrlimit(resource.RLIMIT_CPU, (used + limits.cpu_limit, hard))
+        try:
+            conn.send(("ok", index, handler(task)))
+        except Exception:
+            conn.send(("error", index, traceback.format_exc()))
+
+
+class WorkerPool(Generic[T, R]):
+    """Runs `handler` on tasks in worker processes; see the module docstring for the rules."""
+
+    def __init__(self, handler: Callable[[T], R], limits: PoolLimits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or PoolLimits()
+        if self.limits.workers < 1:
+            raise ValueError(f"a pool needs at least one worker, not {self.limits.workers}")
+        self._context = multiprocessing.get_context("fork")
+        self._workers: dict[int, _Worker] = {}
+        self._next_id = 0
+        self.counters: Counter[str] = Counter()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def state_counts(self) -> dict[str, int]:
+        """How many workers are in each state now (for metrics)."""
+        counts = {state.value: 0 for state in WorkerState}
+        for worker in self._workers.values():
+            counts[worker.state.value] += 1
+        return counts
+
+    def worker_pids(self) -> dict[int, int | None]:
+        """Worker id -> process id of the live workers."""
+        return {wid: worker.process.pid for wid, worker in self._workers.items()}
+
+    def close(self) -> None:
+        """Stop every worker; the pool can still be used afterwards (it forks new ones)."""
+        for worker in list(self._workers.values()):
+            self._close(worker, "pool closed")
+
+    def __enter__(self) -> WorkerPool[T, R]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reclaim_idle(self) -> int:
+        """Close workers idle longer than `idle_timeout`; returns how many were closed."""
+        now = time.monotonic()
+        stale = [
+            w
+            for w in self._workers.values()
+            if w.state is WorkerState.IDLE and now - w.idle_since >= self.limits.idle_timeout
+        ]
+        for worker in stale:
+            self._close(worker, "idle")
+            self.counters["reclaimed"] += 1
+        return len(stale)
+
+    def _set_state(self, worker: _Worker, state: WorkerState) -> None:
+        log.debug("worker %d (pid %s): %s -> %s", worker.wid, worker.process.pid,
+                  worker.state.value, state.value)  # fmt: skip
+        worker.state = state
+
+    def _spawn(self) -> _Worker:
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, args=(child_conn, self.handler, self.limits), daemon=True
+        )
+        process.start()
+        child_conn.close()
+        worker = _Worker(self._next_id, process, parent_conn)
+        self._next_id += 1
+        self._workers[worker.wid] = worker
+        self.counters["spawned"] += 1
+        log.debug("worker %d (pid %s): created", worker.wid, process.pid)
+        status, _index, _value = parent_conn.recv()  # EOFError if it died at once
+        if status == "ready":
+            self._set_state(worker, WorkerState.READY)
+        return worker
+
+    def _close(self, worker: _Worker, why: str) -> None:
+        self._set_state(worker, WorkerState.CLOSING)
+        log.debug("worker %d closing: %s", worker.wid, why)
+        try:
+            if worker.process.is_alive() and worker.task is None:
+                worker.conn.send(None)
+                worker.process.join(1.0)
+        except (BrokenPipeError, OSError):
+            pass
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+        self._workers.pop(worker.wid, None)
+
+    # -- running tasks ------------------------------------------------------------------
+
+    def map(self, tasks: Sequence[T]) -> list[R]:
+        """Results of `handler` on each task, in order.
+
+        Raises TaskError if a handler raised (the first such task, after the others ended).
+        """
+        self.reclaim_idle()
+        pending: deque[int] = deque(range(len(tasks)))
+        failures: Counter[int] = Counter()
+        results: dict[int, R] = {}
+        error: TaskError | None = None
+        while len(results) < len(tasks) and (error is None or self._busy()):
+            while pending and error is None:
+                index = pending[0]
+                if failures[index] >= MAX_WORKER_FAILURES:
+                    pending.popleft()
+                    log.warning("task %d killed %d workers: running it in the supervisor",
+                                index, failures[index])  # fmt: skip
+                    self.counters["in_process"] += 1
+                    results[index] = self.handler(tasks[index])
+                    continue
+                worker = self._free_worker()
+                if worker is None:
+                    break
+                pending.popleft()
+                self._assign(worker, index, tasks[index])
+            if not self._busy():
+                continue
+            error = self._collect(tasks, pending, failures, results) or error
+        if error is not None:
+            raise error
+        return [results[i] for i in range(len(tasks))]
+
+    def _busy(self) -> list[_Worker]:
+        return [w for w in self._workers.values() if w.state is WorkerState.BUSY]
+
+    def _free_worker(self) -> _Worker | None:
+        for worker in self._workers.values():
+            if worker.state in (WorkerState.READY, WorkerState.IDLE):
+                return worker
+        if len(self._workers) < self.limits.workers:
+            return self._spawn()
+        return None
+
+    def _assign(self, worker: _Worker, index: int, task: T) -> None:
+        worker.task = index
+        timeout = self.limits.task_timeout
+        worker.deadline = None if timeout is None else time.monotonic() + timeout
+        self._set_state(worker, WorkerState.BUSY)
+        worker.conn.send((index, task))
+
+    def _collect(
+        self,
+        tasks: Sequence[T],
+        pending: deque[int],
+        failures: Counter[int],
+        results: dict[int, R],
+    ) -> TaskError | None:
+        busy = self._busy()
+        deadlines = [w.deadline for w in busy if w.deadline is not None]
+        wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        multiprocessing.connection.wait(handles, wait)
+        error: TaskError | None = None
+        for worker in busy:
+            index = worker.task
+            assert index is not None
+            message = None
+            try:
+                if worker.conn.poll():
+                    message = worker.conn.recv()
+            except (EOFError, OSError):
+                message = None
+            if message is not None:
+                status, _index, value = message
+                worker.task = None
+                worker.tasks_done += 1
+                worker.idle_since = time.monotonic()
+                self._set_state(worker, WorkerState.IDLE)
+                if status == "ok":
+                    results[index] = value
+                    self.counters["tasks"] += 1
+                elif error is None:
+                    error = TaskError(index, value)
+                max_tasks = self.limits.max_tasks
+                if max_tasks is not None and worker.tasks_done >= max_tasks:
+                    self._close(worker, f"recycled after {worker.tasks_done} tasks")
+                    self.counters["recycled"] += 1
+                continue
+            overdue = worker.deadline is not None and time.monotonic() >= worker.deadline
+            if worker.process.is_alive() and not overdue:
+                continue
+            why = "overran its time limit" if worker.process.is_alive() else "died"
+            log.warning("worker %d (pid %s) %s on task %d (exit code %s): retrying the task",
+                        worker.wid, worker.process.pid, why, index,
+                        worker.process.exitcode)  # fmt: skip
+            self.counters["timeouts" if worker.process.is_alive() else "deaths"] += 1
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.task = None
+            self._close(worker, why)
+            failures[index] += 1
+            pending.appendleft(index)
+        return error
