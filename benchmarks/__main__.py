@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import import_serial, import_storage, kesque_vs_leveldb
+from benchmarks import import_serial, import_storage, kesque_vs_leveldb, parallel_execution
 
 
 def main() -> int:
-    return import_serial.main([]) or import_storage.main([]) or kesque_vs_leveldb.main([])
+    return (
+        import_serial.main([])
+        or import_storage.main([])
+        or parallel_execution.main([])
+        or kesque_vs_leveldb.main([])
+    )
 
 
 if __name__ == "__main__":
