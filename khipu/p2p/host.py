@@ -49,6 +49,7 @@ class P2PConfig:
     max_peers: int = DEFAULT_MAX_PEERS  # [--maxpeers]
     bootnodes: tuple[str, ...] = ()  # [--bootnodes] enode URLs
     client_id: str = "khipu"
+    port_chosen: bool = True  # False: the default port; if it is busy the node runs without
 
 
 class P2PUnavailable(OSError):

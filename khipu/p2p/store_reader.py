@@ -13,9 +13,14 @@ raises its StoreUnavailable; the caller (the p2p host) treats that as "cannot se
 
 from __future__ import annotations
 
+from eth_typing import Hash32
+
 from khipu.chain.config import Genesis
 from khipu.chain.forkid import ForkPoints
 from khipu.chain.rules import ChainRules
+from khipu.p2p import wire
+from khipu.p2p.keys import keccak256
+from khipu.storage.chain_records import CANONICAL_HEAD_KEY
 from khipu.storage.chain_store import ChainStore
 
 
@@ -26,6 +31,7 @@ class StoreChainReader:
         self.store = store
         self._network_id = genesis.config.chain_id
         self._genesis_hash = store.genesis_hash
+        self._terminal: tuple[int, int] | None = None  # (first PoS block, terminal TD)
         self._fork_points = ChainRules(genesis.config).fork_points(
             self._genesis_hash, genesis.timestamp
         )
@@ -45,8 +51,7 @@ class StoreChainReader:
 
     def _head(self) -> tuple[int, bytes]:
         """(number, hash) of the canonical head."""
-        chaindb = self.store.chaindb
-        head_hash = chaindb.get_canonical_head_hash()
+        head_hash = self.store.db[CANONICAL_HEAD_KEY]
         number = self.store.db.block_number_of(head_hash)
         if number is None:  # the genesis of a fresh store before its index write: block 0
             return 0, self._genesis_hash
@@ -60,10 +65,40 @@ class StoreChainReader:
         return header
 
     def head_total_difficulty(self) -> int:
-        """The total difficulty at the head, as py-evm scored it (frozen after the merge: the
-        post-merge blocks have difficulty 0)."""
-        _, head_hash = self._head()
-        return int(self.store.chaindb.get_score(head_hash))
+        """The total difficulty at the head, frozen at the terminal total difficulty after the
+        merge. (py-evm scores a difficulty-0 block with its number, so the stored score of a
+        post-merge block is not its total difficulty: the score of the last proof-of-work block
+        is taken instead.)"""
+        number, _ = self._head()
+        if self._difficulty(number) > 0:
+            return self._score(number)
+        if self._terminal is None or self._terminal[0] > number:
+            self._terminal = (self._first_difficulty_zero(number), 0)
+            first = self._terminal[0]
+            self._terminal = (first, self._score(first - 1) if first > 0 else 0)
+        return self._terminal[1]
+
+    def _difficulty(self, number: int) -> int:
+        header = self.store.db.headers.get_at(number)
+        assert header is not None, f"header #{number} missing from the header topic"
+        return wire.as_int(wire.as_list(wire.decode(header), "header", 15)[7], "difficulty")
+
+    def _score(self, number: int) -> int:
+        header = self.store.db.headers.get_at(number)
+        assert header is not None, f"header #{number} missing from the header topic"
+        return int(self.store.chaindb.get_score(Hash32(keccak256(header))))
+
+    def _first_difficulty_zero(self, head: int) -> int:
+        """The first block of the difficulty-0 run that ends at `head` (binary search: after
+        the merge every block has difficulty 0)."""
+        low, high = 0, head
+        while low < high:
+            middle = (low + high) // 2
+            if self._difficulty(middle) == 0:
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     def header_by_number(self, number: int) -> bytes | None:
         """The canonical header at `number`, or None beyond the head (or for a negative one)."""
