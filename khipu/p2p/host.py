@@ -217,7 +217,12 @@ class P2PHost:
             task.cancel()
         for peer in list(self.peers.values()):
             await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
-        # The server's connection handlers (the peers' run loops) end as their streams close.
+        # Each peer's handler ends once its stream is closed; cancel only what lingers (the
+        # streams' callback logs a cancelled handler as an error).
+        for _ in range(40):
+            if not self.peers:
+                break
+            await asyncio.sleep(0.05)
         current = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not current]
         for task in others:
