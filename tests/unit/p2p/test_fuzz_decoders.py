@@ -57,6 +57,17 @@ rlp_items: st.SearchStrategy[Any] = st.recursive(
 rlp_bytes = rlp_items.map(wire.encode)
 
 
+def _nested(depth: int) -> bytes:
+    """An RLP list nested `depth` deep: [[[...[]...]]] (built without recursion)."""
+    encoded = b"\xc0"
+    for _ in range(depth):
+        encoded = wire.encode_raw_list([encoded])
+    return encoded
+
+
+deeply_nested = st.integers(400, 4000).map(_nested)  # found RecursionError in wire.decode
+
+
 @st.composite
 def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
     """`valid` with a few bytes flipped, cut, inserted or dropped."""
@@ -77,7 +88,7 @@ def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
 
 def fuzz_input(*valid: bytes) -> st.SearchStrategy[bytes]:
     """Arbitrary bytes, arbitrary RLP, and mutations of the given valid encodings."""
-    choices = [st.binary(max_size=300), rlp_bytes]
+    choices = [st.binary(max_size=300), rlp_bytes, deeply_nested]
     choices += [mutated(v) for v in valid]  # type: ignore[call-arg]
     choices += [st.just(v) for v in valid]
     return st.one_of(*choices)
@@ -344,3 +355,36 @@ def _range(fields: list[wire.Item]) -> snap.AccountRange:
 def test_snap_decoders_raise_only_p2p_errors(data: bytes) -> None:
     for decode in _snap_decoders():
         typed_only(decode, data)
+
+
+# -- the RLP decoder itself ---------------------------------------------------------------------
+
+
+@FUZZ
+@given(fuzz_input(VALID_HELLO, VALID_DISCV4[3][98:], _nested(10)))
+def test_rlp_decoder_agrees_with_pyrlp_in_strict_mode(data: bytes) -> None:
+    """Ours is a loop (no recursion); on canonical input it must decode exactly as pyrlp."""
+    import rlp  # type: ignore[import-untyped]
+
+    try:
+        expected: object = rlp.decode(data, strict=True)
+    except rlp.DecodingError:
+        expected = None
+    except RecursionError:
+        return  # pyrlp's own limit; ours stops at MAX_NESTING (next test)
+    try:
+        ours: object = wire.decode(data)
+    except P2PError as exc:
+        assert expected is None or "nested deeper" in str(exc), data.hex()
+        return
+    assert ours == expected
+
+
+def test_rlp_nesting_is_bounded_and_cheap() -> None:
+    """A 450 kB message of lists nested 120000 deep used to raise RecursionError after ~1 s."""
+    assert wire.decode(_nested(wire.MAX_NESTING)) is not None  # 64 lists around an empty one
+    for depth in (wire.MAX_NESTING + 1, 120_000):
+        with pytest.raises(P2PError, match="nested deeper"):
+            wire.decode(_nested(depth))
+    with pytest.raises(P2PError, match="nested deeper"):
+        Hello.decode(_nested(120_000))
