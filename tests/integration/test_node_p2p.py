@@ -147,3 +147,50 @@ def test_khipu_devp2p_eth_headers_against_the_node(
     assert [h["hash"] for h in answer["headers"]] == [
         "0x" + chain.hashes[n].hex() for n in range(1, 11)
     ]
+
+
+def test_a_busy_port_given_with_port_stops_the_node_with_exit_2(
+    suite: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        running = RunningNode(
+            [
+                *("--genesis", str(suite / "genesis.json"), "--datadir", str(tmp_path / "d")),
+                *("--http.port", "0", "--port", str(port)),
+            ]
+        )
+        code = running.process.wait(LINE_TIMEOUT)
+        running.stop()
+    assert code == 2
+    assert any(f"cannot serve devp2p on 127.0.0.1:{port}" in line for line in running.lines)
+
+
+def test_a_busy_default_port_leaves_the_node_running_without_devp2p(
+    suite: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        try:  # hold 30303; if someone else holds it, it is busy all the same
+            taken.bind(("127.0.0.1", 30303))
+            taken.listen()
+        except OSError:
+            pass
+        running = RunningNode(
+            [
+                *("--genesis", str(suite / "genesis.json"), "--datadir", str(tmp_path / "d")),
+                "--http.port",
+                "0",
+            ]
+        )
+        try:
+            running.wait_for(r"devp2p is off: cannot serve devp2p on 127.0.0.1:30303")
+            running.wait_for(r"serving until Ctrl-C")
+        finally:
+            code = running.stop()
+    assert code == 0

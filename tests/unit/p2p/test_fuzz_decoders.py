@@ -388,3 +388,56 @@ def test_rlp_nesting_is_bounded_and_cheap() -> None:
             wire.decode(_nested(depth))
     with pytest.raises(P2PError, match="nested deeper"):
         Hello.decode(_nested(120_000))
+
+
+class _BytesReader:
+    """A ByteReader over fixed bytes (IncompleteReadError at the end, as asyncio's)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def readexactly(self, n: int) -> bytes:
+        import asyncio
+
+        if len(self.data) < n:
+            raise asyncio.IncompleteReadError(self.data, n)
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+
+class _NullWriter:
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=200).map(lambda b: b"\x10" + b),  # an eth id, then garbage snappy
+        rlp_bytes.map(lambda b: b"\x10" + bytes(__import__("cramjam").snappy.compress_raw(b))),
+        st.just(b"\x10\xff\xff\xff\xff\x0f"),  # a snappy preamble declaring 4 GiB
+    ),
+    st.booleans(),
+)
+def test_framed_connection_receive_on_garbage_messages(frame_data: bytes, compressed: bool) -> None:
+    """Authentic frames (right MACs) whose content is garbage: message id, snappy, size."""
+    import asyncio
+
+    from khipu.p2p.transport import FramedConnection
+
+    sender, receiver = _codec_pair()
+    connection = FramedConnection(_BytesReader(sender.encode(frame_data)), _NullWriter(), receiver)
+    connection.compression = compressed
+    try:
+        message_id, payload = asyncio.run(connection.receive(1.0))
+    except P2PError:
+        return
+    assert len(payload) <= connection.max_message_size
+    assert message_id >= 0
