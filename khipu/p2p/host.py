@@ -72,6 +72,7 @@ class P2PHost:
         self._thread = threading.Thread(target=self._loop.run_forever, name="p2p", daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_fork_id: ForkId | None = None
         try:
             self._bootnodes = [Enode.parse(url) for url in config.bootnodes]
         except P2PError as exc:
@@ -127,6 +128,7 @@ class P2PHost:
 
     async def _start(self) -> Enode:
         config = self.config
+        self._fork_id()  # the chain must be readable now: the ENR falls back on this one
         self._server = await listen(
             config.host,
             config.port,
@@ -153,7 +155,14 @@ class P2PHost:
         return Enode(public_key_bytes(self.private_key), config.host, tcp_port, udp_port)
 
     def _fork_id(self) -> ForkId:
-        return LocalChain.from_reader(self.chain).status().fork_id
+        """Our current fork id for the ENR; the last one known while the store restarts."""
+        try:
+            self._last_fork_id = LocalChain.from_reader(self.chain).status().fork_id
+        except Exception as exc:
+            if self._last_fork_id is None:
+                raise
+            log.debug("fork id from the store failed, keeping the last: %r", exc)
+        return self._last_fork_id
 
     async def _run_discovery(self, discovery: Discovery) -> None:
         if self._bootnodes:
@@ -202,8 +211,9 @@ class P2PHost:
             log.debug("peer %s failed: %s", label, exc)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug of ours (or a store error) ends this peer, not the host
-            log.exception("serving peer %s crashed", label)
+        except Exception as exc:  # a bug of ours, or the store restarting: this peer only
+            debugging = log.isEnabledFor(logging.DEBUG)
+            log.warning("serving peer %s failed: %r", label, exc, exc_info=debugging)
             await session.disconnect(DisconnectReason.TCP_SUBSYSTEM_ERROR)
         finally:
             self.peers.pop(session.remote_id, None)

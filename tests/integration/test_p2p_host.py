@@ -127,3 +127,41 @@ def test_a_busy_port_and_a_bad_bootnode_are_reported(prague_chain: MemoryChain) 
             host.start()
     with pytest.raises(P2PUnavailable, match="bootnodes"):
         P2PHost(P2PConfig(bootnodes=("enode://nothex@1.2.3.4:1",)), PrivateKey(), prague_chain)
+
+
+class _FlakyChain(MemoryChain):
+    """The test chain, unreadable while `broken` (as the store is while the writer restarts)."""
+
+    def __init__(self, base: MemoryChain) -> None:
+        self.__dict__.update(base.__dict__)
+        self.broken = False
+
+    def header_by_number(self, number: int) -> bytes | None:
+        if self.broken:
+            raise RuntimeError("the store is not open (the storage writer is restarting)")
+        return super().header_by_number(number)
+
+
+def test_a_store_error_ends_that_peer_only(prague_chain: MemoryChain) -> None:
+    chain = _FlakyChain(prague_chain)
+    host = P2PHost(P2PConfig(port=0, discovery=False), PrivateKey(), chain)
+    enode = host.start()
+
+    async def request_headers() -> list[bytes]:
+        peer = await _eth_peer(enode, prague_chain)
+        await peer.exchange_status()
+        runner = asyncio.create_task(peer.run())
+        try:
+            return await peer.get_block_headers(eth.HeaderRequest(2, 2), timeout=10)
+        finally:
+            await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+            await asyncio.gather(runner, return_exceptions=True)
+
+    try:
+        chain.broken = True
+        with pytest.raises(PeerDisconnected):
+            asyncio.run(request_headers())
+        chain.broken = False
+        assert asyncio.run(request_headers()) == [prague_chain.headers[2], prague_chain.headers[3]]
+    finally:
+        host.stop()
