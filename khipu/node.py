@@ -45,6 +45,7 @@ from khipu.node_actors.importer import Importer
 from khipu.node_actors.live_store import LiveStore
 from khipu.node_actors.progress import ImportStatus
 from khipu.node_actors.storage_writer import StorageWriter
+from khipu.p2p.host import P2PConfig, P2PHost, P2PUnavailable
 from khipu.rpc.config import RpcConfig
 from khipu.rpc.server import RpcServer
 from khipu.storage.chain_store import ChainStore, GenesisMismatch
@@ -83,6 +84,7 @@ class NodeSettings:
     strategy: SupervisionStrategy = field(default_factory=default_strategy)
     progress_interval: float = 10.0
     rpc: RpcConfig | None = None  # None: no JSON-RPC server
+    p2p: P2PConfig | None = None  # None: no devp2p (RLPx listener and discv4)
     writer_stop_timeout: float = 60.0  # long enough to finish the block being committed
     shutdown_timeout: float = 90.0
 
@@ -126,6 +128,7 @@ class Node:
         self.tree: SupervisionTree | None = None
         self.live_store = LiveStore()
         self.rpc_servers: list[RpcServer] = []
+        self.p2p_host: P2PHost | None = None
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -215,6 +218,37 @@ class Node:
             except RpcUnavailable:
                 self.shutdown("the JSON-RPC address cannot be bound")
                 raise
+        if self.settings.p2p is not None:
+            try:
+                self._start_p2p(self.settings.p2p)
+            except P2PUnavailable:
+                self.shutdown("devp2p cannot start")
+                raise
+
+    def _start_p2p(self, config: P2PConfig) -> None:
+        """Serve eth/68 and discv4 from the writer's live store with the key at DATADIR/nodekey.
+
+        Raises P2PUnavailable for a bad node key or boot node URL, or a busy port the user chose;
+        a busy default port is logged and the node runs without devp2p.
+        """
+        from khipu.p2p.errors import P2PError
+        from khipu.p2p.keys import load_or_create_node_key
+        from khipu.p2p.store_reader import StoreChainReader
+
+        try:
+            key = load_or_create_node_key(self.selection.datadir)
+        except P2PError as error:
+            raise P2PUnavailable(str(error)) from error
+        reader = StoreChainReader(self.live_store, self.selection.genesis)  # type: ignore[arg-type]
+        host = P2PHost(config, key, reader)
+        try:
+            host.start()
+        except P2PUnavailable as error:
+            if config.port_chosen:
+                raise
+            log.warning("devp2p is off: %s (choose a free one with --port)", error)
+            return
+        self.p2p_host = host
 
     def _start_rpc(self, config: RpcConfig) -> None:
         """Serve JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the
@@ -274,7 +308,10 @@ class Node:
             self.close()
 
     def close(self) -> None:
-        """Stop the JSON-RPC and metrics servers (the tree must have stopped)."""
+        """Stop devp2p and the JSON-RPC and metrics servers (the tree must have stopped)."""
+        if self.p2p_host is not None:
+            self.p2p_host.stop()
+            self.p2p_host = None
         while self.rpc_servers:
             self.rpc_servers.pop().stop()
         if self.metrics_server is not None:
@@ -352,6 +389,8 @@ __all__ = [
     "MetricsUnavailable",
     "Node",
     "NodeSettings",
+    "P2PConfig",
+    "P2PUnavailable",
     "RpcUnavailable",
     "default_strategy",
     "run_node",

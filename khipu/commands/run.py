@@ -77,7 +77,41 @@ def register(subparsers: Any) -> None:
         help="metrics port (default 6060; 0 picks a free one)",
     )
     add_node_rpc_arguments(parser)
+    add_node_p2p_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+def add_node_p2p_arguments(parser: argparse.ArgumentParser) -> None:
+    """devp2p flags (geth's names): serve eth/68 to peers and answer discv4."""
+    group = parser.add_argument_group("devp2p")
+    group.add_argument(
+        "--port",
+        type=int,
+        metavar="P",
+        help="TCP (RLPx) and UDP (discv4) port (default 30303; 0 picks a free one). A busy "
+        "port given here stops the node with exit 2; a busy default port only turns devp2p off",
+    )
+    group.add_argument(
+        "--p2p.addr",
+        dest="p2p_addr",
+        default="127.0.0.1",
+        help="address devp2p binds and advertises in its enode (default %(default)s)",
+    )
+    group.add_argument("--nodiscover", action="store_true", help="no discv4 (RLPx only)")
+    group.add_argument(
+        "--maxpeers",
+        type=int,
+        default=50,
+        metavar="N",
+        help="most peers at once; more are told 'too many peers' (default %(default)s)",
+    )
+    group.add_argument(
+        "--bootnodes",
+        default="",
+        metavar="ENODES",
+        help="comma-separated enode URLs to bond with and look up on start",
+    )
+    group.add_argument("--no-p2p", dest="no_p2p", action="store_true", help="no devp2p at all")
 
 
 def add_node_rpc_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +122,20 @@ def add_node_rpc_arguments(parser: argparse.ArgumentParser) -> None:
     add_ws_arguments(parser)
     parser.add_argument(
         "--no-http", dest="no_http", action="store_true", help="do not serve JSON-RPC"
+    )
+
+
+def p2p_config_from_args(args: argparse.Namespace) -> Any:
+    """The P2PConfig the devp2p flags ask for."""
+    from khipu.p2p.host import DEFAULT_PORT, P2PConfig
+
+    return P2PConfig(
+        port=DEFAULT_PORT if args.port is None else args.port,
+        host=args.p2p_addr,
+        discovery=not args.nodiscover,
+        max_peers=args.maxpeers,
+        bootnodes=tuple(url.strip() for url in args.bootnodes.split(",") if url.strip()),
+        port_chosen=args.port is not None,
     )
 
 
@@ -102,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         MetricsSettings,
         MetricsUnavailable,
         NodeSettings,
+        P2PUnavailable,
         RpcUnavailable,
         run_node,
     )
@@ -114,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
+    if args.maxpeers < 0 or (args.port is not None and not 0 <= args.port < 65536):
+        print("error: --maxpeers must be >= 0 and --port in 0..65535", file=sys.stderr)
+        return 2
     if args.health_interval <= 0 or args.health_stall <= 0:
         print("error: --health.interval and --health.stall must be > 0", file=sys.stderr)
         return 2
@@ -140,12 +192,13 @@ def run(args: argparse.Namespace) -> int:
         metrics=MetricsSettings(args.metrics_addr, args.metrics_port) if args.metrics else None,
         progress_interval=min(10.0, args.health_interval),
         rpc=None if args.no_http else rpc_config_from_args(args),
+        p2p=None if args.no_p2p else p2p_config_from_args(args),
     )
     try:
         return run_node(selection, settings, faults)
     except (GenesisMismatch, StoreLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (MetricsUnavailable, RpcUnavailable) as exc:
+    except (MetricsUnavailable, RpcUnavailable, P2PUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

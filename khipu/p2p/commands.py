@@ -3,6 +3,7 @@
     khipu devp2p discv4 ping ENODE [--enr]
     khipu devp2p rlpx ping ENODE
     khipu devp2p eth headers ENODE --from N --count K (--network NAME | --genesis FILE)
+    khipu devp2p eth download ENODE --genesis FILE [--from N --count K] (headers/s, bodies/s)
     khipu devp2p enode --datadir DIR [--host IP --port N]
 
 All take `--json`. Heavy imports happen inside the handlers.
@@ -51,6 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chain.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
     headers.add_argument("--network-id", type=int, help="default: the genesis chainId")
     headers.set_defaults(handler=lambda args: _run(args, _eth_headers))
+
+    download = eth_commands.add_parser(
+        "download", help="download headers then bodies, report the rates (a measurement)"
+    )
+    _common(download)
+    download.add_argument("--from", dest="start", type=int, default=1, help="first block")
+    download.add_argument("--count", type=int, help="blocks (default: up to the peer's head)")
+    chain = download.add_mutually_exclusive_group(required=True)
+    chain.add_argument("--network", help="a built-in network (mainnet, dev)")
+    chain.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
+    download.add_argument("--network-id", type=int, help="default: the genesis chainId")
+    download.set_defaults(handler=lambda args: _run(args, _eth_download))
 
     enode = groups.add_parser("enode", help="print our enode URL (creates DATADIR/nodekey)")
     enode.add_argument("--datadir", type=Path, required=True)
@@ -168,12 +181,13 @@ async def _rlpx_ping(args: argparse.Namespace) -> Output:
         await session.disconnect(DisconnectReason.CLIENT_QUITTING)
 
 
-async def _eth_headers(args: argparse.Namespace) -> Output:
+async def _connect_eth(args: argparse.Namespace) -> Any:
+    """Dial the peer of `args.enode`, exchange Status for the chain of `--genesis`/`--network`
+    and start its message loop; returns (EthPeer, remote Status, runner task)."""
     from khipu.chain.config import Genesis
     from khipu.chain.genesis import chain_identity
     from khipu.chain.presets import genesis_json
     from khipu.p2p import session as p2p
-    from khipu.p2p.errors import DisconnectReason
     from khipu.p2p.eth import messages as eth
     from khipu.p2p.eth.peer import EthPeer, LocalChain
     from khipu.p2p.keys import Enode
@@ -197,16 +211,28 @@ async def _eth_headers(args: argparse.Namespace) -> Output:
     session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)
     peer = EthPeer(session, local)
     status = await peer.exchange_status()
-    runner = asyncio.create_task(peer.run())
+    return peer, status, asyncio.create_task(peer.run())
+
+
+async def _disconnect(peer: Any, runner: asyncio.Task[Any]) -> None:
+    from khipu.p2p.errors import DisconnectReason
+
+    await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+    await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _eth_headers(args: argparse.Namespace) -> Output:
+    from khipu.p2p.eth import messages as eth
+
+    peer, status, runner = await _connect_eth(args)
     try:
         headers = await peer.get_block_headers(eth.HeaderRequest(args.start, args.count))
     finally:
-        await session.disconnect(DisconnectReason.CLIENT_QUITTING)
-        await asyncio.gather(runner, return_exceptions=True)
+        await _disconnect(peer, runner)
     facts = [eth.header_facts(header) for header in headers]
     return {
-        "node": str(remote),
-        "client": session.remote_hello.client_id,
+        "node": args.enode,
+        "client": peer.session.remote_hello.client_id,
         "fork_id": str(status.fork_id),
         "head": "0x" + status.head_hash.hex(),
         "headers": [
@@ -218,6 +244,57 @@ async def _eth_headers(args: argparse.Namespace) -> Output:
             }
             for f in facts
         ],
+    }
+
+
+HEADER_BATCH = 192  # geth's MaxHeaderFetch
+BODY_BATCH = 128  # geth's MaxBlockFetch
+
+
+async def _eth_download(args: argparse.Namespace) -> Output:
+    """Headers from --from on (batches of 192, checked to link), then their bodies (batches of
+    128, checked to be as many as asked for), one request at a time; the rates of each."""
+    from khipu.p2p.errors import PeerMisbehaved
+    from khipu.p2p.eth import messages as eth
+
+    peer, status, runner = await _connect_eth(args)
+    try:
+        if args.count is None:
+            head = await peer.get_block_headers(eth.HeaderRequest(status.head_hash, 1))
+            args.count = eth.header_facts(head[0]).number - args.start + 1
+        started = time.monotonic()
+        headers: list[bytes] = []
+        while len(headers) < args.count:
+            amount = min(HEADER_BATCH, args.count - len(headers))
+            batch = await peer.get_block_headers(
+                eth.HeaderRequest(args.start + len(headers), amount)
+            )
+            if not batch:
+                break
+            headers += batch
+        header_seconds = time.monotonic() - started
+        hashes = [eth.header_facts(header).block_hash for header in headers]
+        started = time.monotonic()
+        body_bytes = body_count = 0
+        for offset in range(0, len(hashes), BODY_BATCH):
+            wanted = hashes[offset : offset + BODY_BATCH]
+            bodies = await peer.get_block_bodies(wanted)
+            if len(bodies) != len(wanted):
+                raise PeerMisbehaved(f"{len(bodies)} bodies for {len(wanted)} blocks")
+            body_count += len(bodies)
+            body_bytes += sum(map(len, bodies))
+        body_seconds = time.monotonic() - started
+    finally:
+        await _disconnect(peer, runner)
+    return {
+        "node": args.enode,
+        "client": peer.session.remote_hello.client_id,
+        "headers": len(headers),
+        "headers_per_s": round(len(headers) / max(header_seconds, 1e-9), 1),
+        "bodies": body_count,
+        "bodies_per_s": round(body_count / max(body_seconds, 1e-9), 1),
+        "body_mb": round(body_bytes / 1e6, 3),
+        "seconds": round(header_seconds + body_seconds, 3),
     }
 
 
