@@ -22,7 +22,8 @@ from web3 import AsyncWeb3, Web3, WebSocketProvider
 from khipu.devnet.contracts import TRANSFER_EVENT, balance_slot
 from khipu.devnet.generate import GeneratedChain, generate_chain
 from khipu.devnet.genesis import dev_account
-from tests.integration.test_node_process import NodeProcess
+from tests.integration.node_helpers import wait_until
+from tests.integration.test_node_process import LINE_TIMEOUT, NodeProcess
 
 BLOCKS, TXS = 40, 6  # a few seconds of import: long enough to subscribe while it runs
 MIDDLE = BLOCKS // 2
@@ -43,7 +44,8 @@ class RunningNode:
     """The node process, its JSON-RPC URL, the chain it imports and the genesis document."""
 
     process: NodeProcess
-    url: str
+    url: str  # HTTP, which also accepts WebSocket upgrades
+    ws_url: str  # the second server of --ws --ws.port
     chain: GeneratedChain
     genesis: dict[str, Any]
     imported: bool = False
@@ -63,12 +65,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     args = [
         "--genesis", str(chain.genesis_path), "--datadir", str(folder / "datadir"),
         "--no-seal-check", "--import", str(chain.chain_path), "--http.port", "0",
+        "--ws", "--ws.port", "0",
     ]  # fmt: skip
     process = NodeProcess(args)
     try:
-        line = process.wait_for(r'msg="json-rpc serving"')
-        url = line.split("url=", 1)[1].split()[0]
-        yield RunningNode(process, url, chain, json.loads(chain.genesis_path.read_text()))
+        process.wait_for(r'msg="json-rpc serving"')
+        wait_until(lambda: len(process.matching("json-rpc serving")) == 2, LINE_TIMEOUT, "--ws")
+        http_url, ws_url = (
+            line.split("url=", 1)[1].split()[0] for line in process.matching("json-rpc serving")
+        )
+        genesis = json.loads(chain.genesis_path.read_text())
+        yield RunningNode(process, http_url, ws_url.replace("http://", "ws://"), chain, genesis)
     finally:
         if process.process.poll() is None:
             process.process.kill()
@@ -101,11 +108,11 @@ def _genesis_token_balance(genesis: dict[str, Any], token: bytes, holder: bytes)
 
 
 def test_new_heads_over_websocket_while_the_node_imports(node: RunningNode) -> None:
-    """Every block imported after subscribing is pushed once, in order, with its stored hash."""
+    """On the --ws server, every block imported after subscribing is pushed once, in order,
+    with the hash, parent and state root that the node stores."""
 
     async def collect() -> tuple[int, list[dict[str, Any]], int]:
-        ws_url = node.url.replace("http://", "ws://")
-        async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
+        async with AsyncWeb3(WebSocketProvider(node.ws_url)) as w3:
             await w3.eth.subscribe("newHeads")
             subscribed_at = await w3.eth.block_number
             heads: list[dict[str, Any]] = []
@@ -134,6 +141,7 @@ def test_new_heads_over_websocket_while_the_node_imports(node: RunningNode) -> N
 
 
 def test_websocket_requests_answer_like_http(node: RunningNode) -> None:
+    """WebSocket upgraded on the HTTP port answers state, calls and logs as HTTP does."""
     http = node.wait_imported()
     token = next(iter(node.chain.books.token_balances))
     holder = dev_account(1).address
