@@ -107,37 +107,67 @@ def _genesis_token_balance(genesis: dict[str, Any], token: bytes, holder: bytes)
     return 0
 
 
-def test_new_heads_over_websocket_while_the_node_imports(node: RunningNode) -> None:
+@dataclass
+class Pushed:
+    """What the --ws server pushed while the node imported."""
+
+    subscribed_at: int  # the head once both subscriptions were in place
+    heads: list[dict[str, Any]]
+    logs: list[dict[str, Any]]
+
+
+def test_new_heads_and_logs_over_websocket_while_the_node_imports(node: RunningNode) -> None:
     """On the --ws server, every block imported after subscribing is pushed once, in order,
-    with the hash, parent and state root that the node stores."""
+    with the hash, parent and state root that the node stores; the token's logs come too,
+    each block's before its head, and they are exactly what eth_getLogs answers later."""
+    token = next(iter(node.chain.books.token_balances))
 
-    async def collect() -> tuple[int, list[dict[str, Any]], int]:
+    async def collect() -> Pushed:
         async with AsyncWeb3(WebSocketProvider(node.ws_url)) as w3:
-            await w3.eth.subscribe("newHeads")
-            subscribed_at = await w3.eth.block_number
-            heads: list[dict[str, Any]] = []
-            if subscribed_at < BLOCKS:
+            logs_id = await w3.eth.subscribe("logs", {"address": _checksum(token)})
+            heads_id = await w3.eth.subscribe("newHeads")
+            pushed = Pushed(await w3.eth.block_number, [], [])
+            if pushed.subscribed_at < BLOCKS:
                 async for message in w3.socket.process_subscriptions():
-                    heads.append(dict(message["result"]))
-                    if heads[-1]["number"] == BLOCKS:
+                    if message["subscription"] == logs_id:
+                        pushed.logs.append(dict(message["result"]))
+                        continue
+                    assert message["subscription"] == heads_id
+                    pushed.heads.append(dict(message["result"]))
+                    if pushed.heads[-1]["number"] == BLOCKS:
                         break
-            balance = await w3.eth.get_balance(_checksum(dev_account(0).address), 0)
-            return subscribed_at, heads, balance
+            return pushed
 
-    subscribed_at, heads, genesis_balance = asyncio.run(asyncio.wait_for(collect(), 180))
-    assert subscribed_at < BLOCKS, "the import ended before the subscription: raise BLOCKS"
-    numbers = [head["number"] for head in heads]
+    pushed = asyncio.run(asyncio.wait_for(collect(), 180))
+    assert pushed.subscribed_at < BLOCKS, "the import ended before the subscription: raise BLOCKS"
+    numbers = [head["number"] for head in pushed.heads]
     assert numbers == list(range(numbers[0], BLOCKS + 1)), numbers
-    assert numbers[0] <= subscribed_at + 1
+    assert numbers[0] <= pushed.subscribed_at + 1
     w3 = node.wait_imported()
-    for head in heads:
+    for head in pushed.heads:
         stored = w3.eth.get_block(head["number"])
         assert bytes(head["hash"]) == bytes(stored["hash"])
         assert bytes(head["parentHash"]) == bytes(stored["parentHash"])
         assert bytes(head["stateRoot"]) == bytes(stored["stateRoot"])
     assert bytes(w3.eth.get_block("latest")["hash"]) == node.chain.head_hash
-    genesis = _genesis_account(node.genesis, dev_account(0).address)
-    assert genesis_balance == int(genesis["balance"], 16)
+
+    def key(log: Any) -> tuple[int, int, bytes, bytes]:
+        return (
+            log["blockNumber"],
+            log["logIndex"],
+            bytes(log["transactionHash"]),
+            bytes(log["data"]),
+        )
+
+    assert pushed.logs and all(_raw(log["address"]) == token for log in pushed.logs)
+    since_first = w3.eth.get_logs(
+        {"fromBlock": pushed.logs[0]["blockNumber"], "toBlock": BLOCKS, "address": _checksum(token)}
+    )
+    assert [key(log) for log in pushed.logs] == [key(log) for log in since_first]
+    after_subscribing = w3.eth.get_logs(
+        {"fromBlock": pushed.subscribed_at + 1, "toBlock": BLOCKS, "address": _checksum(token)}
+    )
+    assert len(after_subscribing) <= len(pushed.logs)
 
 
 def test_websocket_requests_answer_like_http(node: RunningNode) -> None:
