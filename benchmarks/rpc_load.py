@@ -11,8 +11,9 @@ both. Then, for each method, the same random requests are timed three ways:
 - over HTTP against `khipu run` in a child process, with 1, 8 and 64 client threads, each
   holding one keep-alive `http.client` connection.
 
-Client threads share this process's GIL; a client spends ~0.1 ms per request (encode, send,
-parse), well under the node's time per request, so the node is what saturates.
+Client threads share this process's GIL; the `cpu ms` column shows the CPU this process spent
+per request, so a reader can see that the clients cost a small fraction of the node's time per
+request (the node, not the client side, is what saturates).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Timing:
 
     latencies: list[float]
     seconds: float
+    cpu_seconds: float  # this process's CPU time meanwhile (all threads)
 
     @property
     def rate(self) -> float:
@@ -156,14 +158,14 @@ class Timing:
 def time_loop(run_one: Callable[[], None], seconds: float, minimum: int) -> Timing:
     """Call `run_one` until `seconds` passed and at least `minimum` calls were made."""
     latencies: list[float] = []
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     while True:
         begin = time.perf_counter()
         run_one()
         end = time.perf_counter()
         latencies.append(end - begin)
         if end - started >= seconds and len(latencies) >= minimum:
-            return Timing(latencies, end - started)
+            return Timing(latencies, end - started, time.process_time() - cpu)
 
 
 def measure_in_process(
@@ -251,13 +253,14 @@ def measure_over_http(
     for thread in threads:
         thread.start()
     start.wait()
-    began = stop_at[0] - seconds
+    began, cpu = stop_at[0] - seconds, time.process_time()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
     if failures:
         raise RuntimeError(f"{len(failures)} client(s) failed: {failures[0]}")
-    return Timing([latency for latencies in results for latency in latencies], elapsed)
+    cpu = time.process_time() - cpu
+    return Timing([latency for latencies in results for latency in latencies], elapsed, cpu)
 
 
 class NodeProcess:
@@ -302,7 +305,8 @@ def _row(method: str, how: str, timing: Timing, baseline: Timing) -> str:
     rate_ratio = timing.rate / baseline.rate
     return (
         f"{method:<17} {how:<11} {len(timing.latencies):>6} {timing.rate:>9.1f} "
-        f"{p50:>9.2f} {p99:>9.2f} {latency_ratio:>8.2f}x {rate_ratio:>8.2f}x"
+        f"{p50:>9.2f} {p99:>9.2f} {latency_ratio:>8.2f}x {rate_ratio:>8.2f}x "
+        f"{timing.cpu_seconds * 1000 / max(1, len(timing.latencies)):>9.2f}"
     )
 
 
@@ -348,9 +352,11 @@ def main(argv: list[str]) -> int:
         code = node.stop()
     out = io.StringIO()
     print(f"chain: {args.profile}, {head} blocks, {args.txs} tx/block; {args.seconds:g} s per row; "
-          f"p50 x = p50 / in-process p50, rate x = req/s / in-process req/s", file=out)  # fmt: skip
+          f"p50 x = p50 / in-process p50, rate x = req/s / in-process req/s;\n"
+          f"cpu ms = this process's CPU per request: the reads themselves in-process, the client "
+          f"threads' share over http (the node is another process)", file=out)  # fmt: skip
     print(f"{'method':<17} {'how':<11} {'reqs':>6} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} "
-          f"{'p50 x':>9} {'rate x':>9}", file=out)  # fmt: skip
+          f"{'p50 x':>9} {'rate x':>9} {'cpu ms':>9}", file=out)  # fmt: skip
     for row in rows:
         print(row, file=out)
     print(out.getvalue(), end="")
