@@ -1,7 +1,7 @@
 """web3.py (HTTPProvider and the persistent WebSocketProvider) against `khipu run` as a process.
 
 The node starts on an empty datadir and imports a generated erc20 chain; a WebSocket client
-subscribes to newHeads while it imports. Once the import is done, state at historical blocks
+(on the `--ws` server) subscribes to newHeads and logs while it imports. Once the import is done, state at historical blocks
 (genesis, a middle block, the head) is checked against what the chain itself implies: the
 genesis alloc, the generator's books, and balances replayed from receipts, logs and withdrawals.
 """
@@ -309,6 +309,7 @@ def test_logs_filtered_by_address_and_topic_match_the_receipts(node: RunningNode
 
 
 def test_sigterm_stops_the_node_with_exit_0(node: RunningNode) -> None:
+    """Last in the module: it ends the node the tests above share."""
     node.wait_imported()
     assert node.process.stop(signal.SIGTERM) == 0, "\n".join(node.process.lines[-20:])
     assert node.process.matching("stopped cleanly")
