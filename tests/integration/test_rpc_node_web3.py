@@ -1,9 +1,10 @@
 """web3.py (HTTPProvider and the persistent WebSocketProvider) against `khipu run` as a process.
 
 The node starts on an empty datadir and imports a generated erc20 chain; a WebSocket client
-(on the `--ws` server) subscribes to newHeads and logs while it imports. Once the import is done, state at historical blocks
-(genesis, a middle block, the head) is checked against what the chain itself implies: the
-genesis alloc, the generator's books, and balances replayed from receipts, logs and withdrawals.
+(on the `--ws` server) subscribes to newHeads and logs while it imports. Once the import is
+done, state at historical blocks (genesis, a middle block, the head) is checked against what
+the chain itself implies: the genesis alloc, the generator's books, and balances replayed from
+receipts, logs and withdrawals.
 """
 
 from __future__ import annotations
