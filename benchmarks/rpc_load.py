@@ -4,16 +4,18 @@
 
 The chain is generated once into ~/.cache/khipu-bench/<arguments>/chain and imported once into
 <...>/datadir (Kesque without fsync: a benchmark cache, not a node's datadir); later runs reuse
-both. Then, for each method, the same random requests are timed three ways:
+both. On this 2-core machine the first run of the default takes ~14 minutes (generation ~7.5,
+import ~6); later runs ~3. Then, for each method, random requests (seeded) are timed:
 
 - in-process: the method's handler on the opened store in this process, no HTTP and no JSON
   (eth_getBalance / eth_getStorageAt go straight to py-evm's state at the block);
 - over HTTP against `khipu run` in a child process, with 1, 8 and 64 client threads, each
-  holding one keep-alive `http.client` connection.
+  holding one keep-alive `http.client` connection. A row lasts --seconds plus the requests
+  still in flight then (one eth_getLogs over 1000 blocks takes ~0.5 s alone).
 
-Client threads share this process's GIL; the `cpu ms` column shows the CPU this process spent
-per request, so a reader can see that the clients cost a small fraction of the node's time per
-request (the node, not the client side, is what saturates).
+Client threads share this process's GIL, and the client and the node share the machine's cores;
+the `cpu ms` column shows the CPU this process spent per request, to compare with the node's
+time per request (1000 / req/s of the in-process row).
 """
 
 from __future__ import annotations
