@@ -249,6 +249,8 @@ class Node:
             log.warning("devp2p is off: %s (choose a free one with --port)", error)
             return
         self.p2p_host = host
+        for server in self.rpc_servers:  # admin_nodeInfo, net_listening, net_peerCount
+            server.context.p2p_info = host.node_info
 
     def _start_rpc(self, config: RpcConfig) -> None:
         """Serve JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the

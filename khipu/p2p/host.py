@@ -124,6 +124,21 @@ class P2PHost:
         """How many eth peers are connected right now."""
         return len(self.peers)
 
+    def node_info(self) -> dict[str, object]:
+        """What admin_nodeInfo and net_ tell of devp2p: enode, id, address, ports, peers."""
+        enode = self.enode
+        if enode is None:
+            return {"listening": False, "peers": 0}
+        return {
+            "listening": True,
+            "enode": str(enode),
+            "id": enode.node_id.hex(),
+            "ip": enode.ip,
+            "ports": {"discovery": enode.udp_port, "listener": enode.tcp_port},
+            "listenAddr": f"{enode.ip}:{enode.tcp_port}",
+            "peers": self.peer_count(),
+        }
+
     # -- on the loop ---------------------------------------------------------------------------
 
     async def _start(self) -> Enode:

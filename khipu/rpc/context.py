@@ -109,4 +109,6 @@ class RpcContext:
         self.filters = FilterTable(config.filter_timeout)
         self.stopping = threading.Event()  # set by RpcServer.stop(): running EVM calls end
         self.requests_in_flight = Gauge()  # HTTP requests being handled now
+        # Set by the node when it serves devp2p: a callable giving P2PHost.node_info().
+        self.p2p_info: Callable[[], dict[str, Any]] | None = None
         self.started_at = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 from eth_hash.auto import keccak
 
@@ -38,14 +39,21 @@ def net_version(ctx: RpcContext, params: Params) -> str:
     return str(ctx.view.chain_id)
 
 
+def p2p_info(ctx: RpcContext) -> dict[str, Any]:
+    """The node's devp2p facts, or what is true without devp2p: not listening, no peers."""
+    if ctx.p2p_info is None:
+        return {"listening": False, "peers": 0}
+    return ctx.p2p_info()
+
+
 @rpc_method("net_listening")
 def net_listening(ctx: RpcContext, params: Params) -> bool:
-    return False  # this RPC server does not listen for devp2p peers itself
+    return bool(p2p_info(ctx)["listening"])
 
 
 @rpc_method("net_peerCount")
 def net_peer_count(ctx: RpcContext, params: Params) -> str:
-    return "0x0"
+    return hex(int(p2p_info(ctx)["peers"]))
 
 
 @rpc_method("admin_peers")
@@ -58,13 +66,14 @@ def admin_node_info(ctx: RpcContext, params: Params) -> Json:
     view = ctx.view
     head = view.head()
     genesis = view.header_by_number(0)
+    p2p = p2p_info(ctx)
     return {
         "name": client_version(ctx),
-        "enode": "",
-        "id": "",
-        "ip": "",
-        "ports": {"discovery": 0, "listener": 0},
-        "listenAddr": "",
+        "enode": p2p.get("enode", ""),
+        "id": p2p.get("id", ""),
+        "ip": p2p.get("ip", ""),
+        "ports": p2p.get("ports", {"discovery": 0, "listener": 0}),
+        "listenAddr": p2p.get("listenAddr", ""),
         "protocols": {
             "eth": {
                 "network": view.chain_id,

@@ -194,3 +194,24 @@ def test_a_busy_default_port_leaves_the_node_running_without_devp2p(
         finally:
             code = running.stop()
     assert code == 0
+
+
+def test_admin_node_info_and_net_methods_report_devp2p(node: tuple[str, RunningNode]) -> None:
+    import urllib.request
+
+    enode, running = node
+    url = running.wait_for(r'msg="json-rpc serving" url=(\S+)').group(1)
+
+    def rpc(method: str) -> object:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": []}).encode()
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["result"]
+
+    info = rpc("admin_nodeInfo")
+    assert isinstance(info, dict) and info["enode"] == enode
+    assert info["id"] == enode.removeprefix("enode://").split("@")[0]
+    assert rpc("net_listening") is True
+    assert int(str(rpc("net_peerCount")), 16) >= 0
