@@ -124,6 +124,24 @@ class P2PHost:
         """How many eth peers are connected right now."""
         return len(self.peers)
 
+    def peer_infos(self) -> list[dict[str, object]]:
+        """admin_peers: one entry per connected eth peer, in geth's shape."""
+        infos: list[dict[str, object]] = []
+        for node_id, peer in list(self.peers.items()):
+            hello = peer.session.remote_hello
+            infos.append(
+                {
+                    "id": node_id.hex(),
+                    "name": hello.client_id,
+                    "caps": [str(cap) for cap in hello.capabilities],
+                    "network": {"inbound": True, "trusted": False, "static": False},
+                    "protocols": {
+                        cap.name: {"version": cap.version} for cap in peer.session.shared
+                    },
+                }
+            )
+        return infos
+
     def node_info(self) -> dict[str, object]:
         """What admin_nodeInfo and net_ tell of devp2p: enode, id, address, ports, peers."""
         enode = self.enode
@@ -137,6 +155,7 @@ class P2PHost:
             "ports": {"discovery": enode.udp_port, "listener": enode.tcp_port},
             "listenAddr": f"{enode.ip}:{enode.tcp_port}",
             "peers": self.peer_count(),
+            "peer_infos": self.peer_infos(),
         }
 
     # -- on the loop ---------------------------------------------------------------------------

@@ -58,7 +58,8 @@ def net_peer_count(ctx: RpcContext, params: Params) -> str:
 
 @rpc_method("admin_peers")
 def admin_peers(ctx: RpcContext, params: Params) -> list[Json]:
-    return []
+    peers: list[Json] = p2p_info(ctx).get("peer_infos", [])
+    return peers
 
 
 @rpc_method("admin_nodeInfo")

@@ -61,6 +61,11 @@ def test_host_serves_refuses_over_maxpeers_and_says_goodbye(prague_chain: Memory
             headers = await peer.get_block_headers(eth.HeaderRequest(1, 3))
             assert headers == [prague_chain.headers[n] for n in (1, 2, 3)]
             assert await asyncio.to_thread(_wait_until, lambda: host.peer_count() == 1)
+            info = host.node_info()
+            assert info["listening"] is True and info["peers"] == 1
+            [connected] = host.peer_infos()  # admin_peers
+            assert connected["protocols"] == {"eth": {"version": 68}}
+            assert len(str(connected["id"])) == 128 and str(connected["name"]).startswith("khipu")
             second = await _eth_peer(enode, prague_chain)
             with pytest.raises(PeerDisconnected) as refused:
                 await second.exchange_status()
