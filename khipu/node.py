@@ -79,6 +79,7 @@ class NodeSettings:
     import_files: tuple[Path, ...] = ()
     dev_chain: DevChainSpec | None = None
     check_seal: bool = True
+    execution_workers: int | None = None  # None: serial execution; else the parallel workers
     health: HealthConfig = field(default_factory=HealthConfig)
     metrics: MetricsSettings | None = None  # None: no metrics server
     strategy: SupervisionStrategy = field(default_factory=default_strategy)
@@ -143,6 +144,7 @@ class Node:
                     ctx,
                     selection,
                     check_seal=settings.check_seal,
+                    execution_workers=settings.execution_workers,
                     status=self.import_status,
                     metrics=self.metrics,
                     faults=self.faults,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth.abc import BlockAPI, BlockHeaderAPI
 
 from khipu.chain.block_files import count_rlp_blocks, iter_rlp_blocks
-from khipu.chain.chain import open_chain
-from khipu.chain.importer import BlockImporter, decode_block
+from khipu.chain.chain import KhipuChain, open_chain
+from khipu.chain.importer import BlockExecutor, BlockImporter, decode_block
 from khipu.chain.progress import ImportProgress
 from khipu.chain.rules import ChainRules
 from khipu.storage.chain_store import ChainStore
@@ -81,15 +81,21 @@ def import_files(
     *,
     check_seal: bool = True,
     progress: ImportProgress | None = None,
+    executor: Callable[[KhipuChain], BlockExecutor] | None = None,
 ) -> ImportSummary:
     """Import every block of `paths` in order; blocks already stored are skipped.
 
-    Raises InvalidBlock at the first invalid block, after everything before it is stored.
+    `executor`, if given, makes the block executor from the chain opened on `store` (see
+    `BlockImporter`); the caller owns (and closes) what it makes. Raises InvalidBlock at the
+    first invalid block, after everything before it is stored.
     """
     paths = [Path(path) for path in paths]
     if progress is None:
         progress = ImportProgress(count_blocks(paths))
-    importer = BlockImporter(open_chain(rules, store.db), check_seal=check_seal)
+    chain = open_chain(rules, store.db)
+    importer = BlockImporter(
+        chain, check_seal=check_seal, executor=None if executor is None else executor(chain)
+    )
     try:
         for path in paths:
             for block in iter_file_blocks(path, rules):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from khipu.commands.import_chain import add_execution_arguments
 from khipu.config import add_chain_arguments
 from khipu.logs import LOG_FORMATS
 
@@ -76,6 +77,7 @@ def register(subparsers: Any) -> None:
         default=6060,
         help="metrics port (default 6060; 0 picks a free one)",
     )
+    add_execution_arguments(parser)
     add_node_rpc_arguments(parser)
     add_node_p2p_arguments(parser)
     parser.set_defaults(handler=run)
@@ -182,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         import_files=tuple(args.import_files),
         dev_chain=DEV_CHAIN if selection.name == "dev" else None,
         check_seal=not args.no_seal_check,
+        execution_workers=args.execution_workers if args.execution_parallel else None,
         health=HealthConfig(
             heartbeat_interval=heartbeat,
             heartbeat_timeout=heartbeat / 2,

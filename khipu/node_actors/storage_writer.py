@@ -13,6 +13,7 @@ from khipu.chain.chain import open_chain
 from khipu.chain.importer import BlockImporter, InvalidBlock
 from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
+from khipu.execution.block_executor import ParallelBlockExecutor
 from khipu.logs import event
 from khipu.node_actors.faults import FaultPlan
 from khipu.node_actors.messages import BlockImported, GetHead, ImportBlock, StoredHead
@@ -25,6 +26,10 @@ log = logging.getLogger("khipu.storage_writer")
 # How often a fresh incarnation tries again to open a store still held by its predecessor (a
 # stalled incarnation keeps it until its handler returns).
 _REOPEN_POLL = 0.1
+
+
+def _committed() -> None:
+    """The StorageWriter's commit hook for the parallel executor: the parent is already durable."""
 
 
 class BlockRejected(RequestRejected):
@@ -53,6 +58,7 @@ class StorageWriter(SupervisedActor):
         selection: ChainSelection,
         *,
         check_seal: bool = True,
+        execution_workers: int | None = None,
         status: ImportStatus | None = None,
         metrics: NodeMetrics | None = None,
         faults: FaultPlan | None = None,
@@ -63,12 +69,14 @@ class StorageWriter(SupervisedActor):
         self.publish = publish
         self.selection = selection
         self.check_seal = check_seal
+        self.execution_workers = execution_workers
         self.status = status if status is not None else ImportStatus()
         self.metrics = metrics
         self.faults = faults if faults is not None else FaultPlan()
         self.open_timeout = open_timeout
         self.store: ChainStore | None = None
         self.block_importer: BlockImporter | None = None
+        self.executor: ParallelBlockExecutor | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -76,8 +84,15 @@ class StorageWriter(SupervisedActor):
         self.faults.check("StorageWriter.start")
         self.store = self._open_store()
         rules = ChainRules(self.selection.genesis.config)
+        chain = open_chain(rules, self.store.db)
+        if self.execution_workers is not None:
+            # Every block is synced before `import_block` answers, so the parent of the next
+            # one is always committed when the workers read it: nothing to commit here.
+            self.executor = ParallelBlockExecutor(
+                chain, self.selection.datadir, workers=self.execution_workers, commit=_committed
+            )
         self.block_importer = BlockImporter(
-            open_chain(rules, self.store.db), check_seal=self.check_seal
+            chain, check_seal=self.check_seal, executor=self.executor
         )
         head = self.store.head()
         if self.publish is not None:
@@ -119,6 +134,10 @@ class StorageWriter(SupervisedActor):
 
     def _close_store(self) -> None:
         store, self.store, self.block_importer = self.store, None, None
+        executor, self.executor = self.executor, None
+        if executor is not None:
+            executor.close()  # before the store: workers read it
+            event(log, "parallel execution stopped", blocks=executor.summary())
         if self.publish is not None:
             self.publish(None)
         if store is not None:

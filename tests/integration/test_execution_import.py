@@ -1,0 +1,132 @@
+"""`khipu import --execution.parallel` and `khipu run --execution.parallel` reach the same head
+and state root as serial execution (generated chain, ethtest chain, rpc-compat-prague chain)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from khipu.cli import main
+from khipu.devnet.generate import GeneratedChain, generate_chain
+from tests.chain_helpers import read_blocks
+from tests.conftest import conformance_full, require_testdata
+from tests.integration.node_helpers import ReferenceChain, make_chain
+from tests.integration.test_node_process import NodeProcess, assert_reference_head, run_args
+
+
+def import_json(
+    capsys: pytest.CaptureFixture[str], datadir: Path, genesis: Path, chain: Path, *extra: str
+) -> tuple[dict[str, object], str]:
+    """Run `khipu import --json` in this process; the summary and stderr."""
+    args = ["import", "--datadir", str(datadir), "--genesis", str(genesis), "--no-seal-check"]
+    code = main([*args, "--json", *extra, str(chain)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return dict(json.loads(captured.out.strip().splitlines()[-1])), captured.err
+
+
+ETHTEST_BLOCKS = 40  # blocks 11 (56 txs) and 12 (3 txs) of the ethtest chain run in parallel
+
+
+def modes(stderr: str) -> dict[str, int]:
+    """Blocks per execution mode from the 'parallel execution: ...' line of stderr."""
+    line = next(line for line in stderr.splitlines() if line.startswith("parallel execution:"))
+    return {mode: int(count) for count, mode in re.findall(r"(\d+) ([a-z-]+)", line)}
+
+
+def serial_and_parallel(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, genesis: Path, chain: Path
+) -> tuple[dict[str, object], dict[str, object], dict[str, int]]:
+    serial, serial_err = import_json(capsys, tmp_path / "serial", genesis, chain)
+    assert "parallel execution" not in serial_err
+    parallel, parallel_err = import_json(
+        capsys, tmp_path / "parallel", genesis, chain, "--execution.parallel",
+        "--execution.workers", "2",
+    )  # fmt: skip
+    return serial, parallel, modes(parallel_err)
+
+
+@pytest.fixture(scope="module")
+def mixed_chain(tmp_path_factory: pytest.TempPathFactory) -> GeneratedChain:
+    return generate_chain(tmp_path_factory.mktemp("mixed") / "chain", 4, 24, "mixed", 21)
+
+
+def test_generated_mixed_chain_parallel_equals_serial(
+    mixed_chain: GeneratedChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serial, parallel, counts = serial_and_parallel(
+        capsys, tmp_path, mixed_chain.genesis_path, mixed_chain.chain_path
+    )
+    assert parallel["head"] == serial["head"]
+    assert parallel["head"]["hash"] == "0x" + mixed_chain.head_hash.hex()  # type: ignore[index]
+    assert (parallel["blocks"], parallel["txs"]) == (serial["blocks"], serial["txs"])
+    assert counts.get("parallel", 0) >= 1, counts  # the workers did run blocks
+    assert sum(counts.values()) == 4
+
+
+def test_ethtest_chain_parallel_equals_serial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = require_testdata("ethtest")
+    chain = folder / "chain.rlp"
+    if not conformance_full():  # the whole chain (600 blocks) takes ~40 s on 2 loaded cores
+        chain = tmp_path / "first-40.rlp"
+        chain.write_bytes(b"".join(read_blocks(folder / "chain.rlp")[:ETHTEST_BLOCKS]))
+    serial, parallel, counts = serial_and_parallel(capsys, tmp_path, folder / "genesis.json", chain)
+    assert parallel["head"] == serial["head"]
+    assert parallel["blocks"] == serial["blocks"]
+    assert counts.get("parallel", 0) >= 1, counts
+
+
+def test_rpc_compat_chain_with_pre_byzantium_blocks_parallel_equals_serial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = require_testdata("rpc-compat-prague")
+    serial, parallel, counts = serial_and_parallel(
+        capsys, tmp_path, folder / "genesis.json", folder / "chain.rlp"
+    )
+    assert parallel["head"] == serial["head"]
+    assert parallel["blocks"] == serial["blocks"] == 45
+    assert counts.get("serial", 0) >= 8, counts  # blocks 1..8 are before Byzantium (block 9)
+
+
+def test_parallel_import_of_a_bad_block_fails_like_serial(
+    mixed_chain: GeneratedChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rlp
+
+    blocks = read_blocks(mixed_chain.chain_path)
+    block = rlp.decode(blocks[2])
+    block[0][3] = b"\x11" * 32  # a wrong state root in the header of block 3
+    bad = tmp_path / "bad.rlp"
+    bad.write_bytes(b"".join([*blocks[:2], rlp.encode(block)]))
+    args = ["import", "--datadir", str(tmp_path / "d"), "--genesis", str(mixed_chain.genesis_path)]
+    code = main([*args, "--no-seal-check", "--execution.parallel", "--execution.workers", "2",
+                 str(bad)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "invalid block #3" in err and "state root" in err, err
+    assert "stored head is #2" in err, err
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> ReferenceChain:
+    return make_chain(tmp_path_factory.mktemp("run-parallel"), blocks=6, txs_per_block=12, seed=8)
+
+
+def test_run_with_parallel_execution_reaches_the_reference_head(
+    reference: ReferenceChain, tmp_path: Path
+) -> None:
+    datadir = tmp_path / "datadir"
+    node = NodeProcess(
+        run_args(reference, datadir, "--no-p2p", "--execution.parallel", "--execution.workers", "2")
+    )
+    node.wait_for(r'msg="import finished"')
+    assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
+    stopped = node.matching("parallel execution stopped")
+    assert stopped and "parallel" in stopped[0].split("blocks=", 1)[1], "\n".join(node.lines)
+    assert_reference_head(reference, datadir)
