@@ -235,7 +235,7 @@ def run_child(kind: str, store: str, path: Path, records: int, reads: int) -> di
     return result
 
 
-# -- the table --------------------------------------------------------------------------------------
+# -- the table ----------------------------------------------------------------------------------
 
 
 def measure_size(work: Path, records: int, reads: int, commit: int) -> dict[str, dict[str, Any]]:
@@ -264,19 +264,19 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
     table.append(("open s (data cold)", *both(lambda r: r["open_s"]), ".4f"))
     for phase in ("cold", "warm"):
-        table.append((f"{phase} gets/s", *both(lambda r: r[phase]["gets_per_s"]), ",.0f"))
-        table.append(
-            (f"{phase} read_bytes/get", *both(lambda r: r[phase]["read_bytes"] / reads), ",.0f")
-        )
-        table.append(
-            (f"{phase} 4K pages/get", *both(lambda r: r[phase]["read_bytes"] / PAGE / reads), ".2f")
-        )
-        table.append(
-            (f"{phase} device reads/get", *both(lambda r: r[phase]["dev_reads"] / reads), ".2f")
-        )
-        table.append(
-            (f"{phase} read syscalls/get", *both(lambda r: r[phase]["syscr"] / reads), ".2f")
-        )
+
+        def per_get(field: str, scale: float, r: dict[str, Any], phase: str = phase) -> float:
+            return float(r[phase][field]) / scale
+
+        table.append((f"{phase} gets/s", *both(lambda r: per_get("gets_per_s", 1, r)), ",.0f"))
+        for name, field, scale, fmt in (
+            ("read_bytes/get", "read_bytes", reads, ",.0f"),
+            ("4K pages/get", "read_bytes", reads * PAGE, ".2f"),
+            ("device reads/get", "dev_reads", reads, ".2f"),
+            ("read syscalls/get", "syscr", reads, ".2f"),
+        ):
+            row = both(lambda r, f=field, s=scale: per_get(f, s, r))  # type: ignore[misc]
+            table.append((f"{phase} {name}", *row, fmt))
     table.append(("python heap B/key", *both(lambda r: r["traced_per_key"]), ".3f"))
     table.append(("RssAnon growth B/key", *both(lambda r: r["anon_per_key"]), ".3f"))
     return table
