@@ -8,6 +8,8 @@ counts its calls so a benchmark can report reads per get.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +44,24 @@ def fsync(fd: int) -> None:
     os.fsync(fd)
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Give an OSError raised in the block the file name `path` (when it names none), so the
+    typed error built from it tells which file a write or fsync failed on."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
+
+
 def fsync_directory(path: Path) -> None:
     """Make the creation, rename or removal of entries in `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fsync(fd)
+        with naming(path):
+            fsync(fd)
     finally:
         os.close(fd)
 
