@@ -42,7 +42,7 @@ with Kesque.open(path, config=config) as kq:
     i = 0
     while len(errors) < 2 and i < 1_000_000:
         try:
-            for _ in range(%(per_commit)d):
+            for _ in range(PER_COMMIT):
                 kq.topic("storage").put(key_of(i), value_of(i))
                 kq.topic("header").put_at(i, value_of(i, 1))
                 i += 1
@@ -53,7 +53,7 @@ with Kesque.open(path, config=config) as kq:
             errors.append({"type": type(error).__name__, "file": file, "message": str(error)})
             i = committed  # the store is back at its last commit: try again from there
 print(json.dumps({"committed": committed, "errors": errors}))
-""" % {"per_commit": RECORDS_PER_COMMIT}
+""".replace("PER_COMMIT", str(RECORDS_PER_COMMIT))
 
 
 def run_writer(path: Path, limit: int) -> dict[str, object]:
