@@ -7,6 +7,7 @@ counts its calls so a benchmark can report reads per get.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,22 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, position: int) -> No
 def fsync(fd: int) -> None:
     """Flush a file's data and metadata to stable storage; raises OSError on failure."""
     os.fsync(fd)
+
+
+def allocate(fd: int, size: int) -> None:
+    """Give a new file `size` bytes of zeros with its disk blocks reserved now, so writes
+    through a memory map of it never need space the disk may not have (a map that hits a
+    full disk gets SIGBUS, not an error). Raises OSError: ENOSPC, or EFBIG past a size limit."""
+    os.ftruncate(fd, size)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # no fallocate here: write the zeros (what glibc's emulation does)
+        zeros = bytes(1 << 20)
+        for position in range(0, size, len(zeros)):
+            write_at(fd, zeros[: min(len(zeros), size - position)], position)
 
 
 @contextmanager

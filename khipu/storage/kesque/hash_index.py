@@ -90,11 +90,13 @@ class HashIndex:
 
     @classmethod
     def create(cls, path: Path, slots_log2: int, generation: int, salt: bytes) -> HashIndex:
-        """Make an empty index file at `path` (sparse: untouched slots take no disk)."""
+        """Make an empty index file at `path`, its disk space allocated up front (a store of
+        mapped files must not be sparse: on a full disk, touching a hole through the map kills
+        the process with SIGBUS). Raises OSError (ENOSPC) if the disk has no room for it."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with files.naming(path):
-                os.ftruncate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
+                files.allocate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
                 os.pwrite(fd, HEADER.pack(MAGIC, VERSION, slots_log2, generation, salt), 0)
         finally:
             os.close(fd)

@@ -39,7 +39,7 @@ class OffsetIndex:
         try:
             if create:
                 with files.naming(path):
-                    os.ftruncate(fd, max(capacity, 1) * ENTRY.size)
+                    files.allocate(fd, max(capacity, 1) * ENTRY.size)
             size = os.fstat(fd).st_size
             self.capacity = size // ENTRY.size
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
