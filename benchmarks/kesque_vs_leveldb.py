@@ -286,7 +286,7 @@ def print_table(records: int, reads: int, results: dict[str, dict[str, Any]]) ->
     print(f"\n{records:,} keys, {reads:,} random gets")
     print(f"  {'metric':26} {'kesque':>14} {'leveldb':>14} {'kesque/leveldb':>15}")
     for name, kesque, leveldb, fmt in rows(results, reads):
-        ratio = f"{kesque / leveldb:.2f}x" if leveldb else "-"
+        ratio = f"{kesque / leveldb:.2f}x" if abs(leveldb) >= 0.01 else "-"
         print(f"  {name:26} {kesque:>14{fmt}} {leveldb:>14{fmt}} {ratio:>15}")
 
 
