@@ -23,8 +23,8 @@ counts too; LevelDB reads its tables through mmap, and the kernel's readahead on
 makes few but large device requests, so compare read_bytes too). Kesque's LRU cache is off;
 LevelDB keeps its default 8 MiB block cache and gets a 10-bit bloom filter (as geth configures
 it); its table cache is LevelDB's default 1000 open tables unless `--leveldb-max-open-files`
-says otherwise (above ~2 GB of tables the default cache thrashes, re-reading table indexes). Ratios are Kesque / LevelDB (for open time and
-device reads, lower is better).
+says otherwise (above ~2 GB of tables the default cache thrashes, re-reading table indexes).
+Ratios are Kesque / LevelDB (for open time and device reads, lower is better).
 """
 
 from __future__ import annotations
