@@ -1,32 +1,51 @@
-"""Random reads of 32-byte keys: Kesque's hash topic against LevelDB (plyvel).
+"""Kesque's hash topic against LevelDB (plyvel) on the same keys, in one run.
 
-    python benchmarks/kesque_vs_leveldb.py [--records N] [--reads R]
+    python -m benchmarks.kesque_vs_leveldb [--keys 1000000,10000000] [--reads 20000]
+        [--commit 100000] [--dir DIR]
 
-Both stores get the same N records (32-byte keys, 100..500-byte values, loaded in batches of
-10,000 like blocks), then R random gets each, twice: cold-ish (every file of both stores dropped
-from the page cache with posix_fadvise(DONTNEED), then reopened) and warm (the same keys again).
-Kesque's own LRU cache is off, so both measure the store, not a cache in front of it. Besides
-gets per second it prints, per get, Kesque's pread calls (counted in its read function) and the
-read syscalls and major page faults the kernel counted for the whole process (/proc/self/io
-syscr, getrusage), which cover LevelDB too; LevelDB reads its tables through mmap, so its
-reads show as page faults, not syscalls.
+For each size N both stores get the same N records (32-byte keys, 100..600-byte incompressible
+values), loaded in commits of `--commit` records (Kesque: put + commit() with fsync; LevelDB: a
+write batch with sync=True). Then, in a fresh child process per store (so heap and /proc
+counters belong to that store alone):
+
+  open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
+  cold    R random gets after evicting every Kesque segment file and every LevelDB .ldb/.log
+          file from the page cache (posix_fadvise DONTNEED); Kesque's hash index file is read
+          once beforehand so it is warm (the index is meant to live in memory)
+  warm    the same R gets again (now in the page cache)
+  heap    in a second child: tracemalloc of the Python heap and the RssAnon growth after
+          opening and doing R gets, divided by N (Kesque keeps no per-key Python state)
+
+Device reads per get are /proc/self/io `read_bytes` deltas (bytes the process caused to be
+fetched from the block device, readahead included) over R, also shown as 4 KiB pages, plus the
+`reads completed` delta of the store's device in /proc/diskstats (whole machine: others' I/O
+counts too; LevelDB reads its tables through mmap, and the kernel's readahead on those faults
+makes few but large device requests, so compare read_bytes too). Kesque's LRU cache is off;
+LevelDB keeps its default 8 MiB block cache and gets a 10-bit bloom filter (as geth configures
+it); its table cache is LevelDB's default 1000 open tables unless `--leveldb-max-open-files`
+says otherwise (above ~2 GB of tables the default cache thrashes, re-reading table indexes).
+Ratios are Kesque / LevelDB (for open time and device reads, lower is better).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
+import json
 import os
 import random
-import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-BATCH = 10_000
+PAGE = 4096
+LEVELDB_OPTIONS: dict[str, int] = {"bloom_filter_bits": 10, "max_open_files": 1000}
 
 
 def key_of(i: int) -> bytes:
@@ -34,35 +53,91 @@ def key_of(i: int) -> bytes:
 
 
 def value_of(i: int) -> bytes:
+    """100..600 incompressible bytes (so LevelDB's snappy gains nothing, as for trie nodes)."""
     seed = hashlib.sha256(b"v" + i.to_bytes(8, "big")).digest()
-    length = 100 + int.from_bytes(seed[:2], "big") % 401
-    return (seed * (length // 32 + 1))[:length]
+    length = 100 + int.from_bytes(seed[:2], "big") % 501
+    return hashlib.shake_128(seed).digest(length)
 
 
-@dataclass
-class Measure:
-    seconds: float
-    store_reads: int
-    syscalls: int
-    major_faults: int
+def batches(records: int, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+    for first in range(0, records, size):
+        yield [(key_of(i), value_of(i)) for i in range(first, min(first + size, records))]
 
 
-def read_syscalls() -> int:
+def disk_usage(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- loading (in the parent) --------------------------------------------------------------------
+
+
+def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
+    """Load `records` into a new store at `path`; the seconds spent inside the store only."""
+    seconds = 0.0
+    payload = 0
+    if store == "kesque":
+        from khipu.storage.kesque import Kesque, KesqueConfig
+
+        with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
+            topic = kq.topic("storage")
+            for batch in batches(records, commit):
+                start = time.perf_counter()
+                for key, value in batch:
+                    topic.put(key, value)
+                kq.commit()
+                seconds += time.perf_counter() - start
+                payload += sum(len(k) + len(v) for k, v in batch)
+    else:
+        import plyvel
+
+        db = plyvel.DB(str(path), create_if_missing=True, **LEVELDB_OPTIONS)
+        for batch in batches(records, commit):
+            start = time.perf_counter()
+            with db.write_batch(sync=True) as write:
+                for key, value in batch:
+                    write.put(key, value)
+            seconds += time.perf_counter() - start
+            payload += sum(len(k) + len(v) for k, v in batch)
+        db.close()
+    return {"seconds": seconds, "payload": payload, "disk": disk_usage(path)}
+
+
+# -- measuring (in a child) -----------------------------------------------------------------------
+
+
+def proc_io() -> dict[str, int]:
+    with open("/proc/self/io") as io:
+        return {k: int(v) for k, v in (line.split(":") for line in io)}
+
+
+def device_reads(path: Path) -> int:
+    """Reads completed on the block device holding `path` (/proc/diskstats; -1 if unknown)."""
+    dev = os.stat(path).st_dev
+    major, minor = os.major(dev), os.minor(dev)
     try:
-        with open("/proc/self/io") as io:
-            for line in io:
-                if line.startswith("syscr:"):
-                    return int(line.split()[1])
+        with open("/proc/diskstats") as stats:
+            for line in stats:
+                fields = line.split()
+                if int(fields[0]) == major and int(fields[1]) == minor:
+                    return int(fields[3])
     except OSError:
         pass
     return -1
 
 
-def drop_from_page_cache(directory: Path) -> None:
-    """Ask the kernel to forget the cached pages of every file under `directory`."""
-    for path in directory.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
+def rss_anon() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
+def evict(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Drop the cached pages of every file under `path` ending in one of `suffixes`."""
+    for file in path.rglob("*"):
+        if file.is_file() and file.name.endswith(suffixes):
+            fd = os.open(file, os.O_RDONLY)
             try:
                 os.fsync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -70,100 +145,188 @@ def drop_from_page_cache(directory: Path) -> None:
                 os.close(fd)
 
 
-def measure(get: Callable[[bytes], bytes | None], keys: list[bytes]) -> Measure:
-    from khipu.storage.kesque.files import READS
-
-    reads_before, syscalls_before = READS.calls, read_syscalls()
-    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
-    start = time.perf_counter()
-    for key in keys:
-        if get(key) is None:
-            raise AssertionError(f"key {key.hex()} missing")
-    seconds = time.perf_counter() - start
-    return Measure(
-        seconds,
-        READS.calls - reads_before,
-        read_syscalls() - syscalls_before,
-        resource.getrusage(resource.RUSAGE_SELF).ru_majflt - faults_before,
-    )
+def warm(path: Path, pattern: str) -> None:
+    for file in path.rglob(pattern):
+        with open(file, "rb") as f:
+            while f.read(1 << 20):
+                pass
 
 
-def load_kesque(path: Path, records: int) -> float:
-    from khipu.storage.kesque import Kesque, KesqueConfig
+def opener(store: str, path: Path) -> tuple[Callable[[bytes], bytes | None], Callable[[], None]]:
+    if store == "kesque":
+        from khipu.storage.kesque import Kesque, KesqueConfig
 
-    start = time.perf_counter()
-    with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
-        topic = kq.topic("storage")
-        for i in range(records):
-            topic.put(key_of(i), value_of(i))
-            if i % BATCH == BATCH - 1:
-                kq.commit()
-        kq.commit()
-    return time.perf_counter() - start
-
-
-def load_leveldb(path: Path, records: int) -> float:
+        kq = Kesque.open(path, readonly=True, config=KesqueConfig(cache_bytes={}))
+        return kq.topic("storage").get, kq.close
     import plyvel
 
+    db = plyvel.DB(str(path), **LEVELDB_OPTIONS)
+    return db.get, db.close
+
+
+def read_keys(records: int, reads: int) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(42)
+    return [(key_of(i), value_of(i)) for i in (rng.randrange(records) for _ in range(reads))]
+
+
+def timed_gets(
+    get: Callable[[bytes], bytes | None], keys: list[bytes], path: Path
+) -> dict[str, float]:
+    io_before, dev_before = proc_io(), device_reads(path)
     start = time.perf_counter()
-    db = plyvel.DB(str(path), create_if_missing=True)
-    for first in range(0, records, BATCH):
-        with db.write_batch(sync=True) as batch:
-            for i in range(first, min(first + BATCH, records)):
-                batch.put(key_of(i), value_of(i))
-    db.close()
-    return time.perf_counter() - start
+    for key in keys:
+        get(key)
+    seconds = time.perf_counter() - start
+    io_after = proc_io()
+    return {
+        "gets_per_s": len(keys) / seconds,
+        "read_bytes": io_after["read_bytes"] - io_before["read_bytes"],
+        "syscr": io_after["syscr"] - io_before["syscr"],
+        "dev_reads": device_reads(path) - dev_before,
+    }
 
 
-def report(name: str, phase: str, result: Measure, count: int) -> float:
-    rate = count / result.seconds
-    per_get = f"{result.syscalls / count:.2f} read syscalls/get, "
-    per_get += f"{result.major_faults} major page faults in all"
-    if name == "kesque":
-        per_get = f"{result.store_reads / count:.2f} preads/get (counted), " + per_get
-    print(f"  {name:8} {phase:9} {rate:12,.0f} gets/s   {per_get}")
-    return rate
+def child_reads(store: str, path: Path, records: int, reads: int) -> dict[str, Any]:
+    pairs = read_keys(records, reads)
+    keys = [key for key, _ in pairs]
+    if store == "kesque":
+        evict(path, (".log",))
+        warm(path, "hash.*.idx")
+    else:
+        evict(path, (".ldb", ".log"))
+    start = time.perf_counter()
+    get, close = opener(store, path)
+    open_seconds = time.perf_counter() - start
+    cold = timed_gets(get, keys, path)
+    hot = timed_gets(get, keys, path)
+    wrong = sum(1 for key, value in pairs if get(key) != value)
+    close()
+    if wrong:
+        raise AssertionError(f"{store}: {wrong} of {len(pairs)} gets returned a wrong value")
+    return {"open_s": open_seconds, "cold": cold, "warm": hot}
+
+
+def child_heap(store: str, path: Path, records: int, reads: int) -> dict[str, Any]:
+    import tracemalloc
+
+    import plyvel  # noqa: F401  (imported before tracing: modules are not per-key state)
+
+    import khipu.storage.kesque  # noqa: F401
+
+    keys = [key for key, _ in read_keys(records, reads)]
+    gc.collect()
+    anon_before = rss_anon()
+    tracemalloc.start()
+    get, close = opener(store, path)
+    for key in keys:
+        get(key)
+    del key
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0]
+    anon = rss_anon() - anon_before
+    tracemalloc.stop()
+    close()
+    return {"traced_per_key": traced / records, "anon_per_key": anon / records}
+
+
+def run_child(kind: str, store: str, path: Path, records: int, reads: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.kesque_vs_leveldb", "--child", kind]
+    command += ["--store", store, "--dir", str(path), "--keys", str(records)]
+    command += ["--reads", str(reads)]
+    command += ["--leveldb-max-open-files", str(LEVELDB_OPTIONS["max_open_files"])]
+    root = Path(__file__).resolve().parent.parent
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=root).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def measure_size(work: Path, records: int, reads: int, commit: int) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for store in ("kesque", "leveldb"):
+        path = work / f"{store}-{records}"
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"  loading {store} ...", file=sys.stderr, flush=True)
+        results[store] = {"load": load(store, path, records, commit)}
+        results[store].update(run_child("reads", store, path, records, reads))
+        results[store].update(run_child("heap", store, path, records, reads))
+        shutil.rmtree(path, ignore_errors=True)
+    return results
+
+
+def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, float, float, str]]:
+    """(metric, kesque, leveldb, format) rows."""
+
+    def both(pick: Callable[[dict[str, Any]], float]) -> tuple[float, float]:
+        return pick(results["kesque"]), pick(results["leveldb"])
+
+    table: list[tuple[str, float, float, str]] = []
+    load_rate = both(lambda r: r["load"]["payload"] / r["load"]["seconds"] / 1e6)
+    table.append(("load records/s", *both(lambda r: r["records"] / r["load"]["seconds"]), ",.0f"))
+    table.append(("load MB/s (key+value)", *load_rate, ".1f"))
+    table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
+    table.append(("open s (data cold)", *both(lambda r: r["open_s"]), ".4f"))
+    for phase in ("cold", "warm"):
+
+        def per_get(field: str, scale: float, r: dict[str, Any], phase: str = phase) -> float:
+            return float(r[phase][field]) / scale
+
+        table.append((f"{phase} gets/s", *both(lambda r: per_get("gets_per_s", 1, r)), ",.0f"))
+        for name, field, scale, fmt in (
+            ("read_bytes/get", "read_bytes", reads, ",.0f"),
+            ("4K pages/get", "read_bytes", reads * PAGE, ".2f"),
+            ("device reads/get", "dev_reads", reads, ".2f"),
+            ("read syscalls/get", "syscr", reads, ".2f"),
+        ):
+            row = both(lambda r, f=field, s=scale: per_get(f, s, r))  # type: ignore[misc]
+            table.append((f"{phase} {name}", *row, fmt))
+    table.append(("python heap B/key", *both(lambda r: r["traced_per_key"]), ".3f"))
+    table.append(("RssAnon growth B/key", *both(lambda r: r["anon_per_key"]), ".3f"))
+    return table
+
+
+def print_table(records: int, reads: int, results: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{records:,} keys, {reads:,} random gets")
+    print(f"  {'metric':26} {'kesque':>14} {'leveldb':>14} {'kesque/leveldb':>15}")
+    for name, kesque, leveldb, fmt in rows(results, reads):
+        ratio = f"{kesque / leveldb:.2f}x" if abs(leveldb) >= 0.01 else "-"
+        print(f"  {name:26} {kesque:>14{fmt}} {leveldb:>14{fmt}} {ratio:>15}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; returns 0 (a missing key raises AssertionError)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=100_000)
+    """Run the benchmark and print the table; returns 0 (a wrong value raises AssertionError)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--keys", default="1000000", help="comma-separated store sizes")
     parser.add_argument("--reads", type=int, default=20_000)
+    parser.add_argument("--commit", type=int, default=100_000, help="records per commit")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
+    parser.add_argument(
+        "--leveldb-max-open-files",
+        type=int,
+        default=1000,
+        help="LevelDB's table cache (default 1000, LevelDB's own; ~2 MB of data per table)",
+    )
+    parser.add_argument("--child", choices=("reads", "heap"), help=argparse.SUPPRESS)
+    parser.add_argument("--store", choices=("kesque", "leveldb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    LEVELDB_OPTIONS["max_open_files"] = args.leveldb_max_open_files
 
-    from khipu.storage.kesque import Kesque, KesqueConfig
-
-    work = args.dir or Path(tempfile.mkdtemp(prefix="kesque-bench-"))
+    if args.child:
+        measure_child = child_reads if args.child == "reads" else child_heap
+        print(json.dumps(measure_child(args.store, args.dir, int(args.keys), args.reads)))
+        return 0
+    work = args.dir or Path(tempfile.mkdtemp(prefix="kesque-bench-", dir="/var/tmp"))
     work.mkdir(parents=True, exist_ok=True)
-    kesque_path, leveldb_path = work / "kesque", work / "leveldb"
     try:
-        print(f"loading {args.records:,} records (32-byte keys, 100..500-byte values) ...")
-        print(f"  kesque   {load_kesque(kesque_path, args.records):6.1f} s")
-        print(f"  leveldb  {load_leveldb(leveldb_path, args.records):6.1f} s")
-        rng = random.Random(42)
-        keys = [key_of(rng.randrange(args.records)) for _ in range(args.reads)]
-        print(f"{args.reads:,} random gets each:")
-        rates: dict[tuple[str, str], float] = {}
-        for phase in ("cold-ish", "warm"):
-            if phase == "cold-ish":
-                drop_from_page_cache(work)
-            import plyvel
-
-            db = plyvel.DB(str(leveldb_path))
-            rates["leveldb", phase] = report("leveldb", phase, measure(db.get, keys), len(keys))
-            db.close()
-            if phase == "cold-ish":
-                drop_from_page_cache(work)
-            config = KesqueConfig(cache_bytes={})
-            with Kesque.open(kesque_path, readonly=True, config=config) as kq:
-                topic = kq.topic("storage")
-                result = measure(topic.get, keys)
-                rates["kesque", phase] = report("kesque", phase, result, len(keys))
-        for phase in ("cold-ish", "warm"):
-            ratio = rates["kesque", phase] / rates["leveldb", phase]
-            print(f"kesque / leveldb, {phase}: {ratio:.2f}x")
+        for records in (int(n) for n in args.keys.split(",")):
+            print(f"{records:,} keys ...", file=sys.stderr, flush=True)
+            results = measure_size(work, records, args.reads, args.commit)
+            for store in results.values():
+                store["records"] = records
+            print_table(records, args.reads, results)
+            sys.stdout.flush()
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,10 @@ counts its calls so a benchmark can report reads per get.
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +45,40 @@ def fsync(fd: int) -> None:
     os.fsync(fd)
 
 
+def allocate(fd: int, size: int) -> None:
+    """Give a new file `size` bytes of zeros with its disk blocks reserved now, so writes
+    through a memory map of it never need space the disk may not have (a map that hits a
+    full disk gets SIGBUS, not an error). Raises OSError: ENOSPC, or EFBIG past a size limit."""
+    os.ftruncate(fd, size)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # no fallocate here: write the zeros (what glibc's emulation does)
+        zeros = bytes(1 << 20)
+        for position in range(0, size, len(zeros)):
+            write_at(fd, zeros[: min(len(zeros), size - position)], position)
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Give an OSError raised in the block the file name `path` (when it names none), so the
+    typed error built from it tells which file a write or fsync failed on."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
+
+
 def fsync_directory(path: Path) -> None:
     """Make the creation, rename or removal of entries in `path` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fsync(fd)
+        with naming(path):
+            fsync(fd)
     finally:
         os.close(fd)
 

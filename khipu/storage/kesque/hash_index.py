@@ -23,6 +23,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from khipu.storage.kesque import files
+
 MAGIC = b"KSQHASH1"
 VERSION = 1
 HEADER = struct.Struct("<8sIIQ16s")
@@ -88,11 +90,14 @@ class HashIndex:
 
     @classmethod
     def create(cls, path: Path, slots_log2: int, generation: int, salt: bytes) -> HashIndex:
-        """Make an empty index file at `path` (sparse: untouched slots take no disk)."""
+        """Make an empty index file at `path`, its disk space allocated up front (a store of
+        mapped files must not be sparse: on a full disk, touching a hole through the map kills
+        the process with SIGBUS). Raises OSError (ENOSPC) if the disk has no room for it."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.ftruncate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
-            os.pwrite(fd, HEADER.pack(MAGIC, VERSION, slots_log2, generation, salt), 0)
+            with files.naming(path):
+                files.allocate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
+                os.pwrite(fd, HEADER.pack(MAGIC, VERSION, slots_log2, generation, salt), 0)
         finally:
             os.close(fd)
         return cls(path, writable=True)
@@ -161,7 +166,8 @@ class HashIndex:
 
     def sync(self) -> None:
         """Writer only: msync the file. Raises OSError."""
-        self._map.flush()
+        with files.naming(self.path):
+            self._map.flush()
 
     def close(self) -> None:
         self._map.close()

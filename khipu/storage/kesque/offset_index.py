@@ -15,6 +15,8 @@ import os
 import struct
 from pathlib import Path
 
+from khipu.storage.kesque import files
+
 ENTRY = struct.Struct("<II")
 INDEX_SUFFIX = ".index"
 
@@ -36,7 +38,8 @@ class OffsetIndex:
         fd = os.open(path, flags, 0o644)
         try:
             if create:
-                os.ftruncate(fd, max(capacity, 1) * ENTRY.size)
+                with files.naming(path):
+                    files.allocate(fd, max(capacity, 1) * ENTRY.size)
             size = os.fstat(fd).st_size
             self.capacity = size // ENTRY.size
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
@@ -105,7 +108,8 @@ class OffsetIndex:
 
     def sync(self) -> None:
         """Writer only: msync the entries to disk. Raises OSError."""
-        self._map.flush()
+        with files.naming(self.path):
+            self._map.flush()
 
     def close(self) -> None:
         self._map.close()

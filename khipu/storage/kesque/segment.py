@@ -149,14 +149,16 @@ class Segment:
     def flush(self) -> None:
         """Write the buffered records to the file (not yet durable). Raises OSError."""
         if self._buffer:
-            files.write_at(self.fd, self._buffer, self.size)
+            with files.naming(self.path):
+                files.write_at(self.fd, self._buffer, self.size)
             self.size += len(self._buffer)
             self._buffer = bytearray()
 
     def sync(self) -> None:
         """Flush and fsync. Raises OSError."""
         self.flush()
-        files.fsync(self.fd)
+        with files.naming(self.path):
+            files.fsync(self.fd)
 
     def read(self, position: int, length: int) -> bytes:
         """`length` bytes at `position` (fewer at the end), from the file or the write buffer."""

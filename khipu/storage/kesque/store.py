@@ -188,7 +188,7 @@ class Kesque:
             for topic in topics:
                 topic.publish_indexes()
         except OSError as error:
-            self.fail_write(error, self.path)
+            self.fail_write(error, Path(error.filename) if error.filename else self.path)
         new_topics = dict(self.state.topics)
         for topic in topics:
             new_topics[topic.name] = topic.proposed_state()
