@@ -89,9 +89,7 @@ def run_import(args: argparse.Namespace) -> int:
     executors: list[ParallelBlockExecutor] = []
 
     def parallel_executor(chain: KhipuChain) -> ParallelBlockExecutor:
-        executor = ParallelBlockExecutor(
-            chain, selection.datadir, workers=args.execution_workers, commit=store.sync
-        )
+        executor = ParallelBlockExecutor(chain, selection.datadir, workers=args.execution_workers)
         executors.append(executor)
         return executor
 

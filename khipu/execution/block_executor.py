@@ -3,14 +3,14 @@
 `ParallelBlockExecutor` is what `khipu import --execution.parallel` and `khipu run
 --execution.parallel` hand to `BlockImporter(executor=...)`. Its workers are forked once (after
 py-evm is imported, so they skip the import) and read the parent state from the datadir through
-`ChainStore.open_readonly`; before a block goes to them, `commit` makes its parent durable.
+`ChainStore.open_readonly`. The store commits each block to Kesque as it persists it, so the
+parent of every block is already visible to them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from eth.abc import BlockAPI
@@ -21,7 +21,6 @@ from khipu.execution.executor import (
     SpeculationTask,
     TxOutcome,
     execute_block_parallel,
-    supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, WorkerPool
 
@@ -45,22 +44,17 @@ class ParallelBlockExecutor:
         datadir: Path,
         *,
         workers: int,
-        commit: Callable[[], None],
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
         self.chain = chain
         self.workers = workers
-        self.commit = commit
         self.modes: Counter[str] = Counter()
         self.pool: WorkerPool[SpeculationTask, list[TxOutcome]] = WorkerPool(
             DatadirSpeculator(Path(datadir), chain.rules), PoolLimits(workers=workers)
         )
 
     def __call__(self, block: BlockAPI) -> BlockAPI:
-        vm_class = self.chain.rules.vm_class_for_header(block.header)
-        if supports_parallel(vm_class) and len(block.transactions) >= MIN_TRANSACTIONS:
-            self.commit()  # the workers read the parent state from the datadir
         execution = execute_block_parallel(
             self.chain,
             block,

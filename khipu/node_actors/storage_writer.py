@@ -28,10 +28,6 @@ log = logging.getLogger("khipu.storage_writer")
 _REOPEN_POLL = 0.1
 
 
-def _committed() -> None:
-    """The StorageWriter's commit hook for the parallel executor: the parent is already durable."""
-
-
 class BlockRejected(RequestRejected):
     """The StorageWriter refused a block because it is invalid; the store is unchanged and the
     writer goes on. `invalid` carries the block number, hash and the check that failed."""
@@ -86,10 +82,8 @@ class StorageWriter(SupervisedActor):
         rules = ChainRules(self.selection.genesis.config)
         chain = open_chain(rules, self.store.db)
         if self.execution_workers is not None:
-            # Every block is synced before `import_block` answers, so the parent of the next
-            # one is always committed when the workers read it: nothing to commit here.
             self.executor = ParallelBlockExecutor(
-                chain, self.selection.datadir, workers=self.execution_workers, commit=_committed
+                chain, self.selection.datadir, workers=self.execution_workers
             )
         self.block_importer = BlockImporter(
             chain, check_seal=self.check_seal, executor=self.executor
@@ -161,7 +155,8 @@ class StorageWriter(SupervisedActor):
             result = self.block_importer.import_block(message.block)
         except InvalidBlock as invalid:
             raise BlockRejected(message.source, invalid) from invalid
-        self.store.db.sync()
+        # Durable already: the store commits each block to Kesque as it persists it (LevelDB's
+        # index write may lag after a power cut; reopening re-imports what it lacks).
         header = result.header
         if not result.already_known:
             self.status.record_commit(header.block_number)
