@@ -140,14 +140,7 @@ class ChainStore:
                 f"{datadir / KESQUE_DIR} does not hold the genesis block 0x{stored.hex()} that "
                 f"{datadir / INDEX_DIR} names: the datadir is damaged, re-import into a new one"
             )
-        if db.index.get(GENESIS_SPEC_KEY) == json.dumps(genesis_json).encode():
-            return stored
-        expected = build_genesis_header(genesis, rules, genesis_state_root(genesis)).hash
-        if stored != expected:
-            raise GenesisMismatch(
-                f"{datadir} holds the chain with genesis 0x{stored.hex()}, "
-                f"not 0x{expected.hex()}: use another --datadir"
-            )
+        check_stored_genesis(datadir, stored, db.index.get(GENESIS_SPEC_KEY), genesis, genesis_json)
         return stored
 
     @classmethod
@@ -205,3 +198,26 @@ class ChainStore:
             self.db.sync()
             self.db.index.close()
         self.kesque.close()
+
+
+def check_stored_genesis(
+    datadir: Path,
+    stored_hash: bytes,
+    stored_json: bytes | None,
+    genesis: Genesis,
+    genesis_json: dict[str, object],
+) -> None:
+    """Raise GenesisMismatch unless the datadir's genesis is the one of `genesis`.
+
+    The same genesis.json document needs no work; another document (reformatted, or a preset
+    grown in a later version) is compared by the genesis hash it yields.
+    """
+    if stored_json == json.dumps(genesis_json).encode():
+        return
+    rules = ChainRules(genesis.config)
+    expected = build_genesis_header(genesis, rules, genesis_state_root(genesis)).hash
+    if stored_hash != expected:
+        raise GenesisMismatch(
+            f"{datadir} holds the chain with genesis 0x{stored_hash.hex()}, "
+            f"not 0x{expected.hex()}: use another --datadir"
+        )

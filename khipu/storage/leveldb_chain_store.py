@@ -15,9 +15,9 @@ from eth.abc import BlockHeaderAPI
 from eth.db.chain import ChainDB
 
 from khipu.chain.config import Genesis
-from khipu.chain.genesis import build_genesis_header, genesis_state_root, write_genesis_state
+from khipu.chain.genesis import build_genesis_header, write_genesis_state
 from khipu.chain.rules import ChainRules
-from khipu.storage.chain_store import GENESIS_SPEC_KEY, GenesisMismatch
+from khipu.storage.chain_store import GENESIS_SPEC_KEY, GenesisMismatch, check_stored_genesis
 from khipu.storage.kesque_chaindb import GENESIS_HASH_KEY
 from khipu.storage.leveldb import LevelDB
 
@@ -54,15 +54,11 @@ class LevelDBChainStore:
                 batch[GENESIS_HASH_KEY] = header.hash
             db.sync()
             return cls(datadir, db, header.hash)
-        if db.get(GENESIS_SPEC_KEY) == json.dumps(genesis_json).encode():
-            return cls(datadir, db, stored)
-        expected = build_genesis_header(genesis, rules, genesis_state_root(genesis)).hash
-        if stored != expected:
+        try:
+            check_stored_genesis(datadir, stored, db.get(GENESIS_SPEC_KEY), genesis, genesis_json)
+        except GenesisMismatch:
             db.close()
-            raise GenesisMismatch(
-                f"{datadir} holds the chain with genesis 0x{stored.hex()}, "
-                f"not 0x{expected.hex()}: use another --datadir"
-            )
+            raise
         return cls(datadir, db, stored)
 
     def head(self) -> BlockHeaderAPI:
