@@ -43,6 +43,12 @@ def _read(ctx: RpcContext, params: Params, index: int, read: Any) -> Any:
     return ctx.view.read_state(header, read)
 
 
+@rpc_method("eth_accounts")
+def eth_accounts(ctx: RpcContext, params: Params) -> list[str]:
+    """A sync-only node holds no keys: the list is always empty (as geth without a keystore)."""
+    return []
+
+
 @rpc_method("eth_getBalance")
 def get_balance(ctx: RpcContext, params: Params) -> str:
     address = Address(params.address(0))

@@ -210,3 +210,7 @@ def test_simulate_chains_blocks_and_carries_state(rpc: Client) -> None:
     )
     assert error.code == -38020
     assert rpc.call("eth_blockNumber") == head  # nothing was stored
+
+
+def test_accounts_is_empty_as_on_a_node_without_keys(rpc: Client) -> None:
+    assert rpc.call("eth_accounts") == []
