@@ -56,7 +56,11 @@ def key_to_nibbles(key: bytes) -> Nibbles:
     return (*nibbles, TERMINATOR)
 
 
-def _compact_to_nibbles(compact: bytes) -> Nibbles:
+def compact_to_nibbles(compact: bytes) -> Nibbles:
+    """A hex-prefix (compact) key as nibbles, with the terminator if it is flagged as a leaf's.
+
+    Raises BadProof for an empty key.
+    """
     if not compact:
         raise BadProof("empty hex-prefix key")
     flag = compact[0] >> 4
@@ -93,7 +97,7 @@ def decode_node(item: wire.Item) -> Node:
         return branch
     if len(item) == 2:
         try:
-            key = _compact_to_nibbles(wire.as_bytes(item[0], "node key"))
+            key = compact_to_nibbles(wire.as_bytes(item[0], "node key"))
         except PeerMisbehaved as exc:
             raise BadProof(str(exc)) from exc
         if key and key[-1] == TERMINATOR:
