@@ -48,8 +48,10 @@ SERVE_TIME_LIMIT = 2.0
 MAX_COMPACT_PATH = 33  # a 64-nibble path plus its flag byte
 
 
-def _reader(state: StateReader, max_loads: int = MAX_NODE_LOADS) -> TrieReader:
-    return TrieReader(state, max_loads, time.monotonic() + SERVE_TIME_LIMIT)
+def _reader(state: StateReader, max_loads: int | None = None) -> TrieReader:
+    """A trie reader with one request's load and time limits."""
+    loads = MAX_NODE_LOADS if max_loads is None else max_loads
+    return TrieReader(state, loads, time.monotonic() + SERVE_TIME_LIMIT)
 
 
 def slim_account(full_body: bytes) -> tuple[bytes, bytes]:

@@ -62,7 +62,7 @@ def random_state(seed: int, accounts: int, storage_sizes: tuple[int, ...] = ()) 
         storage_root, code_hash = EMPTY_ROOT, EMPTY_CODE_HASH
         if index < len(storage_sizes):
             slots = {
-                rng.randbytes(32): rlp.encode(rng.randrange(1, 2**rng.choice([8, 64, 256])))
+                rng.randbytes(32): rlp.encode(rng.randrange(1, 2 ** rng.choice([8, 64, 256])))
                 for _ in range(storage_sizes[index])
             }
             storage_root = build_trie(state.nodes, slots) if slots else EMPTY_ROOT
