@@ -20,7 +20,6 @@ import logging
 import time
 
 from khipu.p2p import wire
-from khipu.p2p.errors import PeerMisbehaved
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap.abc import StateReader, StateUnavailable
 from khipu.p2p.snap.messages import (
@@ -57,28 +56,55 @@ def _reader(state: StateReader, max_loads: int | None = None) -> TrieReader:
 def slim_account(full_body: bytes) -> tuple[bytes, bytes]:
     """An account leaf of the state trie in snap's slim form, and its storage root.
 
-    Raises MalformedTrieNode if the leaf is not an account `[nonce, balance, root, code]`.
+    Works on the bytes (the storage root and code hash are the fixed last 66 of an account),
+    as this runs once per account served. Raises MalformedTrieNode if the leaf is not an
+    account `[nonce, balance, root, code]`.
     """
-    try:
-        fields = wire.decode(full_body, "account")
-    except PeerMisbehaved as exc:
-        raise MalformedTrieNode(f"a state leaf that is not an account: {exc}") from None
-    if not isinstance(fields, list) or len(fields) != 4:
-        raise MalformedTrieNode("a state leaf that is not an account of four fields")
-    nonce, balance, storage_root, code_hash = fields
-    if not isinstance(storage_root, bytes) or len(storage_root) != 32:
-        raise MalformedTrieNode("a state leaf whose storage root is not a hash")
-    if not all(isinstance(f, bytes) for f in (nonce, balance, code_hash)):
-        raise MalformedTrieNode("a state leaf whose account fields are malformed")
-    slim = wire.encode(
-        [
-            nonce,
-            balance,
-            b"" if storage_root == EMPTY_ROOT else storage_root,
-            b"" if code_hash == EMPTY_CODE_HASH else code_hash,
-        ]
+    header = _list_header(full_body)
+    if header is None or len(full_body) - header < 68:
+        raise MalformedTrieNode("a state leaf that is not an account list")
+    if full_body[-66] != 0xA0 or full_body[-33] != 0xA0:
+        raise MalformedTrieNode("a state leaf without storage root and code hash")
+    nonce_and_balance = full_body[header:-66]
+    if not _two_strings(nonce_and_balance):
+        raise MalformedTrieNode("a state leaf whose nonce and balance are malformed")
+    storage_root, code_hash = full_body[-65:-33], full_body[-32:]
+    payload = b"".join(
+        (
+            nonce_and_balance,
+            b"\x80" if storage_root == EMPTY_ROOT else full_body[-66:-33],
+            b"\x80" if code_hash == EMPTY_CODE_HASH else full_body[-33:],
+        )
     )
-    return slim, storage_root
+    return wire.encode_raw_list([payload]), storage_root
+
+
+def _list_header(data: bytes) -> int | None:
+    """The size of the list header of `data` if `data` is exactly one RLP list, else None."""
+    if not data or data[0] < 0xC0:
+        return None
+    if data[0] <= 0xF7:
+        header, length = 1, data[0] - 0xC0
+    else:
+        header = 1 + data[0] - 0xF7
+        length = int.from_bytes(data[1:header], "big")
+    return header if header + length == len(data) else None
+
+
+def _two_strings(data: bytes) -> bool:
+    """True if `data` is exactly two short RLP strings (an account's nonce and balance)."""
+    position = 0
+    for _ in range(2):
+        if position >= len(data):
+            return False
+        first = data[position]
+        if first < 0x80:
+            position += 1
+        elif first <= 0xB7:
+            position += 1 + first - 0x80
+        else:
+            return False  # no nonce or balance needs a long string
+    return position == len(data)
 
 
 def _proof(tries: TrieReader, root: bytes, origin: bytes, last: bytes | None) -> tuple[bytes, ...]:

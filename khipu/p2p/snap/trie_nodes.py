@@ -64,14 +64,12 @@ def compact_to_nibbles(compact: bytes) -> Nibbles:
     if not compact:
         raise BadProof("empty hex-prefix key")
     flag = compact[0] >> 4
-    nibbles: list[int] = []
-    if flag & 1:
-        nibbles.append(compact[0] & 0x0F)
-    for byte in compact[1:]:
-        nibbles += [byte >> 4, byte & 0x0F]
-    if flag & 2:
-        nibbles.append(TERMINATOR)
-    return tuple(nibbles)
+    # hex digits turned into nibble values: one C-level pass instead of a loop per byte
+    nibbles = compact.hex().encode().translate(_NIBBLE_VALUES)[1 if flag & 1 else 2 :]
+    return (*nibbles, TERMINATOR) if flag & 2 else tuple(nibbles)
+
+
+_NIBBLE_VALUES = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 
 
 def _nibbles_to_compact(nibbles: Nibbles) -> bytes:

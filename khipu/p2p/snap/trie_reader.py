@@ -42,10 +42,14 @@ def key_nibbles(key: bytes) -> Nibbles:
     return tuple(nibbles)
 
 
+_HEX_DIGITS = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
+
+
 def _nibbles_key(path: Nibbles, where: bytes) -> bytes:
+    """The 32-byte key of a leaf's full path (through hex digits: far faster in CPython)."""
     if len(path) != KEY_NIBBLES:
         raise MalformedTrieNode(f"leaf of {len(path)} nibbles under 0x{where.hex()}")
-    return bytes((path[i] << 4) | path[i + 1] for i in range(0, KEY_NIBBLES, 2))
+    return bytes.fromhex(bytes(path).translate(_HEX_DIGITS).decode())
 
 
 class TrieReader:
@@ -233,13 +237,54 @@ def _step(node: list[wire.Item], path: Nibbles, root: bytes) -> tuple[wire.Item 
 
 
 def _decoded(raw: bytes, node_hash: bytes) -> list[wire.Item]:
-    try:
-        item = wire.decode(raw, "trie node")
-    except PeerMisbehaved as exc:
-        raise MalformedTrieNode(f"stored node 0x{node_hash.hex()}: {exc}") from None
-    if not isinstance(item, list):
-        raise MalformedTrieNode(f"stored node 0x{node_hash.hex()} is not a list")
-    return _checked(item, node_hash)
+    """A stored node as its list of items. Branches and leaves hold only strings unless a
+    child is embedded, so they are split here directly (a third of the serving time went to
+    the general decoder); anything else goes through wire.decode."""
+    items = _split_strings(raw)
+    if items is None:
+        try:
+            item = wire.decode(raw, "trie node")
+        except PeerMisbehaved as exc:
+            raise MalformedTrieNode(f"stored node 0x{node_hash.hex()}: {exc}") from None
+        if not isinstance(item, list):
+            raise MalformedTrieNode(f"stored node 0x{node_hash.hex()} is not a list")
+        items = item
+    return _checked(items, node_hash)
+
+
+def _split_strings(raw: bytes) -> list[wire.Item] | None:
+    """The items of an RLP list made only of strings, or None if it is anything else."""
+    if not raw or raw[0] < 0xC0:
+        return None
+    if raw[0] <= 0xF7:
+        position, end = 1, 1 + raw[0] - 0xC0
+    else:
+        position = 1 + raw[0] - 0xF7
+        end = position + int.from_bytes(raw[1:position], "big")
+    if end != len(raw):
+        return None
+    items: list[wire.Item] = []
+    while position < end:
+        first = raw[position]
+        if first < 0x80:
+            items.append(raw[position : position + 1])
+            position += 1
+            continue
+        if first <= 0xB7:
+            start = position + 1
+            stop = start + first - 0x80
+            if first == 0x81 and stop <= end and raw[start] < 0x80:
+                return None  # not canonical: let the strict decoder say so
+        elif first < 0xC0:
+            start = position + 1 + first - 0xB7
+            stop = start + int.from_bytes(raw[position + 1 : start], "big")
+        else:
+            return None  # an embedded node
+        if stop > end:
+            return None
+        items.append(raw[start:stop])
+        position = stop
+    return items
 
 
 def _checked(node: list[wire.Item], where: bytes) -> list[wire.Item]:
