@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from khipu.p2p.snap.trie_reader import key_nibbles
 from khipu.p2p.store_reader import StoreChainReader
 from khipu.p2p.store_state import StoreStateReader
 from khipu.storage.chain_store import ChainStore
-from tests.conftest import require_testdata
+from tests.conftest import REPO_ROOT, require_testdata
 from tests.integration.p2p_peers import installed_peer
 
 CAPS = {eth.ETH68: eth.MESSAGE_COUNT, snap.SNAP1: snap.MESSAGE_COUNT}
@@ -329,3 +330,21 @@ def test_ethereumjs_verifies_our_range_proofs(
     verdicts = json.loads(result.stdout)
     assert verdicts == [c["more"] for c in cases]
     assert len(verdicts) == 9 and True in verdicts
+
+
+def test_khipu_devp2p_snap_accounts_pages_the_head_state(node: ServingNode) -> None:
+    folder = require_testdata("rpc-compat-prague")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "khipu.cli", "devp2p", "snap", "accounts", str(node.enode)),
+            *("--genesis", str(folder / "genesis.json"), "--bytes", "1000", "--json"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["root"] == "0x" + node.state_root(45).hex()
+    assert report["accounts"] == 102 and report["pages"] > 1

@@ -159,8 +159,8 @@ def storage_ranges(state: StateReader, query: GetStorageRanges) -> StorageRanges
     ranges: list[tuple[tuple[bytes, bytes], ...]] = []
     size, served = 0, 0
     for position, account_hash in enumerate(query.accounts):
-        if tries.exhausted or (ranges and size >= budget):
-            break
+        if ranges and (tries.exhausted or size >= budget):
+            break  # the first account is always served, so that every answer makes progress
         body = tries.get(query.root, account_hash)
         if body is None:
             return empty

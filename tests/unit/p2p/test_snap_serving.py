@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from khipu.node_actors.live_store import LiveStore
 from khipu.p2p import wire
 from khipu.p2p.errors import PeerDisconnected, PeerMisbehaved
 from khipu.p2p.eth import messages as eth
@@ -19,6 +20,7 @@ from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import keccak256
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap import serving
+from khipu.p2p.snap.abc import StateUnavailable
 from khipu.p2p.snap.messages import (
     MAX_HASH,
     ZERO_HASH,
@@ -28,6 +30,7 @@ from khipu.p2p.snap.messages import (
     GetTrieNodes,
 )
 from khipu.p2p.snap.trie_reader import TrieReader, key_nibbles
+from khipu.p2p.store_state import StoreStateReader
 from tests.unit.p2p.chainfile import MemoryChain
 from tests.unit.p2p.pairs import session_pair
 from tests.unit.p2p.snap_states import RandomState, hashed_proof, random_state
@@ -315,3 +318,58 @@ def test_eth_peer_serves_its_state_and_drops_a_malformed_request(
         assert isinstance(await asyncio.wait_for(tasks[0], 5), PeerDisconnected)
 
     asyncio.run(scenario())
+
+
+# -- limits of time, the store, and fuzzing ---------------------------------------------------
+
+
+def test_time_limit_still_gives_one_proven_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serving, "SERVE_TIME_LIMIT", 0.0)
+    rs = random_state(18, 300, (50,))
+    page = serving.account_range(rs.state, GetAccountRange(rs.root, ZERO_HASH, MAX_HASH, 10**6))
+    assert len(page.accounts) == 1 and snap.verify_account_range(rs.root, ZERO_HASH, page)
+    owner = next(iter(rs.storage))
+    query = GetStorageRanges(rs.root, (owner,), ZERO_HASH, MAX_HASH, 10**6)
+    ranges = serving.storage_ranges(rs.state, query)
+    assert len(ranges.slots[0]) == 1
+    root = rs.storage_roots[owner]
+    assert snap.verify_storage_range(root, ZERO_HASH, ranges.slots[0], list(ranges.proof))
+
+
+def test_a_store_that_is_restarting_gets_empty_answers() -> None:
+    rs = random_state(19, 20)
+    state = StoreStateReader(LiveStore())  # type: ignore[arg-type]  # nothing published yet
+    with pytest.raises(StateUnavailable):
+        state.trie_node(rs.root)
+    payload = wire.encode([5, rs.root, ZERO_HASH, MAX_HASH, 1000])
+    assert serving.answer(state, snap.GET_ACCOUNT_RANGE, payload) == (
+        snap.ACCOUNT_RANGE,
+        wire.encode([5, [], []]),
+    )
+    codes = wire.encode([6, [rs.root], 1000])
+    assert serving.answer(state, snap.GET_BYTE_CODES, codes) == (
+        snap.BYTE_CODES,
+        wire.encode([6, []]),
+    )
+
+
+FUZZ_STATE = random_state(20, 80, (20,))
+_item = st.recursive(
+    st.binary(max_size=40) | st.sampled_from([FUZZ_STATE.root, ZERO_HASH, MAX_HASH, b""]),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    code=st.sampled_from(sorted(snap.RESPONSE_TO)),
+    payload=st.binary(max_size=200) | st.lists(_item, max_size=6).map(wire.encode),
+)
+def test_arbitrary_requests_get_an_answer_or_a_breach(code: int, payload: bytes) -> None:
+    try:
+        reply = serving.answer(FUZZ_STATE.state, code, payload)
+    except PeerMisbehaved:
+        return
+    assert reply is not None and reply[0] == snap.RESPONSE_TO[code]
+    wire.decode(reply[1])  # a well-formed message
