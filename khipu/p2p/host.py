@@ -1,6 +1,6 @@
-"""The node's devp2p presence: an RLPx listener serving eth/68 from the node's chain, and discv4,
-on an asyncio loop in a thread of its own (DESIGN.md: network I/O runs on asyncio in its own
-thread).
+"""The node's devp2p presence: an RLPx listener serving eth/68 from the node's chain (and snap/1
+from its state, advertised only when the host is given a StateReader), and discv4, on an asyncio
+loop in a thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread).
 
 Inbound peers get our Status and are served headers, bodies and receipts until they leave; over
 `max_peers` a new peer is told "too many peers" right after Hello. Discovery answers pings and

@@ -184,7 +184,7 @@ def storage_ranges(state: StateReader, query: GetStorageRanges) -> StorageRanges
         if not complete and not slots:
             break  # nothing of this account fits: leave it to the next request
         ranges.append(tuple(slots))
-        if origin != ZERO_HASH or not complete:
+        if storage_root != EMPTY_ROOT and (origin != ZERO_HASH or not complete):
             last = slots[-1][0] if slots else None
             return StorageRanges(tuple(ranges), _proof(tries, storage_root, origin, last))
     return StorageRanges(tuple(ranges), ())
@@ -280,16 +280,16 @@ def answer(state: StateReader | None, code: int, payload: bytes) -> tuple[int, b
     try:
         if code == snap.GET_ACCOUNT_RANGE:
             query = GetAccountRange.decode(body)
-            found = account_range(state, query) if state else AccountRange((), ())
+            found = account_range(state, query) if state is not None else AccountRange((), ())
             return response, found.encode(request_id)
         if code == snap.GET_STORAGE_RANGES:
             storage = GetStorageRanges.decode(body)
-            ranges = storage_ranges(state, storage) if state else StorageRanges((), ())
+            ranges = storage_ranges(state, storage) if state is not None else StorageRanges((), ())
             return response, ranges.encode(request_id)
         if code == snap.GET_BYTE_CODES:
-            codes = byte_codes(state, GetByteCodes.decode(body)) if state else []
+            codes = byte_codes(state, GetByteCodes.decode(body)) if state is not None else []
             return response, wire.encode([request_id, codes])
-        nodes = trie_nodes(state, GetTrieNodes.decode(body)) if state else []
+        nodes = trie_nodes(state, GetTrieNodes.decode(body)) if state is not None else []
         return response, wire.encode([request_id, nodes])
     except MissingTrieNode as exc:
         log.warning("snap request 0x%02x answered empty: %s", code, exc)

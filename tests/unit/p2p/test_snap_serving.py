@@ -373,3 +373,18 @@ def test_arbitrary_requests_get_an_answer_or_a_breach(code: int, payload: bytes)
         return
     assert reply is not None and reply[0] == snap.RESPONSE_TO[code]
     wire.decode(reply[1])  # a well-formed message
+
+
+def test_storage_from_an_origin_of_an_account_without_storage() -> None:
+    rs = random_state(21, 30, (0, 5))
+    empty_owner, owner = list(rs.storage)
+    middle = b"\x80" + b"\0" * 31
+    query = GetStorageRanges(rs.root, (empty_owner,), middle, MAX_HASH, 1000)
+    assert serving.storage_ranges(rs.state, query) == snap.StorageRanges(((),), ())
+    assert snap.verify_storage_range(snap.EMPTY_ROOT, middle, (), []) is False
+    query = GetStorageRanges(rs.root, (owner,), middle, MAX_HASH, 1000)
+    ranges = serving.storage_ranges(rs.state, query)
+    expected = sorted((k, v) for k, v in rs.storage[owner].items() if k >= middle)
+    assert list(ranges.slots[0]) == expected and ranges.proof
+    root = rs.storage_roots[owner]
+    assert not snap.verify_storage_range(root, middle, ranges.slots[0], list(ranges.proof))
