@@ -4,6 +4,7 @@
     khipu devp2p rlpx ping ENODE
     khipu devp2p eth headers ENODE --from N --count K (--network NAME | --genesis FILE)
     khipu devp2p eth download ENODE --genesis FILE [--from N --count K] (headers/s, bodies/s)
+    khipu devp2p snap accounts ENODE --genesis FILE [--root HASH] [--bytes N] (accounts/s)
     khipu devp2p enode --datadir DIR [--host IP --port N]
 
 All take `--json`. Heavy imports happen inside the handlers.
@@ -64,6 +65,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     chain.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
     download.add_argument("--network-id", type=int, help="default: the genesis chainId")
     download.set_defaults(handler=lambda args: _run(args, _eth_download))
+
+    snap = groups.add_parser("snap", help="the snap/1 protocol")
+    snap_commands = snap.add_subparsers(dest="snap_command", required=True)
+    accounts = snap_commands.add_parser(
+        "accounts", help="page through a state's accounts, proofs verified (a measurement)"
+    )
+    _common(accounts)
+    chain = accounts.add_mutually_exclusive_group(required=True)
+    chain.add_argument("--network", help="a built-in network (mainnet, dev)")
+    chain.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
+    accounts.add_argument("--network-id", type=int, help="default: the genesis chainId")
+    accounts.add_argument("--root", help="state root (default: the peer's head state)")
+    accounts.add_argument("--bytes", type=int, default=512 * 1024, help="response size asked")
+    accounts.set_defaults(handler=lambda args: _run(args, _snap_accounts))
 
     enode = groups.add_parser("enode", help="print our enode URL (creates DATADIR/nodekey)")
     enode.add_argument("--datadir", type=Path, required=True)
@@ -181,9 +196,10 @@ async def _rlpx_ping(args: argparse.Namespace) -> Output:
         await session.disconnect(DisconnectReason.CLIENT_QUITTING)
 
 
-async def _connect_eth(args: argparse.Namespace) -> Any:
-    """Dial the peer of `args.enode`, exchange Status for the chain of `--genesis`/`--network`
-    and start its message loop; returns (EthPeer, remote Status, runner task)."""
+async def _connect_eth(args: argparse.Namespace, with_snap: bool = False) -> Any:
+    """Dial the peer of `args.enode` (offering snap/1 too if asked), exchange Status for the
+    chain of `--genesis`/`--network` and start its message loop; returns (EthPeer, remote
+    Status, runner task)."""
     from khipu.chain.config import Genesis
     from khipu.chain.genesis import chain_identity
     from khipu.chain.presets import genesis_json
@@ -208,6 +224,10 @@ async def _connect_eth(args: argparse.Namespace) -> Any:
         total_difficulty=identity.genesis.difficulty,
     )
     caps = {eth.ETH68: eth.MESSAGE_COUNT}
+    if with_snap:
+        from khipu.p2p.snap import messages as snap
+
+        caps[snap.SNAP1] = snap.MESSAGE_COUNT
     session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)
     peer = EthPeer(session, local)
     status = await peer.exchange_status()
@@ -295,6 +315,53 @@ async def _eth_download(args: argparse.Namespace) -> Output:
         "bodies_per_s": round(body_count / max(body_seconds, 1e-9), 1),
         "body_mb": round(body_bytes / 1e6, 3),
         "seconds": round(header_seconds + body_seconds, 3),
+    }
+
+
+async def _snap_accounts(args: argparse.Namespace) -> Output:
+    """Every account of a state from the peer, one GetAccountRange at a time, each range
+    proof verified; the rates. Raises PeerMisbehaved (BadProof) for a range that fails."""
+    from khipu.p2p import wire
+    from khipu.p2p.errors import IncompatiblePeer
+    from khipu.p2p.eth import messages as eth
+    from khipu.p2p.snap import messages as snap
+
+    peer, status, runner = await _connect_eth(args, with_snap=True)
+    try:
+        if peer.session.capability("snap") is None:
+            raise IncompatiblePeer(f"{args.enode} does not offer snap/1")
+        if args.root:
+            root = bytes.fromhex(args.root.removeprefix("0x"))
+        else:
+            head = await peer.get_block_headers(eth.HeaderRequest(status.head_hash, 1))
+            root = wire.as_bytes(wire.as_list(wire.decode(head[0]), "header")[3], "root")
+        origin, accounts, pages, size, verifying = snap.ZERO_HASH, 0, 0, 0, 0.0
+        started = time.monotonic()
+        while True:
+            page = await peer.get_account_range(root, origin, response_bytes=args.bytes)
+            checked = time.monotonic()
+            more = snap.verify_account_range(root, origin, page)
+            verifying += time.monotonic() - checked
+            accounts += len(page.accounts)
+            pages += 1
+            size += sum(32 + len(body) for _, body in page.accounts) + sum(map(len, page.proof))
+            if not more:
+                break
+            origin = (int.from_bytes(page.accounts[-1][0], "big") + 1).to_bytes(32, "big")
+        seconds = time.monotonic() - started
+    finally:
+        await _disconnect(peer, runner)
+    return {
+        "node": args.enode,
+        "client": peer.session.remote_hello.client_id,
+        "root": "0x" + root.hex(),
+        "accounts": accounts,
+        "pages": pages,
+        "mb": round(size / 1e6, 3),
+        "accounts_per_s": round(accounts / max(seconds, 1e-9), 1),
+        "mb_per_s": round(size / 1e6 / max(seconds, 1e-9), 3),
+        "seconds": round(seconds, 3),
+        "verify_seconds": round(verifying, 3),  # ours, included in the rates above
     }
 
 

@@ -1,6 +1,6 @@
-"""The node's devp2p presence: an RLPx listener serving eth/68 from the node's chain, and discv4,
-on an asyncio loop in a thread of its own (DESIGN.md: network I/O runs on asyncio in its own
-thread).
+"""The node's devp2p presence: an RLPx listener serving eth/68 from the node's chain (and snap/1
+from its state, advertised only when the host is given a StateReader), and discv4, on an asyncio
+loop in a thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread).
 
 Inbound peers get our Status and are served headers, bodies and receipts until they leave; over
 `max_peers` a new peer is told "too many peers" right after Hello. Discovery answers pings and
@@ -30,6 +30,8 @@ from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import Enode, public_key_bytes
 from khipu.p2p.server import listen
 from khipu.p2p.session import Session
+from khipu.p2p.snap import messages as snap
+from khipu.p2p.snap.abc import StateReader
 
 log = logging.getLogger("khipu.p2p")
 
@@ -60,10 +62,17 @@ class P2PHost:
     """Runs the listener and discovery on a private event loop; `start` and `stop` are called
     from the node's (synchronous) thread."""
 
-    def __init__(self, config: P2PConfig, private_key: PrivateKey, chain: ChainReader) -> None:
+    def __init__(
+        self,
+        config: P2PConfig,
+        private_key: PrivateKey,
+        chain: ChainReader,
+        state: StateReader | None = None,
+    ) -> None:
         self.config = config
         self.private_key = private_key
         self.chain = chain
+        self.state = state  # given: snap/1 is advertised and served from it
         self.peers: dict[bytes, EthPeer] = {}
         self.refused = 0  # inbound peers turned away over max_peers
         self.enode: Enode | None = None
@@ -167,7 +176,8 @@ class P2PHost:
             config.host,
             config.port,
             self.private_key,
-            {eth.ETH68: eth.MESSAGE_COUNT},
+            {eth.ETH68: eth.MESSAGE_COUNT}
+            | ({snap.SNAP1: snap.MESSAGE_COUNT} if self.state is not None else {}),
             self._on_session,
             config.client_id,
         )
@@ -234,7 +244,7 @@ class P2PHost:
             log.debug("cannot serve peer %s now: %r", label, exc)
             await session.disconnect(DisconnectReason.TCP_SUBSYSTEM_ERROR)
             return
-        peer = EthPeer(session, local, self.chain)
+        peer = EthPeer(session, local, self.chain, snap_state=self.state)
         self.peers[session.remote_id] = peer
         try:
             await peer.exchange_status()

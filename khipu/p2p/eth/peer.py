@@ -29,6 +29,8 @@ from khipu.p2p.eth import serving
 from khipu.p2p.eth.messages import HeaderRequest, Status
 from khipu.p2p.session import Session
 from khipu.p2p.snap import messages as snap
+from khipu.p2p.snap import serving as snap_serving
+from khipu.p2p.snap.abc import StateReader
 from khipu.p2p.snap.messages import AccountRange, StorageRanges
 from khipu.p2p.snap.trie_nodes import BadProof
 
@@ -104,10 +106,12 @@ class EthPeer:
         local: LocalChain,
         chain: ChainReader | None = None,
         on_announcement: Announcement | None = None,
+        snap_state: StateReader | None = None,
     ) -> None:
         self.session = session
         self.local = local
         self.chain = chain
+        self.snap_state = snap_state  # served over snap/1 if given, else snap gets empty answers
         self.on_announcement = on_announcement
         self.remote_status: Status | None = None
         self.ended: P2PError | None = None
@@ -207,13 +211,17 @@ class EthPeer:
             future.set_result(body)
 
     async def _handle_snap(self, code: int, payload: bytes) -> None:
+        if code in snap.RESPONSE_TO:  # walking tries takes a while: off the event loop
+            if self.snap_state is None:
+                reply = snap_serving.answer(None, code, payload)
+            else:
+                reply = await asyncio.to_thread(snap_serving.answer, self.snap_state, code, payload)
+            assert reply is not None
+            await self.session.send("snap", *reply)
+            return
         fields = wire.as_list(wire.decode(payload, f"snap 0x{code:02x}"), "snap message", 2)
         request_id = wire.as_int(fields[0], "snap request id", 64)
-        if code in snap.RESPONSE_TO:  # we hold no state to serve: an empty answer is allowed
-            empty: list[object] = [[], []] if code <= snap.GET_STORAGE_RANGES else [[]]
-            reply = wire.encode([request_id, *empty])
-            await self.session.send("snap", snap.RESPONSE_TO[code], reply)
-        elif code in snap.RESPONSE_TO.values():
+        if code in snap.RESPONSE_TO.values():
             self._resolve("snap", code, request_id, fields[1:])
         else:
             raise PeerMisbehaved(f"{self.peer_label} sent unknown snap message 0x{code:02x}")

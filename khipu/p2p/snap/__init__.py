@@ -1,1 +1,3 @@
-"""The snap/1 state sync protocol: message codecs and Merkle range-proof verification."""
+"""The snap/1 state sync protocol: message codecs, Merkle range-proof verification, and serving
+account and storage ranges, bytecodes and trie nodes from the node's own state (serving.py over
+a StateReader, abc.py; tries walked node by node in trie_reader.py)."""

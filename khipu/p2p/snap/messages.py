@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from khipu.p2p import wire
+from khipu.p2p.errors import PeerMisbehaved
 from khipu.p2p.keys import keccak256
 from khipu.p2p.session import Capability
 from khipu.p2p.snap.rangeproof import verify_range_proof
@@ -26,6 +27,113 @@ RESPONSE_TO = {
 EMPTY_ROOT = keccak256(b"\x80")
 EMPTY_CODE_HASH = keccak256(b"")
 SOFT_RESPONSE_LIMIT = 512 * 1024  # what we ask peers to fill per response
+
+
+ZERO_HASH = b"\0" * 32
+MAX_HASH = b"\xff" * 32
+
+
+def _hash_bound(item: wire.Item, what: str, default: bytes) -> bytes:
+    """A range bound as go-ethereum's BytesToHash reads it: empty is `default`, shorter is
+    left-padded with zeros, longer keeps its last 32 bytes."""
+    data = wire.as_bytes(item, what)
+    return default if not data else data[-32:].rjust(32, b"\0")
+
+
+@dataclass(frozen=True)
+class GetAccountRange:
+    """Accounts of the state `root` from `origin` on, up to `limit`, about `response_bytes`."""
+
+    root: bytes
+    origin: bytes
+    limit: bytes
+    response_bytes: int
+
+    @classmethod
+    def decode(cls, fields: list[wire.Item]) -> GetAccountRange:
+        """From `[root, origin, limit, bytes]` after the request id (go-ethereum's form; the
+        spec's `[root, origin, bytes]` without a limit is read too). Raises PeerMisbehaved."""
+        wire.as_list(fields, "GetAccountRange", 3)
+        limit = fields[2] if len(fields) > 3 else b""
+        return cls(
+            wire.as_hash(fields[0], "state root"),
+            _hash_bound(fields[1], "origin", ZERO_HASH),
+            _hash_bound(limit, "limit", MAX_HASH),
+            wire.as_int(fields[-1], "response bytes", 64),
+        )
+
+
+@dataclass(frozen=True)
+class GetStorageRanges:
+    """Storage slots of `accounts` in the state `root`; `origin` and `limit` bound the first
+    account's range only."""
+
+    root: bytes
+    accounts: tuple[bytes, ...]
+    origin: bytes
+    limit: bytes
+    response_bytes: int
+
+    @classmethod
+    def decode(cls, fields: list[wire.Item]) -> GetStorageRanges:
+        """From `[root, [account hash, ...], origin, limit, bytes]` after the request id (the
+        limit may be left out). Raises PeerMisbehaved."""
+        wire.as_list(fields, "GetStorageRanges", 4)
+        limit = fields[3] if len(fields) > 4 else b""
+        accounts = wire.as_list(fields[1], "storage accounts")
+        return cls(
+            wire.as_hash(fields[0], "state root"),
+            tuple(wire.as_hash(a, "account hash") for a in accounts),
+            _hash_bound(fields[2], "origin", ZERO_HASH),
+            _hash_bound(limit, "limit", MAX_HASH),
+            wire.as_int(fields[-1], "response bytes", 64),
+        )
+
+
+@dataclass(frozen=True)
+class GetByteCodes:
+    """Contract codes by hash."""
+
+    hashes: tuple[bytes, ...]
+    response_bytes: int
+
+    @classmethod
+    def decode(cls, fields: list[wire.Item]) -> GetByteCodes:
+        """From `[[code hash, ...], bytes]` after the request id. Raises PeerMisbehaved."""
+        wire.as_list(fields, "GetByteCodes", 2)
+        hashes = wire.as_list(fields[0], "code hashes")
+        return cls(
+            tuple(wire.as_bytes(h, "code hash") for h in hashes),
+            wire.as_int(fields[1], "response bytes", 64),
+        )
+
+
+@dataclass(frozen=True)
+class GetTrieNodes:
+    """Trie nodes of the state `root` by path: each path set is `[account path]` (a compact
+    path in the account trie) or `[account hash, storage path, ...]` (compact paths in that
+    account's storage trie)."""
+
+    root: bytes
+    paths: tuple[tuple[bytes, ...], ...]
+    response_bytes: int
+
+    @classmethod
+    def decode(cls, fields: list[wire.Item]) -> GetTrieNodes:
+        """From `[root, [[path, ...], ...], bytes]` after the request id. Raises
+        PeerMisbehaved, also for an empty path set (go-ethereum drops such a peer too)."""
+        wire.as_list(fields, "GetTrieNodes", 3)
+        paths = []
+        for group in wire.as_list(fields[1], "trie node paths"):
+            items = wire.as_list(group, "path set")
+            if not items:
+                raise PeerMisbehaved("GetTrieNodes holds an empty path set")
+            paths.append(tuple(wire.as_bytes(p, "trie path") for p in items))
+        return cls(
+            wire.as_hash(fields[0], "state root"),
+            tuple(paths),
+            wire.as_int(fields[2], "response bytes", 64),
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +158,13 @@ class AccountRange:
         proof = tuple(wire.as_bytes(n, "proof node") for n in wire.as_list(fields[1], "proof"))
         return cls(tuple(accounts), proof)
 
+    def encode(self, request_id: int) -> bytes:
+        """The AccountRange message: each body goes as the RLP list it is (go-ethereum's form)."""
+        entries = [wire.encode_raw_list([wire.encode(h), body]) for h, body in self.accounts]
+        return wire.encode_raw_list(
+            [wire.encode(request_id), wire.encode_raw_list(entries), wire.encode(self.proof)]
+        )
+
 
 @dataclass(frozen=True)
 class StorageRanges:
@@ -70,6 +185,10 @@ class StorageRanges:
             slots.append(tuple(entries))
         proof = tuple(wire.as_bytes(n, "proof node") for n in wire.as_list(fields[1], "proof"))
         return cls(tuple(slots), proof)
+
+    def encode(self, request_id: int) -> bytes:
+        """The StorageRanges message."""
+        return wire.encode([request_id, self.slots, self.proof])
 
 
 def decode_byte_strings(fields: list[wire.Item], what: str) -> list[bytes]:

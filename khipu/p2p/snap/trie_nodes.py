@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sha3 import keccak_256
+
 from khipu.p2p import wire
 from khipu.p2p.errors import P2PError, PeerMisbehaved
-from khipu.p2p.keys import keccak256
 
 TERMINATOR = 16
 Nibbles = tuple[int, ...]
@@ -50,32 +51,33 @@ Node = HashRef | Value | Short | Branch
 
 def key_to_nibbles(key: bytes) -> Nibbles:
     """A byte key as nibbles plus the terminator."""
-    nibbles = []
-    for byte in key:
-        nibbles += [byte >> 4, byte & 0x0F]
-    return (*nibbles, TERMINATOR)
+    return (*key.hex().encode().translate(_NIBBLE_VALUES), TERMINATOR)
 
 
-def _compact_to_nibbles(compact: bytes) -> Nibbles:
+def compact_to_nibbles(compact: bytes) -> Nibbles:
+    """A hex-prefix (compact) key as nibbles, with the terminator if it is flagged as a leaf's.
+
+    Raises BadProof for an empty key.
+    """
     if not compact:
         raise BadProof("empty hex-prefix key")
     flag = compact[0] >> 4
-    nibbles: list[int] = []
-    if flag & 1:
-        nibbles.append(compact[0] & 0x0F)
-    for byte in compact[1:]:
-        nibbles += [byte >> 4, byte & 0x0F]
-    if flag & 2:
-        nibbles.append(TERMINATOR)
-    return tuple(nibbles)
+    # hex digits turned into nibble values: one C-level pass instead of a loop per byte
+    nibbles = compact.hex().encode().translate(_NIBBLE_VALUES)[1 if flag & 1 else 2 :]
+    return (*nibbles, TERMINATOR) if flag & 2 else tuple(nibbles)
+
+
+# Nibbles go through hex digits: one C-level pass instead of a Python loop per byte.
+_NIBBLE_VALUES = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
+_HEX_DIGITS = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
 
 
 def _nibbles_to_compact(nibbles: Nibbles) -> bytes:
     leaf = bool(nibbles) and nibbles[-1] == TERMINATOR
-    body = list(nibbles[:-1] if leaf else nibbles)
+    body = nibbles[:-1] if leaf else nibbles
     flag = (2 if leaf else 0) + (len(body) % 2)
-    body = [flag, *body] if len(body) % 2 else [flag, 0, *body]
-    return bytes((body[i] << 4) | body[i + 1] for i in range(0, len(body), 2))
+    digits = bytes((flag, *body) if len(body) % 2 else (flag, 0, *body))
+    return bytes.fromhex(digits.translate(_HEX_DIGITS).decode())
 
 
 def decode_node(item: wire.Item) -> Node:
@@ -93,7 +95,7 @@ def decode_node(item: wire.Item) -> Node:
         return branch
     if len(item) == 2:
         try:
-            key = _compact_to_nibbles(wire.as_bytes(item[0], "node key"))
+            key = compact_to_nibbles(wire.as_bytes(item[0], "node key"))
         except PeerMisbehaved as exc:
             raise BadProof(str(exc)) from exc
         if key and key[-1] == TERMINATOR:
@@ -117,34 +119,41 @@ def _decode_reference(item: wire.Item) -> Node | None:
     raise BadProof(f"child reference of {len(item)} bytes")
 
 
-def _encode(node: Node) -> object:
-    """The RLP structure of a node, children as hashes or embedded structures."""
+def _encode(node: Node) -> bytes:
+    """The RLP of a node, children as hashes or embedded nodes (written out as bytes: this is
+    the inner loop of range-proof verification)."""
     if isinstance(node, Short):
-        child = node.child.data if isinstance(node.child, Value) else _reference(node.child)
-        return [_nibbles_to_compact(node.key), child]
+        child = node.child
+        reference = wire.encode(child.data) if isinstance(child, Value) else _reference(child)
+        return wire.encode_raw_list([wire.encode(_nibbles_to_compact(node.key)), reference])
     if isinstance(node, Branch):
-        items: list[object] = [b"" if c is None else _reference(c) for c in node.children[:16]]
+        items = [b"\x80" if c is None else _reference(c) for c in node.children[:16]]
         value = node.children[16]
-        items.append(value.data if isinstance(value, Value) else b"")
-        return items
+        items.append(wire.encode(value.data) if isinstance(value, Value) else b"\x80")
+        return wire.encode_raw_list(items)
     raise BadProof(f"cannot encode a bare {type(node).__name__}")
 
 
-def _reference(node: Node) -> object:
+def _reference(node: Node) -> bytes:
+    """How a parent's RLP refers to `node`: its hash, or the node itself if under 32 bytes."""
     if isinstance(node, HashRef):
-        return node.hash
-    structure = _encode(node)
-    encoded = wire.encode(structure)
-    return structure if len(encoded) < 32 else keccak256(encoded)
+        return b"\xa0" + node.hash
+    encoded = _encode(node)
+    return encoded if len(encoded) < 32 else b"\xa0" + _keccak(encoded)
+
+
+def _keccak(data: bytes) -> bytes:
+    digest: bytes = keccak_256(data).digest()  # pysha3: several times pycryptodome's speed
+    return digest
 
 
 def root_hash(node: Node | None) -> bytes:
     """The hash of a trie whose root is `node` (the empty trie for None)."""
     if node is None:
-        return keccak256(wire.encode(b""))
+        return _keccak(b"\x80")
     if isinstance(node, HashRef):
         return node.hash
-    return keccak256(wire.encode(_encode(node)))
+    return _keccak(_encode(node))
 
 
 def insert(node: Node | None, key: Nibbles, value: Node) -> Node:
