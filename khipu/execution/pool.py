@@ -35,6 +35,7 @@ import multiprocessing.connection
 import os
 import pickle
 import resource
+import threading
 import time
 import traceback
 from collections import Counter, deque
@@ -58,6 +59,12 @@ PRELOADED_MODULES = [
     "khipu.storage.chain_store",
 ]
 START_METHODS = ("forkserver", "spawn", "fork")
+
+
+def safe_start_method() -> str:
+    """"fork" while this process runs no other thread (cheapest: ~5 ms a worker), else
+    "forkserver": a fork while another thread holds a lock can leave the worker hung on it."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 class WorkerState(enum.Enum):
@@ -121,6 +128,7 @@ class WorkerEnded:
     reason: str
     failed: bool
     exit_code: int | None = None
+    killed: bool = False  # killed by the pool for overrunning its task's time limit
 
 
 WorkerObserver = Callable[[WorkerStarted | WorkerEnded], None]
@@ -194,7 +202,7 @@ class WorkerPool(Generic[T, R]):
             raise ValueError(f"start_method must be one of {START_METHODS}, not {start_method!r}")
         self.start_method = start_method
         self.observer = observer
-        self._context = multiprocessing.get_context(start_method)
+        self._context: Any = multiprocessing.get_context(start_method)
         self._handler_arg: Callable[[T], R] | bytes = handler
         if start_method == "forkserver":
             # Effective only before the server first starts: it is one per node process.
@@ -222,6 +230,20 @@ class WorkerPool(Generic[T, R]):
     def slot_states(self) -> dict[int, str]:
         """Slot -> state of the worker in it, for the occupied slots (read from any thread)."""
         return {worker.slot: worker.state.value for worker in list(self._workers.values())}
+
+    def slot_tasks(self) -> dict[int, int]:
+        """Slot -> tasks done by the worker in it (read from any thread)."""
+        return {worker.slot: worker.tasks_done for worker in list(self._workers.values())}
+
+    def start_workers(self, count: int | None = None) -> int:
+        """Start workers until `count` (default: the cap) are running, so that the first tasks
+        do not wait for them; returns how many were started. Raises WorkerStartFailed."""
+        wanted = min(self.limits.workers, self.limits.workers if count is None else count)
+        started = 0
+        while len(self._workers) < wanted:
+            self._spawn()
+            started += 1
+        return started
 
     def close(self) -> None:
         """Stop every worker; the pool can still be used afterwards (it forks new ones)."""
@@ -284,7 +306,9 @@ class WorkerPool(Generic[T, R]):
         except Exception:
             log.exception("worker pool observer raised on %r", event)
 
-    def _close(self, worker: _Worker, why: str, failed: bool = False) -> None:
+    def _close(
+        self, worker: _Worker, why: str, failed: bool = False, killed: bool = False
+    ) -> None:
         self._set_state(worker, WorkerState.CLOSING)
         log.debug("worker %d closing: %s", worker.wid, why)
         try:
@@ -301,7 +325,8 @@ class WorkerPool(Generic[T, R]):
         if failed:
             self._vacated[worker.slot] = why
         code = worker.process.exitcode
-        self._notify(WorkerEnded(worker.slot, worker.wid, worker.process.pid, why, failed, code))
+        ended = WorkerEnded(worker.slot, worker.wid, worker.process.pid, why, failed, code, killed)
+        self._notify(ended)
 
     # -- running tasks ------------------------------------------------------------------
 
@@ -396,17 +421,18 @@ class WorkerPool(Generic[T, R]):
             overdue = worker.deadline is not None and time.monotonic() >= worker.deadline
             if worker.process.is_alive() and not overdue:
                 continue
-            why = "overran its time limit" if worker.process.is_alive() else "died"
+            overran = worker.process.is_alive()
+            why = "overran its time limit" if overran else "died"
             log.warning("worker %d (pid %s) %s on task %d (exit code %s): retrying the task",
                         worker.wid, worker.process.pid, why, index,
                         worker.process.exitcode)  # fmt: skip
-            self.counters["timeouts" if worker.process.is_alive() else "deaths"] += 1
+            self.counters["timeouts" if overran else "deaths"] += 1
             self.counters["retries"] += 1
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
             worker.task = None
-            self._close(worker, why, failed=True)
+            self._close(worker, why, failed=True, killed=overran)
             failures[index] += 1
             pending.appendleft(index)
         return error
