@@ -139,7 +139,11 @@ class ParallelBlockExecutor:
         method = start_method or safe_start_method()
         pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), method)
         return cls(
-            chain, LocalPool(pool), workers=workers, metrics=metrics, always_parallel=always_parallel
+            chain,
+            LocalPool(pool),
+            workers=workers,
+            metrics=metrics,
+            always_parallel=always_parallel,
         )
 
     def can_parallel(self, block: BlockAPI) -> bool:
@@ -155,7 +159,9 @@ class ParallelBlockExecutor:
             execution = self.adaptive.execute(block)
         else:
             count = len(block.transactions)
-            execution = BlockExecution(execute_block_serial(self.chain, block), "serial-only", count)
+            execution = BlockExecution(
+                execute_block_serial(self.chain, block), "serial-only", count
+            )
         self._record(block, execution, time.perf_counter() - started)
         return execution.block
 

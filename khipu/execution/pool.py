@@ -62,7 +62,7 @@ START_METHODS = ("forkserver", "spawn", "fork")
 
 
 def safe_start_method() -> str:
-    """"fork" while this process runs no other thread (cheapest: ~5 ms a worker), else
+    """ "fork" while this process runs no other thread (cheapest: ~5 ms a worker), else
     "forkserver": a fork while another thread holds a lock can leave the worker hung on it."""
     return "fork" if threading.active_count() == 1 else "forkserver"
 
@@ -306,9 +306,7 @@ class WorkerPool(Generic[T, R]):
         except Exception:
             log.exception("worker pool observer raised on %r", event)
 
-    def _close(
-        self, worker: _Worker, why: str, failed: bool = False, killed: bool = False
-    ) -> None:
+    def _close(self, worker: _Worker, why: str, failed: bool = False, killed: bool = False) -> None:
         self._set_state(worker, WorkerState.CLOSING)
         log.debug("worker %d closing: %s", worker.wid, why)
         try:

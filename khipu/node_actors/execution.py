@@ -317,4 +317,6 @@ class ExecutionClient:
                 log.warning("%s failed running speculation (attempt %d of %d): %r",
                             self.handle.path, attempt, self.attempts, error)  # fmt: skip
                 failure = error
-        raise SpeculationUnavailable(f"{self.handle.path} failed {self.attempts} times: {failure!r}")
+        raise SpeculationUnavailable(
+            f"{self.handle.path} failed {self.attempts} times: {failure!r}"
+        )
