@@ -6,7 +6,8 @@ the plan is empty and `check` is a dictionary lookup.
 
 Points: `StorageWriter.start`, `StorageWriter.import_block`, `Importer.next_block`,
 `HealthMonitor.tick`, `ExecutionSupervisor.run_tasks`, `RpcServer.check`. From the command
-line (the node's process tests) the plan comes from the environment: `KHIPU_FAULTS="StorageWriter.start=raise:always"`, `"Importer.next_block=stall:3"`.
+line (the node's process tests) the plan comes from the environment:
+`KHIPU_FAULTS="StorageWriter.start=raise:always"`, `"Importer.next_block=stall:3"`.
 """
 
 from __future__ import annotations

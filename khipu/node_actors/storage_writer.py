@@ -47,8 +47,8 @@ class StorageWriter(SupervisedActor):
     resumes exactly where the last complete commit left the store. With `execution` settings,
     blocks are executed by a ParallelBlockExecutor whose speculation runs on the sibling
     ExecutionSupervisor (`execution_path` below the root) and whose merge runs here. An invalid
-    block raises `BlockRejected` to the asker only; any other error fails this incarnation (the store is
-    closed before the supervisor hears of it, so the next incarnation can reopen it).
+    block raises `BlockRejected` to the asker only; any other error fails this incarnation (the
+    store is closed before the supervisor hears of it, so the next incarnation can reopen it).
     """
 
     def __init__(
