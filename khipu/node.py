@@ -148,13 +148,6 @@ class Node:
                     ),
                 )
             )
-        rpc = self.rpc
-        if rpc is not None:
-            optional.append(
-                ChildSpec(
-                    "RpcServer", lambda ctx: RpcServerActor.start(ctx, rpc, faults=self.faults)
-                )
-            )
         return [
             ChildSpec(
                 "StorageWriter",
@@ -229,15 +222,16 @@ class Node:
                 self.metrics_server = MetricsServer(self.metrics, addr, port).start()
             except OSError as error:
                 raise MetricsUnavailable(addr, port, error) from error
-        if self.settings.rpc is not None:
-            try:
-                self._bind_rpc(self.settings.rpc)
-            except RpcUnavailable:
-                self.close()
-                raise
         self.tree = SupervisionTree(
             "NodeSupervisor", self.child_specs(files), self.settings.strategy
         )
+        if self.settings.rpc is not None:
+            # The StorageWriter (started first, synchronously) has published its store by now.
+            try:
+                self._bind_rpc(self.settings.rpc)
+            except RpcUnavailable:
+                self.shutdown("the JSON-RPC address cannot be bound")
+                raise
         if self.settings.p2p is not None:
             try:
                 self._start_p2p(self.settings.p2p)
@@ -274,8 +268,8 @@ class Node:
 
     def _bind_rpc(self, config: RpcConfig) -> None:
         """Bind JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the
-        WebSocket port too; the RpcServer actor adopts the servers and rebinds the same ports
-        after a restart. Raises RpcUnavailable if a port cannot be bound."""
+        WebSocket port too; the RpcServer actor, added to the tree, adopts the servers and
+        rebinds the same ports after a restart. Raises RpcUnavailable if a port cannot be bound."""
         self.rpc = RpcEndpoints(
             self.live_store, self.rules, self.selection.genesis, self.health_snapshot
         )
@@ -283,6 +277,12 @@ class Node:
             self.rpc.bind(config)
         except OSError as error:
             raise RpcUnavailable(config.host, config.port, error) from error
+        rpc = self.rpc
+        spec = ChildSpec(
+            "RpcServer", lambda ctx: RpcServerActor.start(ctx, rpc, faults=self.faults)
+        )
+        assert self.tree is not None
+        self.tree.add_child(spec)
 
     @property
     def rpc_servers(self) -> list[Any]:

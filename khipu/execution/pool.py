@@ -364,9 +364,16 @@ class WorkerPool(Generic[T, R]):
         return [w for w in self._workers.values() if w.state is WorkerState.BUSY]
 
     def _free_worker(self) -> _Worker | None:
-        for worker in self._workers.values():
-            if worker.state in (WorkerState.READY, WorkerState.IDLE):
-                return worker
+        for worker in list(self._workers.values()):
+            if worker.state not in (WorkerState.READY, WorkerState.IDLE):
+                continue
+            if not worker.process.is_alive():  # killed while idle: replace it
+                log.warning("worker %d (pid %s) died while idle (exit code %s)",
+                            worker.wid, worker.process.pid, worker.process.exitcode)  # fmt: skip
+                self.counters["deaths"] += 1
+                self._close(worker, "died", failed=True)
+                continue
+            return worker
         if len(self._workers) < self.limits.workers:
             return self._spawn()
         return None

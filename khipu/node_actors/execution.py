@@ -56,7 +56,9 @@ class ExecutionSettings:
     """How the ExecutionSupervisor runs its pool (see PoolLimits for the limits)."""
 
     workers: int
-    task_timeout: float | None = 300.0
+    # Below the default --health.stall (60 s): a hung worker is replaced before the writer that
+    # waits for its task is taken for stalled.
+    task_timeout: float | None = 30.0
     idle_timeout: float = 60.0
     reclaim_interval: float = 10.0
     max_tasks: int | None = 10_000
@@ -196,10 +198,11 @@ class ExecutionSupervisor(SupervisedActor):
         super()._actor_loop_teardown()
 
     def _close_pool(self) -> None:
-        pool, self.pool = self.pool, None
+        pool = self.pool
         if pool is not None:
-            pool.close()
+            pool.close()  # its observer still sees the workers leave
             self._publish_metrics(pool)
+        self.pool = None
         for slot in self._slots.values():
             slot.set_state(ChildState.STOPPED, "execution supervisor stopped")
 
