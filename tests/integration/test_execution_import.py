@@ -1,5 +1,6 @@
-"""`khipu import --execution.parallel` and `khipu run --execution.parallel` reach the same head
-and state root as serial execution (generated chain, ethtest chain, rpc-compat-prague chain)."""
+"""`khipu import` and `khipu run` reach the same head and state root with `--serial`, `--workers 1`
+and `--workers 2` (generated chain, ethtest chain, rpc-compat-prague chain); every block logs its
+line; the adaptive choice runs an AMM chain's conflicting blocks serially."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def import_json(
 ETHTEST_BLOCKS = 40  # blocks 11 (56 txs) and 12 (3 txs) of the ethtest chain run in parallel
 
 
+def block_lines(stderr: str) -> list[dict[str, str]]:
+    """The fields of every 'block executed' line of stderr."""
+    return [
+        dict(re.findall(r"(\w+)=(\S+)", line))
+        for line in stderr.splitlines()
+        if 'msg="block executed"' in line
+    ]
+
+
 def modes(stderr: str) -> dict[str, int]:
     """Blocks per execution mode from the 'parallel execution: ...' line of stderr."""
     line = next(line for line in stderr.splitlines() if line.startswith("parallel execution:"))
@@ -39,14 +49,24 @@ def modes(stderr: str) -> dict[str, int]:
 
 
 def serial_and_parallel(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, genesis: Path, chain: Path
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    genesis: Path,
+    chain: Path,
+    workers: tuple[int, ...] = (2,),
 ) -> tuple[dict[str, object], dict[str, object], dict[str, int]]:
-    serial, serial_err = import_json(capsys, tmp_path / "serial", genesis, chain)
-    assert "parallel execution" not in serial_err
-    parallel, parallel_err = import_json(
-        capsys, tmp_path / "parallel", genesis, chain, "--execution.parallel",
-        "--execution.workers", "2",
-    )  # fmt: skip
+    """Import serially, then with each worker count (every eligible block in parallel); every
+    parallel import must reach the serial head. The last import's summary and modes."""
+    serial, serial_err = import_json(capsys, tmp_path / "serial", genesis, chain, "--serial")
+    assert "parallel execution" not in serial_err and not block_lines(serial_err)
+    for count in workers:
+        parallel, parallel_err = import_json(
+            capsys, tmp_path / f"workers-{count}", genesis, chain, "--workers", str(count),
+            "--no-adaptive",
+        )  # fmt: skip
+        assert parallel["head"] == serial["head"], count
+        assert (parallel["blocks"], parallel["txs"]) == (serial["blocks"], serial["txs"])
+        assert len(block_lines(parallel_err)) == parallel["blocks"]
     return serial, parallel, modes(parallel_err)
 
 
@@ -59,7 +79,7 @@ def test_generated_mixed_chain_parallel_equals_serial(
     mixed_chain: GeneratedChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     serial, parallel, counts = serial_and_parallel(
-        capsys, tmp_path, mixed_chain.genesis_path, mixed_chain.chain_path
+        capsys, tmp_path, mixed_chain.genesis_path, mixed_chain.chain_path, workers=(1, 2)
     )
     assert parallel["head"] == serial["head"]
     assert parallel["head"]["hash"] == "0x" + mixed_chain.head_hash.hex()  # type: ignore[index]
@@ -76,7 +96,9 @@ def test_ethtest_chain_parallel_equals_serial(
     if not conformance_full():  # the whole chain (600 blocks) takes ~40 s on 2 loaded cores
         chain = tmp_path / "first-40.rlp"
         chain.write_bytes(b"".join(read_blocks(folder / "chain.rlp")[:ETHTEST_BLOCKS]))
-    serial, parallel, counts = serial_and_parallel(capsys, tmp_path, folder / "genesis.json", chain)
+    serial, parallel, counts = serial_and_parallel(
+        capsys, tmp_path, folder / "genesis.json", chain, workers=(1, 2)
+    )
     assert parallel["head"] == serial["head"]
     assert parallel["blocks"] == serial["blocks"]
     assert counts.get("parallel", 0) >= 1, counts
@@ -91,7 +113,7 @@ def test_rpc_compat_chain_with_pre_byzantium_blocks_parallel_equals_serial(
     )
     assert parallel["head"] == serial["head"]
     assert parallel["blocks"] == serial["blocks"] == 45
-    assert counts.get("serial", 0) >= 8, counts  # blocks 1..8 are before Byzantium (block 9)
+    assert counts.get("serial-only", 0) >= 8, counts  # blocks 1..8: before Byzantium (block 9)
 
 
 def test_parallel_import_of_a_bad_block_fails_like_serial(
@@ -105,8 +127,7 @@ def test_parallel_import_of_a_bad_block_fails_like_serial(
     bad = tmp_path / "bad.rlp"
     bad.write_bytes(b"".join([*blocks[:2], rlp.encode(block)]))
     args = ["import", "--datadir", str(tmp_path / "d"), "--genesis", str(mixed_chain.genesis_path)]
-    code = main([*args, "--no-seal-check", "--execution.parallel", "--execution.workers", "2",
-                 str(bad)])  # fmt: skip
+    code = main([*args, "--no-seal-check", "--workers", "2", "--no-adaptive", str(bad)])
     err = capsys.readouterr().err
     assert code == 1, err
     assert "invalid block #3" in err and "state root" in err, err
@@ -122,11 +143,35 @@ def test_run_with_parallel_execution_reaches_the_reference_head(
     reference: ReferenceChain, tmp_path: Path
 ) -> None:
     datadir = tmp_path / "datadir"
-    node = NodeProcess(
-        run_args(reference, datadir, "--no-p2p", "--execution.parallel", "--execution.workers", "2")
-    )
+    node = NodeProcess(run_args(reference, datadir, "--no-p2p", "--workers", "2", "--no-adaptive"))
     node.wait_for(r'msg="import finished"')
     assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
     stopped = node.matching("parallel execution stopped")
     assert stopped and "parallel" in stopped[0].split("blocks=", 1)[1], "\n".join(node.lines)
+    lines = block_lines("\n".join(node.lines))
+    assert [int(line["block"]) for line in lines] == list(range(1, reference.blocks + 1))
+    assert {line["mode"] for line in lines} == {"parallel"}
     assert_reference_head(reference, datadir)
+
+
+def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    amm = generate_chain(tmp_path / "amm", 10, 24, "amm", 5)  # swaps on one pool: all conflict
+    serial, _ = import_json(
+        capsys, tmp_path / "serial", amm.genesis_path, amm.chain_path, "--serial"
+    )
+    adaptive, err = import_json(
+        capsys, tmp_path / "adaptive", amm.genesis_path, amm.chain_path, "--workers", "2"
+    )
+    assert adaptive["head"] == serial["head"]
+    assert adaptive["head"]["hash"] == "0x" + amm.head_hash.hex()  # type: ignore[index]
+    lines = block_lines(err)
+    assert len(lines) == 10
+    first_parallel = next(line for line in lines if line["mode"] == "parallel")
+    assert int(first_parallel["reexecuted"]) > int(first_parallel["txs"]) // 2
+    assert float(first_parallel["parallel_rate"]) < 0.5
+    counts = modes(err)
+    # After one parallel block that re-ran most of its transactions, serial is chosen; parallel
+    # comes back only as the periodic probe.
+    assert counts.get("serial", 0) >= 8 and counts.get("parallel", 0) <= 2, counts
