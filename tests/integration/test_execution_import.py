@@ -175,3 +175,53 @@ def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
     # After one parallel block that re-ran most of its transactions, serial is chosen; parallel
     # comes back only as the periodic probe.
     assert counts.get("serial", 0) >= 8 and counts.get("parallel", 0) <= 2, counts
+
+
+class UnavailableWorkers:
+    """A task runner whose workers never answer (an ExecutionSupervisor gone for good)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def map(self, tasks: object) -> list[list[object]]:
+        from khipu.execution.block_executor import SpeculationUnavailable
+
+        self.calls += 1
+        raise SpeculationUnavailable("no worker answers")
+
+
+def test_blocks_whose_speculation_is_unavailable_run_serially(
+    mixed_chain: GeneratedChain, tmp_path: Path
+) -> None:
+    from khipu.actors.metrics import NodeMetrics
+    from khipu.chain.config import Genesis
+    from khipu.chain.import_job import import_files
+    from khipu.chain.rules import ChainRules
+    from khipu.execution.block_executor import ParallelBlockExecutor
+    from khipu.storage.chain_store import ChainStore
+
+    document = json.loads(mixed_chain.genesis_path.read_text())
+    genesis = Genesis.from_json(document)
+    runner, metrics = UnavailableWorkers(), NodeMetrics()
+    executors: list[ParallelBlockExecutor] = []
+
+    def executor(chain: object) -> ParallelBlockExecutor:
+        made = ParallelBlockExecutor(chain, runner, workers=2, metrics=metrics)  # type: ignore[arg-type]
+        executors.append(made)
+        return made
+
+    store = ChainStore.open(tmp_path / "d", genesis, document)
+    try:
+        summary = import_files(
+            store, ChainRules(genesis.config), [mixed_chain.chain_path], check_seal=False,
+            executor=executor,
+        )  # fmt: skip
+    finally:
+        store.close()
+    assert summary.head.hash == mixed_chain.head_hash
+    assert runner.calls >= 1
+    assert executors[0].modes["serial-fallback"] == runner.calls
+    fallback = metrics.registry.get_sample_value(
+        "khipu_blocks_executed_total", {"mode": "serial-fallback"}
+    )
+    assert fallback == runner.calls
