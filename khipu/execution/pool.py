@@ -257,12 +257,14 @@ class WorkerPool(Generic[T, R]):
         self.close()
 
     def reclaim_idle(self) -> int:
-        """Close workers idle longer than `idle_timeout`; returns how many were closed."""
+        """Close workers idle (or ready and never used) longer than `idle_timeout`; returns how
+        many were closed."""
         now = time.monotonic()
         stale = [
             w
             for w in self._workers.values()
-            if w.state is WorkerState.IDLE and now - w.idle_since >= self.limits.idle_timeout
+            if w.state in (WorkerState.READY, WorkerState.IDLE)
+            and now - w.idle_since >= self.limits.idle_timeout
         ]
         for worker in stale:
             self.counters["reclaimed"] += 1

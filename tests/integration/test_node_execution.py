@@ -220,3 +220,35 @@ def test_the_rpc_server_is_restarted_on_the_same_port_and_health_is_there_at_sta
     assert int(str(rpc_call(url, "eth_blockNumber")), 16) == chain.blocks
     assert "RpcServingStopped" in str(slot.last_error)
     finish_and_check(node, chain, tmp_path / "datadir")
+
+
+def test_idle_workers_are_reclaimed_on_the_supervisors_timer(
+    chain: ReferenceChain, tmp_path: Path
+) -> None:
+    from khipu.actors import ChildSpec, SupervisionTree
+    from khipu.actors.metrics import NodeMetrics
+    from khipu.node_actors.execution import ExecutionSupervisor
+
+    selection = chain.selection(tmp_path / "datadir")
+    settings = ExecutionSettings(workers=2, idle_timeout=0.5, reclaim_interval=0.2)
+    metrics = NodeMetrics()
+    spec = ChildSpec(
+        "ExecutionSupervisor",
+        lambda ctx: ExecutionSupervisor.start(ctx, selection, settings, metrics=metrics),
+    )
+    tree = SupervisionTree("NodeSupervisor", [spec], fast_strategy(5))
+    try:
+        supervisor = tree.table.slot("ExecutionSupervisor")
+
+        def worker_names() -> list[str]:
+            subtree = supervisor.subtree
+            return [slot.name for slot in subtree.slots] if subtree is not None else []
+
+        wait_until(lambda: worker_names() == ["worker-0", "worker-1"], 60, "the warm-up")
+        wait_until(lambda: worker_names() == [], 30, "the idle workers to be reclaimed")
+        gauge = metrics.registry.get_sample_value
+        assert gauge("khipu_execution_workers", {"state": "idle"}) == 0
+        assert gauge("khipu_execution_workers", {"state": "ready"}) == 0
+        assert supervisor.restarts == 0
+    finally:
+        tree.shutdown("test over")
