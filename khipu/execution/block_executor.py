@@ -44,7 +44,7 @@ from khipu.execution.executor import (
     execute_block_serial,
     supports_parallel,
 )
-from khipu.execution.pool import PoolLimits, TaskError, WorkerPool, safe_start_method
+from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
 from khipu.logs import event
 
 log = logging.getLogger("khipu.execution")
@@ -130,14 +130,16 @@ class ParallelBlockExecutor:
         datadir: Path,
         *,
         workers: int,
-        start_method: str | None = None,
+        start_method: str = "forkserver",
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
     ) -> ParallelBlockExecutor:
-        """An executor with a pool of its own over `datadir` (`close()` stops it). The start
-        method defaults to `safe_start_method()`."""
-        method = start_method or safe_start_method()
-        pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), method)
+        """An executor with a pool of its own over `datadir` (`close()` stops it).
+
+        Workers come from the forkserver even in a single-threaded process: a forked worker
+        would inherit the open store's lock (a flock) and, orphaned by a SIGKILL of this
+        process, keep the datadir locked."""
+        pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), start_method)
         return cls(
             chain,
             LocalPool(pool),

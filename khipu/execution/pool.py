@@ -9,8 +9,9 @@ Workers start in one of two ways (`start_method`):
   when the pool is made, so later changes to it in this process do not reach new workers.
 - "spawn": each worker is a fresh interpreter that imports everything itself (about a second
   with py-evm); kept for comparison and for platforms without forkserver.
-- "fork": workers are forked from this process and inherit everything, including in-memory state
-  and handlers that cannot be pickled (closures). Only safe in a process without other threads.
+- "fork": workers are forked from this process and inherit everything, including in-memory state,
+  handlers that cannot be pickled (closures) and open files with their locks: only for a process
+  without other threads that holds no lock a worker must not keep (a store's), e.g. tests.
 
 Either way tasks and results travel pickled over a pipe.
 
@@ -35,7 +36,6 @@ import multiprocessing.connection
 import os
 import pickle
 import resource
-import threading
 import time
 import traceback
 from collections import Counter, deque
@@ -59,12 +59,6 @@ PRELOADED_MODULES = [
     "khipu.storage.chain_store",
 ]
 START_METHODS = ("forkserver", "spawn", "fork")
-
-
-def safe_start_method() -> str:
-    """ "fork" while this process runs no other thread (cheapest: ~5 ms a worker), else
-    "forkserver": a fork while another thread holds a lock can leave the worker hung on it."""
-    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 class WorkerState(enum.Enum):

@@ -38,7 +38,7 @@ PATIENT = HealthConfig(
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> ReferenceChain:
-    return make_chain(tmp_path_factory.mktemp("node-exec"), blocks=8, txs_per_block=16, seed=13)
+    return make_chain(tmp_path_factory.mktemp("node-exec"), blocks=6, txs_per_block=12, seed=13)
 
 
 @pytest.fixture
