@@ -40,6 +40,8 @@ CONFIG_KEYS: dict[tuple[str, str], str] = {
     ("node", "datadir"): "datadir",
     ("log", "format"): "log_format",
     ("log", "level"): "log_level",
+    ("execution", "workers"): "workers",
+    ("execution", "serial"): "serial",
 }
 
 

@@ -7,7 +7,6 @@ signal (GracefulShutdown) or for supervision to give up, and returns the exit co
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -39,15 +38,16 @@ from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.devnet.generate import DevChainSpec, generate_chain
 from khipu.logs import event
+from khipu.node_actors.execution import ExecutionSettings, ExecutionSupervisor
 from khipu.node_actors.faults import FaultPlan
 from khipu.node_actors.health import NodeHealthMonitor
 from khipu.node_actors.importer import Importer
 from khipu.node_actors.live_store import LiveStore
 from khipu.node_actors.progress import ImportStatus
+from khipu.node_actors.rpc_service import RpcEndpoints, RpcServerActor
 from khipu.node_actors.storage_writer import StorageWriter
 from khipu.p2p.host import P2PConfig, P2PHost, P2PUnavailable
 from khipu.rpc.config import RpcConfig
-from khipu.rpc.server import RpcServer
 from khipu.storage.chain_store import ChainStore, GenesisMismatch
 
 log = logging.getLogger("khipu.node")
@@ -79,7 +79,7 @@ class NodeSettings:
     import_files: tuple[Path, ...] = ()
     dev_chain: DevChainSpec | None = None
     check_seal: bool = True
-    execution_workers: int | None = None  # None: serial execution; else the parallel workers
+    execution: ExecutionSettings | None = None  # None: serial execution
     health: HealthConfig = field(default_factory=HealthConfig)
     metrics: MetricsSettings | None = None  # None: no metrics server
     strategy: SupervisionStrategy = field(default_factory=default_strategy)
@@ -128,7 +128,7 @@ class Node:
         self.metrics_server: MetricsServer | None = None
         self.tree: SupervisionTree | None = None
         self.live_store = LiveStore()
-        self.rpc_servers: list[RpcServer] = []
+        self.rpc: RpcEndpoints | None = None
         self.p2p_host: P2PHost | None = None
 
     # -- the tree ------------------------------------------------------------------------------
@@ -137,6 +137,17 @@ class Node:
         """The children of NodeSupervisor, in start order (stopped in reverse)."""
         settings, selection = self.settings, self.selection
         writer_open_timeout = 30.0
+        execution = settings.execution
+        optional: list[ChildSpec] = []
+        if execution is not None:
+            optional.append(
+                ChildSpec(
+                    "ExecutionSupervisor",
+                    lambda ctx: ExecutionSupervisor.start(
+                        ctx, selection, execution, metrics=self.metrics, faults=self.faults
+                    ),
+                )
+            )
         return [
             ChildSpec(
                 "StorageWriter",
@@ -144,7 +155,7 @@ class Node:
                     ctx,
                     selection,
                     check_seal=settings.check_seal,
-                    execution_workers=settings.execution_workers,
+                    execution=execution,
                     status=self.import_status,
                     metrics=self.metrics,
                     faults=self.faults,
@@ -154,6 +165,7 @@ class Node:
                 stop_timeout=settings.writer_stop_timeout,
                 start_timeout=writer_open_timeout + 5.0,
             ),
+            *optional,
             ChildSpec(
                 "Importer",
                 lambda ctx: Importer.start(
@@ -216,7 +228,7 @@ class Node:
         if self.settings.rpc is not None:
             # The StorageWriter (started first, synchronously) has published its store by now.
             try:
-                self._start_rpc(self.settings.rpc)
+                self._bind_rpc(self.settings.rpc)
             except RpcUnavailable:
                 self.shutdown("the JSON-RPC address cannot be bound")
                 raise
@@ -251,30 +263,31 @@ class Node:
             log.warning("devp2p is off: %s (choose a free one with --port)", error)
             return
         self.p2p_host = host
-        for server in self.rpc_servers:  # admin_nodeInfo, net_listening, net_peerCount
-            server.context.p2p_info = host.node_info
+        if self.rpc is not None:  # admin_nodeInfo, net_listening, net_peerCount
+            self.rpc.set_p2p_info(host.node_info)
 
-    def _start_rpc(self, config: RpcConfig) -> None:
-        """Serve JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the
-        WebSocket port too. Raises RpcUnavailable if a port cannot be bound."""
-        from khipu.rpc.server import start_rpc
+    def _bind_rpc(self, config: RpcConfig) -> None:
+        """Bind JSON-RPC over the writer's live store, on the HTTP port and, with --ws, on the
+        WebSocket port too; the RpcServer actor, added to the tree, adopts the servers and
+        rebinds the same ports after a restart. Raises RpcUnavailable if a port cannot be bound."""
+        self.rpc = RpcEndpoints(
+            self.live_store, self.rules, self.selection.genesis, self.health_snapshot
+        )
+        try:
+            self.rpc.bind(config)
+        except OSError as error:
+            raise RpcUnavailable(config.host, config.port, error) from error
+        rpc = self.rpc
+        spec = ChildSpec(
+            "RpcServer", lambda ctx: RpcServerActor.start(ctx, rpc, faults=self.faults)
+        )
+        assert self.tree is not None
+        self.tree.add_child(spec)
 
-        configs = [config]
-        if config.ws_port is not None:
-            configs.append(dataclasses.replace(config, port=config.ws_port, ws_port=None))
-        for each in configs:
-            try:
-                server = start_rpc(
-                    self.live_store,  # type: ignore[arg-type]  # a ChainStore proxy
-                    self.rules,
-                    each,
-                    health=self.health_snapshot,
-                    genesis=self.selection.genesis,
-                )
-            except OSError as error:
-                raise RpcUnavailable(each.host, each.port, error) from error
-            self.rpc_servers.append(server)
-            event(log, "json-rpc serving", url=server.url)
+    @property
+    def rpc_servers(self) -> list[Any]:
+        """The JSON-RPC servers running now (none while the RpcServer actor restarts)."""
+        return list(self.rpc.servers) if self.rpc is not None else []
 
     def _dev_chain_file(self, spec: DevChainSpec) -> Path:
         folder = self.selection.datadir / "devchain"
@@ -316,8 +329,8 @@ class Node:
         if self.p2p_host is not None:
             self.p2p_host.stop()
             self.p2p_host = None
-        while self.rpc_servers:
-            self.rpc_servers.pop().stop()
+        if self.rpc is not None:
+            self.rpc.stop_all()
         if self.metrics_server is not None:
             self.metrics_server.stop()
             self.metrics_server = None

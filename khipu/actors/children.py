@@ -61,6 +61,14 @@ class ChildRuntime(abc.ABC):
         """The operating-system process id for a process child, else None."""
         return None
 
+    def activity(self) -> str | None:
+        """What a worker is doing now ("busy", "idle", ...), for kinds that say; else None."""
+        return None
+
+    def processed(self) -> int | None:
+        """Tasks done, for kinds that count them without a heartbeat; else None."""
+        return None
+
     def heartbeat(self, message: Any) -> pykka.Future[Any] | None:
         """Send a heartbeat and return the future of its answer, or None if this kind has none."""
         return None

@@ -69,6 +69,7 @@ class ActorHealth:
     last_heartbeat_at: float | None
     pid: int | None = None
     missed_heartbeats: int = 0  # in a row, for the current incarnation
+    activity: str | None = None  # a worker process's own state: busy, idle, ...
 
 
 @dataclass
@@ -138,6 +139,8 @@ class HealthMonitor(SupervisedActor):
         self._misses: dict[tuple[int, int], int] = {}  # (slot uid, incarnation) -> in a row
 
     def on_start(self) -> None:
+        # The first round right away, so khipu_health shows the tree as soon as the node is up.
+        self.actor_ref.tell(HealthTick())
         self._timers.every(self.config.heartbeat_interval, HealthTick())
 
     def on_stop(self) -> None:
@@ -223,6 +226,8 @@ class HealthMonitor(SupervisedActor):
                     processed = reply.processed
         elif runtime is not None and slot.state is ChildState.RUNNING and runtime.is_alive():
             last_heartbeat_at = self.board.clock()  # a process: alive is all it can say
+            counted = runtime.processed()
+            processed = counted if counted is not None else processed
         health = ActorHealth(
             actor=self._name(slot),
             kind=runtime.kind if runtime is not None else "actor",
@@ -236,6 +241,7 @@ class HealthMonitor(SupervisedActor):
             last_heartbeat_at=last_heartbeat_at,
             pid=runtime.pid() if runtime is not None else None,
             missed_heartbeats=self._misses.get(key, 0),
+            activity=runtime.activity() if runtime is not None else None,
         )
         return health
 
@@ -304,6 +310,8 @@ def format_health_line(health: ActorHealth, log_format: LogFormat, now: float) -
         fields["last_error_at"] = iso_time(health.last_error_at)
     if health.pid is not None:
         fields["pid"] = health.pid
+    if health.activity is not None:
+        fields["activity"] = health.activity
     if health.missed_heartbeats:
         fields["missed_heartbeats"] = health.missed_heartbeats
     if log_format == "json":

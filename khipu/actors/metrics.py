@@ -54,6 +54,36 @@ class NodeMetrics:
         self.workers = Gauge(
             "khipu_execution_workers", "Worker processes by state.", ["state"], registry=r
         )
+        self.reexecutions = Counter(
+            "khipu_reexecutions",
+            "Transactions re-executed in the merge (their speculative run was not usable).",
+            registry=r,
+        )
+        self.blocks_executed = Counter(
+            "khipu_blocks_executed",
+            "Blocks executed, by mode: parallel, serial (chosen as cheaper), serial-only (cannot "
+            "run in parallel), serial-fallback (the parallel attempt was not usable).",
+            ["mode"],
+            registry=r,
+        )
+        self.execution_tasks = Counter(
+            "khipu_execution_tasks", "Tasks completed by execution worker processes.", registry=r
+        )
+        self.execution_retries = Counter(
+            "khipu_execution_task_retries",
+            "Tasks retried because their worker died or overran its time limit.",
+            registry=r,
+        )
+        self.execution_kills = Counter(
+            "khipu_execution_worker_kills",
+            "Worker processes killed for overrunning a task's time limit.",
+            registry=r,
+        )
+        self.execution_restarts = Counter(
+            "khipu_execution_worker_restarts",
+            "Worker processes started to replace one that died or was killed.",
+            registry=r,
+        )
         # actors
         self.actor_restarts = Counter(
             "khipu_actor_restarts", "Restarts of an actor by its supervisor.", ["actor"], registry=r

@@ -98,9 +98,12 @@ def _row(actor: dict[str, Any], now: float) -> tuple[str, ...]:
     at = actor.get("last_error_at")
     if actor.get("last_error") and isinstance(at, int | float):
         error = f"{error} ({_age(now - at)} ago)"
+    state = str(actor.get("state", "?"))
+    if actor.get("activity"):
+        state += f" ({actor['activity']})"  # a worker process: busy, idle, ...
     return (
         str(actor.get("actor", "?")),
-        str(actor.get("state", "?")),
+        state,
         number("mailbox"),
         number("processed"),
         number("restarts"),

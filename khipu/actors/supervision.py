@@ -75,6 +75,8 @@ class Supervisor(SupervisedActor):
     plain Pykka children are checked for a death nobody reported. `listeners` receive the
     supervision events (ChildFailed, ChildRestarted, ChildStopped, SupervisorGaveUp, TreeStopped)
     in the supervisor's thread, so they must return quickly; nested supervisors inherit them.
+    `added` holds the specs of children added at run time; given the same list, a restarted
+    supervisor starts them again.
     """
 
     def __init__(
@@ -87,8 +89,13 @@ class Supervisor(SupervisedActor):
         clock: Callable[[], float] = time.monotonic,
         watch_interval: float = 1.0,
         listeners: Sequence[Listener] = (),
+        added: list[ChildSpec] | None = None,
     ) -> None:
         super().__init__(context)
+        # Children added at run time, kept across this supervisor's restarts (see add_child).
+        self._added = added if added is not None else []
+        given = {spec.name for spec in children}
+        children = [*children, *(spec for spec in self._added if spec.name not in given)]
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
             raise ValueError(f"{name}: child names must be unique, got {names}")
@@ -168,9 +175,9 @@ class Supervisor(SupervisedActor):
         """Start one more child, after the others (e.g. an actor per connected peer); returns
         its path. Call through the supervisor's mailbox (`handle.call("add_child", spec)`).
 
-        A child added this way is not rebuilt if this supervisor itself is restarted: whoever
-        added it adds it again. Raises RequestRejected if a running child has that name or the
-        supervisor is stopping.
+        A permanent or transient child added this way is started again when this supervisor is
+        restarted (its spec is kept in `added`); a temporary one (e.g. a peer's connection) is
+        not. Raises RequestRejected if a running child has that name or the supervisor is stopping.
         """
         if self._stopping:
             raise RequestRejected(f"{self.actor_path} is stopping, not taking new children")
@@ -181,8 +188,14 @@ class Supervisor(SupervisedActor):
                 self._forget(existing)
         slot = ChildSlot(spec, self.table.path, self.actor_ref)
         self.table.slots.append(slot)
+        self._forget_added(spec.name)
+        if spec.restart is not RestartPolicy.TEMPORARY:
+            self._added.append(spec)
         self._start_child(slot)
         return slot.path
+
+    def _forget_added(self, name: str) -> None:
+        self._added[:] = [spec for spec in self._added if spec.name != name]
 
     def remove_child(self, name: str, reason: str = "removed") -> None:
         """Stop the child called `name` for good and forget it; RequestRejected if there is none."""
@@ -192,6 +205,7 @@ class Supervisor(SupervisedActor):
         if slot.state is not ChildState.STOPPED:
             self._stop_for_good(slot, reason)
         self._forget(slot)
+        self._forget_added(name)
 
     def _slot_for(self, name: str, slot_uid: int | None) -> ChildSlot | None:
         """The child a message is about, or None if it was removed or replaced."""
@@ -380,6 +394,7 @@ class Supervisor(SupervisedActor):
             pending.clear()
 
     def _stop_for_good(self, slot: ChildSlot, reason: str) -> None:
+        self._forget_added(slot.name)  # a restarted supervisor does not bring it back
         slot.set_state(ChildState.STOPPED, reason)
         self._retire(slot, graceful=True)
         logger.warning("%s stopped for good: %s", slot.path, reason)
@@ -485,12 +500,15 @@ def supervisor_spec(
 ) -> ChildSpec:
     """The spec of a nested supervisor, e.g. SyncSupervisor under NodeSupervisor.
 
-    Its stop timeout is long by default: stopping it stops its whole subtree.
+    Its stop timeout is long by default: stopping it stops its whole subtree. Children added to
+    it at run time (`add_child`) are started again by each new incarnation.
     """
+
+    added: list[ChildSpec] = []  # children added at run time, shared by every incarnation
 
     def start(context: ChildContext) -> pykka.ActorRef[Any]:
         ref: pykka.ActorRef[Any] = Supervisor.start(
-            context, name, children, strategy, watch_interval=watch_interval
+            context, name, children, strategy, watch_interval=watch_interval, added=added
         )
         return ref
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
-from pykka.messages import ProxyGetAttr
+from pykka.messages import ProxyCall, ProxyGetAttr
 
 from khipu.actors.children import ChildTable
 from khipu.actors.handle import ActorHandle
@@ -57,6 +57,12 @@ class SupervisionTree:
     def handle(self, path: str, *, timeout: float = 5.0) -> ActorHandle:
         """A lasting handle to the actor at `path` below the root ('SyncSupervisor/FastSync')."""
         return ActorHandle(self.table, path, timeout=timeout)
+
+    def add_child(self, spec: ChildSpec, timeout: float = 30.0) -> str:
+        """Start one more child of the root, after the others; returns its path. Raises
+        RequestRejected as `Supervisor.add_child` does."""
+        call = ProxyCall(attr_path=("add_child",), args=(spec,), kwargs={})
+        return str(self.ref.ask(call, block=True, timeout=timeout))
 
     def shutdown(self, reason: str = "shutdown requested", timeout: float = 30.0) -> TreeStopped:
         """Stop taking work, stop every child in reverse start order, and wait for the root.

@@ -32,22 +32,50 @@ def register(subparsers: Any) -> None:
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
-    """--execution.parallel and --execution.workers (shared by `khipu import` and `khipu run`)."""
+    """--workers, --serial and --no-adaptive (shared by `khipu import` and `khipu run`)."""
     group = parser.add_argument_group("execution")
     group.add_argument(
-        "--execution.parallel",
-        dest="execution_parallel",
-        action="store_true",
-        help="execute each block's transactions in worker processes (same results as serial)",
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="worker processes that run each block's transactions in parallel "
+        "(default: the CPU count; config execution.workers)",
     )
     group.add_argument(
-        "--execution.workers",
-        dest="execution_workers",
-        type=_positive,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="worker processes for --execution.parallel (default: the CPU count)",
+        "--serial",
+        action="store_const",
+        const=True,
+        default=None,
+        help="execute every block serially in this process, with no workers "
+        "(config execution.serial)",
     )
+    group.add_argument(
+        "--no-adaptive",
+        dest="always_parallel",
+        action="store_true",
+        help="run every block that can run in parallel in parallel, even where the adaptive "
+        "choice would run it serially (tests and benchmarks)",
+    )
+
+
+def execution_workers(args: argparse.Namespace) -> int | None:
+    """The worker count the arguments (and config file) ask for, or None for serial execution.
+
+    Raises ValueError for a config file's workers that is not a positive integer or serial that
+    is not true or false.
+    """
+    serial = getattr(args, "serial", None)
+    if serial is not None and not isinstance(serial, bool):
+        raise ValueError(f"execution.serial must be true or false, not {serial!r}")
+    if serial:
+        return None
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        return os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"execution.workers must be a positive integer, not {workers!r}")
+    return workers
 
 
 def _positive(text: str) -> int:
@@ -76,8 +104,9 @@ def run_import(args: argparse.Namespace) -> int:
             return 2
     try:
         selection = select_chain(args)
+        workers = execution_workers(args)
         store = ChainStore.open(selection.datadir, selection.genesis, selection.genesis_json)
-    except (GenesisError, GenesisMismatch, StoreLocked) as exc:
+    except (GenesisError, GenesisMismatch, StoreLocked, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rules = ChainRules(selection.genesis.config)
@@ -89,17 +118,21 @@ def run_import(args: argparse.Namespace) -> int:
     executors: list[ParallelBlockExecutor] = []
 
     def parallel_executor(chain: KhipuChain) -> ParallelBlockExecutor:
-        executor = ParallelBlockExecutor(chain, selection.datadir, workers=args.execution_workers)
+        assert workers is not None
+        executor = ParallelBlockExecutor.with_own_pool(
+            chain, selection.datadir, workers=workers, always_parallel=args.always_parallel
+        )
         executors.append(executor)
         return executor
 
+    block_lines = BlockLines()
     try:
         summary = import_files(
             store,
             rules,
             args.files,
             check_seal=not args.no_seal_check,
-            executor=parallel_executor if args.execution_parallel else None,
+            executor=None if workers is None else parallel_executor,
         )
     except InvalidBlock as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -112,6 +145,7 @@ def run_import(args: argparse.Namespace) -> int:
         for executor in executors:
             executor.close()
             print(f"parallel execution: {executor.summary()}", file=sys.stderr)
+        block_lines.close()
         store.close()
     head = summary.head
     print(
@@ -122,3 +156,27 @@ def run_import(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.as_json()))
     return 0
+
+
+class BlockLines:
+    """Sends the executor's per-block lines ('block executed ...', logfmt) to stderr while
+    `khipu import` runs, without touching the process's other logging."""
+
+    def __init__(self) -> None:
+        import logging
+
+        from khipu.logs import LogfmtFormatter
+
+        self.logger = logging.getLogger("khipu.execution")
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(LogfmtFormatter())
+        self.level, self.propagate = self.logger.level, self.logger.propagate
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+
+    def close(self) -> None:
+        """Put the logger back as it was."""
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+        self.logger.propagate = self.propagate

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from khipu.commands.import_chain import add_execution_arguments
+from khipu.commands.import_chain import add_execution_arguments, execution_workers
 from khipu.config import add_chain_arguments
 from khipu.logs import LOG_FORMATS
 
@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         RpcUnavailable,
         run_node,
     )
+    from khipu.node_actors.execution import ExecutionSettings
     from khipu.node_actors.faults import FaultPlan
     from khipu.rpc.config import rpc_config_from_args
     from khipu.storage.chain_store import GenesisMismatch
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         selection = select_chain(args)
+        workers = execution_workers(args)
         faults = FaultPlan.from_environment()
     except (GenesisError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -184,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
         import_files=tuple(args.import_files),
         dev_chain=DEV_CHAIN if selection.name == "dev" else None,
         check_seal=not args.no_seal_check,
-        execution_workers=args.execution_workers if args.execution_parallel else None,
+        execution=None
+        if workers is None
+        else ExecutionSettings(workers=workers, always_parallel=args.always_parallel),
         health=HealthConfig(
             heartbeat_interval=heartbeat,
             heartbeat_timeout=heartbeat / 2,

@@ -1,76 +1,228 @@
-"""The parallel executor as a `BlockImporter` hook: one long-lived pool over a datadir.
+"""The block executor the importer calls: parallel where it pays, serial where it does not.
 
-`ParallelBlockExecutor` is what `khipu import --execution.parallel` and `khipu run
---execution.parallel` hand to `BlockImporter(executor=...)`. Its workers are forked once (after
-py-evm is imported, so they skip the import) and read the parent state from the datadir through
-`ChainStore.open_readonly`. The store commits each block to Kesque as it persists it, so the
-parent of every block is already visible to them.
+`ParallelBlockExecutor` is what `khipu import` and the node's StorageWriter hand to
+`BlockImporter(executor=...)`. It merges every block on the caller's own chain; only the
+speculation tasks go to a `TaskRunner`: a `WorkerPool` of its own (`khipu import`) or the node's
+ExecutionSupervisor (`khipu run`). Workers read the parent state from the datadir through
+`ChainStore.open_readonly`; the store commits each block as it persists it, so the parent of
+every block is visible to them.
+
+Each block runs in one of four modes, chosen per block:
+
+- parallel: speculation on the workers, then the in-order merge;
+- serial: the AdaptiveExecutor judged serial cheaper (most transactions conflict, as in a block
+  of swaps on one AMM pool), or it is probing serial's cost;
+- serial-only: the block cannot run in parallel (before Byzantium, or fewer than two transactions);
+- serial-fallback: the parallel result disagreed with the header, or no worker could run the
+  speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
+
+Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted, ms) and
+feeds the same figures to the metrics.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol, cast
 
 from eth.abc import BlockAPI
 
+from khipu.actors.metrics import NodeMetrics
 from khipu.chain.chain import KhipuChain
+from khipu.chain.rules import ChainRules
+from khipu.execution.adaptive import AdaptiveExecutor
 from khipu.execution.executor import (
+    BlockExecution,
     DatadirSpeculator,
     SpeculationTask,
     TxOutcome,
     execute_block_parallel,
+    execute_block_serial,
+    supports_parallel,
 )
-from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
+from khipu.logs import event
 
 log = logging.getLogger("khipu.execution")
 
 MIN_TRANSACTIONS = 2  # fewer transactions than this run serially (nothing to overlap)
+MODES = ("parallel", "serial", "serial-only", "serial-fallback")
+
+
+class SpeculationUnavailable(RuntimeError):
+    """No worker could run a block's speculation; the block is then executed serially."""
+
+
+class TaskRunner(Protocol):
+    """Runs speculation tasks on workers and returns their results in order.
+
+    Raises SpeculationUnavailable when it cannot (the block then runs serially).
+    """
+
+    def map(self, tasks: Sequence[SpeculationTask]) -> list[list[TxOutcome]]: ...
+
+
+class LocalPool:
+    """A `TaskRunner` over a `WorkerPool` owned by this process (`khipu import`)."""
+
+    def __init__(self, pool: WorkerPool[SpeculationTask, list[TxOutcome]]) -> None:
+        self.pool = pool
+
+    def map(self, tasks: Sequence[SpeculationTask]) -> list[list[TxOutcome]]:
+        """The pool's results; a task that raised in a worker is SpeculationUnavailable."""
+        try:
+            return self.pool.map(tasks)
+        except TaskError as error:
+            raise SpeculationUnavailable(str(error)) from error
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self.pool.close()
+
+
+def speculation_pool(
+    datadir: Path, rules: ChainRules, limits: PoolLimits, start_method: str
+) -> WorkerPool[SpeculationTask, list[TxOutcome]]:
+    """A pool whose workers speculate on the parent states stored in `datadir`."""
+    # Fresh rules: the caller's may hold VM classes built at run time, which do not pickle.
+    handler = DatadirSpeculator(Path(datadir), ChainRules(rules.config))
+    return WorkerPool(handler, limits, start_method=start_method)
 
 
 class ParallelBlockExecutor:
-    """Executes blocks of `chain` (whose store lives in `datadir`) with `workers` processes.
+    """Executes blocks of `chain` with speculation on `runner` and the merge in this thread.
 
-    Calling it with a block returns the executed block, as py-evm's serial `import_block` would
-    (a parallel result that disagrees with the header is re-run serially inside). Raises py-evm's
-    ValidationError for a block that is invalid. `modes` counts blocks by how they ran
-    ("parallel", "serial", "serial-fallback"). Close it to stop the workers.
+    Calling it with a block returns the executed block, as py-evm's serial `import_block` would;
+    raises py-evm's ValidationError for a block that is invalid. `modes` counts blocks by mode.
+    `workers` is how many tasks a block's transactions are split into. `always_parallel` skips
+    the adaptive choice (every block that can run in parallel does: tests and benchmarks).
     """
 
     def __init__(
         self,
         chain: KhipuChain,
-        datadir: Path,
+        runner: TaskRunner,
         *,
         workers: int,
+        metrics: NodeMetrics | None = None,
+        always_parallel: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
         self.chain = chain
+        self.runner = runner
         self.workers = workers
+        self.metrics = metrics
         self.modes: Counter[str] = Counter()
-        self.pool: WorkerPool[SpeculationTask, list[TxOutcome]] = WorkerPool(
-            DatadirSpeculator(Path(datadir), chain.rules), PoolLimits(workers=workers)
+        self.always_parallel = always_parallel
+        self.adaptive = AdaptiveExecutor(self._run_serial, self._run_parallel, lambda _block: True)
+        self._transactions = 0
+        self._committed = 0  # transactions committed from the speculative pass
+
+    @classmethod
+    def with_own_pool(
+        cls,
+        chain: KhipuChain,
+        datadir: Path,
+        *,
+        workers: int,
+        start_method: str = "forkserver",
+        metrics: NodeMetrics | None = None,
+        always_parallel: bool = False,
+    ) -> ParallelBlockExecutor:
+        """An executor with a pool of its own over `datadir` (`close()` stops it).
+
+        Workers come from the forkserver even in a single-threaded process: a forked worker
+        would inherit the open store's lock (a flock) and, orphaned by a SIGKILL of this
+        process, keep the datadir locked."""
+        pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), start_method)
+        return cls(
+            chain,
+            LocalPool(pool),
+            workers=workers,
+            metrics=metrics,
+            always_parallel=always_parallel,
         )
 
+    def can_parallel(self, block: BlockAPI) -> bool:
+        """Byzantium or later, with at least MIN_TRANSACTIONS transactions."""
+        vm_class = self.chain.rules.vm_class_for_header(block.header)
+        return supports_parallel(vm_class) and len(block.transactions) >= MIN_TRANSACTIONS
+
     def __call__(self, block: BlockAPI) -> BlockAPI:
-        execution = execute_block_parallel(
-            self.chain,
-            block,
-            self.pool,
-            workers=self.workers,
-            min_transactions=MIN_TRANSACTIONS,
-        )
-        self.modes[execution.mode] += 1
-        log.debug("block #%d: %s, %d txs, %d re-executed", block.number, execution.mode,
-                  execution.transactions, execution.reexecuted)  # fmt: skip
+        started = time.perf_counter()
+        if self.can_parallel(block) and self.always_parallel:
+            execution = self._run_parallel(block)
+        elif self.can_parallel(block):
+            execution = self.adaptive.execute(block)
+        else:
+            count = len(block.transactions)
+            execution = BlockExecution(
+                execute_block_serial(self.chain, block), "serial-only", count
+            )
+        self._record(block, execution, time.perf_counter() - started)
         return execution.block
+
+    def _run_serial(self, block: BlockAPI) -> BlockExecution:
+        return BlockExecution(
+            execute_block_serial(self.chain, block), "serial", len(block.transactions)
+        )
+
+    def _run_parallel(self, block: BlockAPI) -> BlockExecution:
+        # execute_block_parallel only calls `map` on its pool: any TaskRunner does.
+        pool = cast(WorkerPool[SpeculationTask, list[TxOutcome]], self.runner)
+        try:
+            return execute_block_parallel(
+                self.chain, block, pool, workers=self.workers, min_transactions=MIN_TRANSACTIONS
+            )
+        except SpeculationUnavailable as error:
+            log.warning("block #%d: speculation unavailable (%s); executing it serially",
+                        block.number, error)  # fmt: skip
+            serial = execute_block_serial(self.chain, block)
+            return BlockExecution(serial, "serial-fallback", len(block.transactions))
+
+    def _record(self, block: BlockAPI, execution: BlockExecution, seconds: float) -> None:
+        """The per-block line and metrics."""
+        mode, count = execution.mode, execution.transactions
+        committed = count - execution.reexecuted if mode == "parallel" else 0
+        rate = committed / count if count else 0.0
+        self.modes[mode] += 1
+        self._transactions += count
+        self._committed += committed
+        event(
+            log,
+            "block executed",
+            block=block.number,
+            mode=mode,
+            txs=count,
+            parallel_rate=f"{rate:.3f}",
+            reexecuted=execution.reexecuted if mode == "parallel" else 0,
+            ms=f"{seconds * 1000:.1f}",
+            speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
+            merge_ms=f"{execution.merge_seconds * 1000:.1f}",
+        )
+        if self.metrics is not None:
+            self.metrics.blocks_executed.labels(mode=mode).inc()
+            if mode == "parallel":
+                self.metrics.reexecutions.inc(execution.reexecuted)
+            if self._transactions:
+                self.metrics.parallel_rate.set(self._committed / self._transactions)
+
+    @property
+    def parallel_rate(self) -> float:
+        """Share of all transactions so far committed from the speculative pass."""
+        return self._committed / self._transactions if self._transactions else 0.0
 
     def summary(self) -> str:
         """How many blocks ran in each mode, for a log line."""
         return ", ".join(f"{count} {mode}" for mode, count in sorted(self.modes.items())) or "none"
 
     def close(self) -> None:
-        """Stop the workers; closing twice is harmless."""
-        self.pool.close()
+        """Stop the runner's workers if they are this executor's own; closing twice is harmless."""
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()

@@ -1,8 +1,19 @@
-"""A pool of worker processes after ChainMaker's VM Engine, forked so they skip py-evm's import.
+"""A pool of worker processes after ChainMaker's VM Engine, started so they skip py-evm's import.
 
-Workers are `multiprocessing` fork-context processes: they inherit the parent's imported modules
-(py-evm's ~1 s import is paid once) and the task handler given to the pool, so handlers need not
-be picklable; tasks and results travel pickled over a pipe.
+Workers start in one of two ways (`start_method`):
+
+- "forkserver" (what the node uses): a single-threaded server process, started once, imports
+  py-evm and khipu's execution modules (`PRELOADED_MODULES`) and forks each worker from itself.
+  The node's own process, which runs actor threads, is never forked. The handler must be
+  picklable (a module-level function or an instance of a module-level class); it is pickled once,
+  when the pool is made, so later changes to it in this process do not reach new workers.
+- "spawn": each worker is a fresh interpreter that imports everything itself (about a second
+  with py-evm); kept for comparison and for platforms without forkserver.
+- "fork": workers are forked from this process and inherit everything, including in-memory state,
+  handlers that cannot be pickled (closures) and open files with their locks: only for a process
+  without other threads that holds no lock a worker must not keep (a store's), e.g. tests.
+
+Either way tasks and results travel pickled over a pipe.
 
 Each worker moves through created -> ready -> busy -> idle -> closing, logged at DEBUG and counted
 in `state_counts()`. The pool never runs more than `workers` processes. An idle worker is reclaimed
@@ -10,6 +21,10 @@ after `idle_timeout` s, a worker is recycled after `max_tasks` tasks, a worker's
 capped at `memory_limit` bytes and its CPU time per task at `cpu_limit` s (RLIMIT_AS, RLIMIT_CPU).
 A task that overruns `task_timeout` s is killed and retried; a worker that dies is replaced and its
 task retried; a task that has killed workers twice runs in the supervisor process, logged.
+
+Workers occupy numbered slots (0 .. workers-1); a replacement takes the slot of the worker it
+replaces. An `observer` hears of every worker start and end (`WorkerStarted`, `WorkerEnded`), so
+a supervisor can show the workers as its children.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import resource
 import time
 import traceback
@@ -34,6 +50,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_WORKER_FAILURES = 2  # a task that killed this many workers runs in the supervisor
+
+# Imported once by the forkserver, so that a worker forked from it starts in milliseconds.
+PRELOADED_MODULES = [
+    "khipu.execution.pool",
+    "khipu.execution.executor",
+    "khipu.chain.chain",
+    "khipu.storage.chain_store",
+]
+START_METHODS = ("forkserver", "spawn", "fork")
 
 
 class WorkerState(enum.Enum):
@@ -53,6 +78,16 @@ class TaskError(Exception):
         self.detail = detail
 
 
+class WorkerStartFailed(RuntimeError):
+    """A worker process died before it was ready (bad handler, resource limit too low)."""
+
+    def __init__(self, slot: int, pid: int | None, exit_code: int | None) -> None:
+        super().__init__(f"worker in slot {slot} (pid {pid}) died while starting: exit {exit_code}")
+        self.slot = slot
+        self.pid = pid
+        self.exit_code = exit_code
+
+
 @dataclass(frozen=True)
 class PoolLimits:
     """Limits of a pool (None: no limit)."""
@@ -65,9 +100,38 @@ class PoolLimits:
     cpu_limit: int | None = None  # CPU seconds per task
 
 
+@dataclass(frozen=True)
+class WorkerStarted:
+    """Worker `wid` (process `pid`) is ready in `slot`; `replaces` says why the slot was empty
+    before ("died", "overran its time limit") when it replaces a worker that failed."""
+
+    slot: int
+    wid: int
+    pid: int | None
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerEnded:
+    """Worker `wid` left `slot`: `reason` is "idle", "recycled ...", "pool closed", "died" or
+    "overran its time limit"; `failed` is True for the last two (exit code in `exit_code`)."""
+
+    slot: int
+    wid: int
+    pid: int | None
+    reason: str
+    failed: bool
+    exit_code: int | None = None
+    killed: bool = False  # killed by the pool for overrunning its task's time limit
+
+
+WorkerObserver = Callable[[WorkerStarted | WorkerEnded], None]
+
+
 @dataclass
 class _Worker:
     wid: int
+    slot: int
     process: BaseProcess
     conn: multiprocessing.connection.Connection
     state: WorkerState = WorkerState.CREATED
@@ -79,9 +143,12 @@ class _Worker:
 
 def _worker_main(
     conn: multiprocessing.connection.Connection,
-    handler: Callable[[Any], Any],
+    handler: Callable[[Any], Any] | bytes,
     limits: PoolLimits,
 ) -> None:
+    if isinstance(handler, bytes):
+        handler = pickle.loads(handler)
+    assert callable(handler)
     if limits.memory_limit is not None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_limit, limits.memory_limit))
     conn.send(("ready", None, None))
@@ -105,16 +172,40 @@ def _worker_main(
 
 
 class WorkerPool(Generic[T, R]):
-    """Runs `handler` on tasks in worker processes; see the module docstring for the rules."""
+    """Runs `handler` on tasks in worker processes; see the module docstring for the rules.
 
-    def __init__(self, handler: Callable[[T], R], limits: PoolLimits | None = None) -> None:
+    Raises ValueError for fewer than one worker or an unknown start method, and
+    pickle.PicklingError (or TypeError, AttributeError) for a forkserver pool whose handler
+    cannot be pickled. `counters` counts "spawned", "tasks", "retries", "timeouts" (killed),
+    "deaths", "recycled", "reclaimed" and "in_process".
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[T], R],
+        limits: PoolLimits | None = None,
+        *,
+        start_method: str = "fork",
+        observer: WorkerObserver | None = None,
+    ) -> None:
         self.handler = handler
         self.limits = limits or PoolLimits()
         if self.limits.workers < 1:
             raise ValueError(f"a pool needs at least one worker, not {self.limits.workers}")
-        self._context = multiprocessing.get_context("fork")
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {START_METHODS}, not {start_method!r}")
+        self.start_method = start_method
+        self.observer = observer
+        self._context: Any = multiprocessing.get_context(start_method)
+        self._handler_arg: Callable[[T], R] | bytes = handler
+        if start_method == "forkserver":
+            # Effective only before the server first starts: it is one per node process.
+            self._context.set_forkserver_preload(PRELOADED_MODULES)
+        if start_method != "fork":
+            self._handler_arg = pickle.dumps(handler)
         self._workers: dict[int, _Worker] = {}
         self._next_id = 0
+        self._vacated: dict[int, str] = {}  # slot -> why its last worker failed
         self.counters: Counter[str] = Counter()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -130,6 +221,24 @@ class WorkerPool(Generic[T, R]):
         """Worker id -> process id of the live workers."""
         return {wid: worker.process.pid for wid, worker in self._workers.items()}
 
+    def slot_states(self) -> dict[int, str]:
+        """Slot -> state of the worker in it, for the occupied slots (read from any thread)."""
+        return {worker.slot: worker.state.value for worker in list(self._workers.values())}
+
+    def slot_tasks(self) -> dict[int, int]:
+        """Slot -> tasks done by the worker in it (read from any thread)."""
+        return {worker.slot: worker.tasks_done for worker in list(self._workers.values())}
+
+    def start_workers(self, count: int | None = None) -> int:
+        """Start workers until `count` (default: the cap) are running, so that the first tasks
+        do not wait for them; returns how many were started. Raises WorkerStartFailed."""
+        wanted = min(self.limits.workers, self.limits.workers if count is None else count)
+        started = 0
+        while len(self._workers) < wanted:
+            self._spawn()
+            started += 1
+        return started
+
     def close(self) -> None:
         """Stop every worker; the pool can still be used afterwards (it forks new ones)."""
         for worker in list(self._workers.values()):
@@ -142,16 +251,18 @@ class WorkerPool(Generic[T, R]):
         self.close()
 
     def reclaim_idle(self) -> int:
-        """Close workers idle longer than `idle_timeout`; returns how many were closed."""
+        """Close workers idle (or ready and never used) longer than `idle_timeout`; returns how
+        many were closed."""
         now = time.monotonic()
         stale = [
             w
             for w in self._workers.values()
-            if w.state is WorkerState.IDLE and now - w.idle_since >= self.limits.idle_timeout
+            if w.state in (WorkerState.READY, WorkerState.IDLE)
+            and now - w.idle_since >= self.limits.idle_timeout
         ]
         for worker in stale:
-            self._close(worker, "idle")
             self.counters["reclaimed"] += 1
+            self._close(worker, "idle")
         return len(stale)
 
     def _set_state(self, worker: _Worker, state: WorkerState) -> None:
@@ -160,23 +271,38 @@ class WorkerPool(Generic[T, R]):
         worker.state = state
 
     def _spawn(self) -> _Worker:
+        taken = {worker.slot for worker in self._workers.values()}
+        slot = min(set(range(self.limits.workers)) - taken)
         parent_conn, child_conn = self._context.Pipe()
         process = self._context.Process(
-            target=_worker_main, args=(child_conn, self.handler, self.limits), daemon=True
+            target=_worker_main, args=(child_conn, self._handler_arg, self.limits), daemon=True
         )
         process.start()
         child_conn.close()
-        worker = _Worker(self._next_id, process, parent_conn)
+        worker = _Worker(self._next_id, slot, process, parent_conn)
         self._next_id += 1
         self._workers[worker.wid] = worker
         self.counters["spawned"] += 1
         log.debug("worker %d (pid %s): created", worker.wid, process.pid)
-        status, _index, _value = parent_conn.recv()  # EOFError if it died at once
+        try:
+            status, _index, _value = parent_conn.recv()
+        except EOFError:
+            self._close(worker, "died while starting", failed=True)
+            raise WorkerStartFailed(slot, process.pid, process.exitcode) from None
         if status == "ready":
             self._set_state(worker, WorkerState.READY)
+        self._notify(WorkerStarted(slot, worker.wid, process.pid, self._vacated.pop(slot, None)))
         return worker
 
-    def _close(self, worker: _Worker, why: str) -> None:
+    def _notify(self, event: WorkerStarted | WorkerEnded) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(event)
+        except Exception:
+            log.exception("worker pool observer raised on %r", event)
+
+    def _close(self, worker: _Worker, why: str, failed: bool = False, killed: bool = False) -> None:
         self._set_state(worker, WorkerState.CLOSING)
         log.debug("worker %d closing: %s", worker.wid, why)
         try:
@@ -190,6 +316,11 @@ class WorkerPool(Generic[T, R]):
             worker.process.join()
         worker.conn.close()
         self._workers.pop(worker.wid, None)
+        if failed:
+            self._vacated[worker.slot] = why
+        code = worker.process.exitcode
+        ended = WorkerEnded(worker.slot, worker.wid, worker.process.pid, why, failed, code, killed)
+        self._notify(ended)
 
     # -- running tasks ------------------------------------------------------------------
 
@@ -229,9 +360,16 @@ class WorkerPool(Generic[T, R]):
         return [w for w in self._workers.values() if w.state is WorkerState.BUSY]
 
     def _free_worker(self) -> _Worker | None:
-        for worker in self._workers.values():
-            if worker.state in (WorkerState.READY, WorkerState.IDLE):
-                return worker
+        for worker in list(self._workers.values()):
+            if worker.state not in (WorkerState.READY, WorkerState.IDLE):
+                continue
+            if not worker.process.is_alive():  # killed while idle: replace it
+                log.warning("worker %d (pid %s) died while idle (exit code %s)",
+                            worker.wid, worker.process.pid, worker.process.exitcode)  # fmt: skip
+                self.counters["deaths"] += 1
+                self._close(worker, "died", failed=True)
+                continue
+            return worker
         if len(self._workers) < self.limits.workers:
             return self._spawn()
         return None
@@ -284,15 +422,18 @@ class WorkerPool(Generic[T, R]):
             overdue = worker.deadline is not None and time.monotonic() >= worker.deadline
             if worker.process.is_alive() and not overdue:
                 continue
-            why = "overran its time limit" if worker.process.is_alive() else "died"
+            overran = worker.process.is_alive()
+            why = "overran its time limit" if overran else "died"
             log.warning("worker %d (pid %s) %s on task %d (exit code %s): retrying the task",
                         worker.wid, worker.process.pid, why, index,
                         worker.process.exitcode)  # fmt: skip
-            self.counters["timeouts" if worker.process.is_alive() else "deaths"] += 1
+            self.counters["timeouts" if overran else "deaths"] += 1
+            self.counters["retries"] += 1
             if worker.process.is_alive():
                 worker.process.kill()
+                worker.process.join()
             worker.task = None
-            self._close(worker, why)
+            self._close(worker, why, failed=True, killed=overran)
             failures[index] += 1
             pending.appendleft(index)
         return error

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from khipu.actors import ChildContext, RequestRejected, SupervisedActor
+from khipu.actors import ActorHandle, ChildContext, RequestRejected, SupervisedActor
 from khipu.actors.metrics import NodeMetrics
 from khipu.chain.chain import open_chain
 from khipu.chain.importer import BlockImporter, InvalidBlock
@@ -15,6 +15,7 @@ from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.execution.block_executor import ParallelBlockExecutor
 from khipu.logs import event
+from khipu.node_actors.execution import ExecutionClient, ExecutionSettings
 from khipu.node_actors.faults import FaultPlan
 from khipu.node_actors.messages import BlockImported, GetHead, ImportBlock, StoredHead
 from khipu.node_actors.progress import ImportStatus
@@ -43,9 +44,11 @@ class StorageWriter(SupervisedActor):
     verified, executed and durable, and `GetHead` with the committed `StoredHead`.
 
     Every incarnation opens the store itself and learns the head from it, so a restarted writer
-    resumes exactly where the last complete commit left the store. An invalid block raises
-    `BlockRejected` to the asker only; any other error fails this incarnation (the store is
-    closed before the supervisor hears of it, so the next incarnation can reopen it).
+    resumes exactly where the last complete commit left the store. With `execution` settings,
+    blocks are executed by a ParallelBlockExecutor whose speculation runs on the sibling
+    ExecutionSupervisor (`execution_path` below the root) and whose merge runs here. An invalid
+    block raises `BlockRejected` to the asker only; any other error fails this incarnation (the
+    store is closed before the supervisor hears of it, so the next incarnation can reopen it).
     """
 
     def __init__(
@@ -54,7 +57,8 @@ class StorageWriter(SupervisedActor):
         selection: ChainSelection,
         *,
         check_seal: bool = True,
-        execution_workers: int | None = None,
+        execution: ExecutionSettings | None = None,
+        execution_path: str = "ExecutionSupervisor",
         status: ImportStatus | None = None,
         metrics: NodeMetrics | None = None,
         faults: FaultPlan | None = None,
@@ -65,7 +69,8 @@ class StorageWriter(SupervisedActor):
         self.publish = publish
         self.selection = selection
         self.check_seal = check_seal
-        self.execution_workers = execution_workers
+        self.execution = execution
+        self.execution_path = execution_path
         self.status = status if status is not None else ImportStatus()
         self.metrics = metrics
         self.faults = faults if faults is not None else FaultPlan()
@@ -81,10 +86,8 @@ class StorageWriter(SupervisedActor):
         self.store = self._open_store()
         rules = ChainRules(self.selection.genesis.config)
         chain = open_chain(rules, self.store.db)
-        if self.execution_workers is not None:
-            self.executor = ParallelBlockExecutor(
-                chain, self.selection.datadir, workers=self.execution_workers
-            )
+        if self.execution is not None:
+            self.executor = self._parallel_executor(chain, self.execution)
         self.block_importer = BlockImporter(
             chain, check_seal=self.check_seal, executor=self.executor
         )
@@ -100,6 +103,18 @@ class StorageWriter(SupervisedActor):
             head=head.block_number,
             hash="0x" + head.hash.hex(),
             incarnation=self.incarnation,
+        )
+
+    def _parallel_executor(self, chain: Any, settings: ExecutionSettings) -> ParallelBlockExecutor:
+        if self.context is None:
+            raise RuntimeError("parallel execution needs the ExecutionSupervisor of a tree")
+        handle = ActorHandle(self.context.root, self.execution_path, timeout=60.0)
+        return ParallelBlockExecutor(
+            chain,
+            ExecutionClient(handle),
+            workers=settings.workers,
+            metrics=self.metrics,
+            always_parallel=settings.always_parallel,
         )
 
     def on_stop(self) -> None:

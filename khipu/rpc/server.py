@@ -55,6 +55,11 @@ class RpcServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}/"
 
+    @property
+    def serving(self) -> bool:
+        """True while started and its serving thread runs (False after `stop` or a crash)."""
+        return self._httpd is not None and self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Bind and serve on a daemon thread. Raises OSError if the address is taken."""
         if self._httpd is not None:

@@ -26,7 +26,7 @@ def suite() -> Path:
 def import_command(datadir: Path, suite: Path) -> list[str]:
     return [
         sys.executable, "-m", "khipu.cli", "import", "--datadir", str(datadir),
-        "--genesis", str(suite / "genesis.json"), "--no-seal-check", "--json",
+        "--genesis", str(suite / "genesis.json"), "--no-seal-check", "--json", "--serial",
         str(suite / "chain.rlp"),
     ]  # fmt: skip
 

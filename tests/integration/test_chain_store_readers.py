@@ -40,6 +40,7 @@ def test_readers_in_other_processes_see_only_complete_blocks(suite: Path, tmp_pa
             str(suite / "genesis.json"),
             "--no-seal-check",
             "--json",
+            "--serial",
             str(suite / "chain.rlp"),
         ],
         stdout=subprocess.PIPE,

@@ -1,5 +1,6 @@
-"""`khipu import --execution.parallel` and `khipu run --execution.parallel` reach the same head
-and state root as serial execution (generated chain, ethtest chain, rpc-compat-prague chain)."""
+"""`khipu import` and `khipu run` reach the same head and state root with `--serial`, `--workers 1`
+and `--workers 2` (generated chain, ethtest chain, rpc-compat-prague chain); every block logs its
+line; the adaptive choice runs an AMM chain's conflicting blocks serially."""
 
 from __future__ import annotations
 
@@ -29,7 +30,16 @@ def import_json(
     return dict(json.loads(captured.out.strip().splitlines()[-1])), captured.err
 
 
-ETHTEST_BLOCKS = 40  # blocks 11 (56 txs) and 12 (3 txs) of the ethtest chain run in parallel
+ETHTEST_BLOCKS = 20  # blocks 11 (56 txs) and 12 (3 txs) of the ethtest chain run in parallel
+
+
+def block_lines(stderr: str) -> list[dict[str, str]]:
+    """The fields of every 'block executed' line of stderr."""
+    return [
+        dict(re.findall(r"(\w+)=(\S+)", line))
+        for line in stderr.splitlines()
+        if 'msg="block executed"' in line
+    ]
 
 
 def modes(stderr: str) -> dict[str, int]:
@@ -39,14 +49,24 @@ def modes(stderr: str) -> dict[str, int]:
 
 
 def serial_and_parallel(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, genesis: Path, chain: Path
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    genesis: Path,
+    chain: Path,
+    workers: tuple[int, ...] = (2,),
 ) -> tuple[dict[str, object], dict[str, object], dict[str, int]]:
-    serial, serial_err = import_json(capsys, tmp_path / "serial", genesis, chain)
-    assert "parallel execution" not in serial_err
-    parallel, parallel_err = import_json(
-        capsys, tmp_path / "parallel", genesis, chain, "--execution.parallel",
-        "--execution.workers", "2",
-    )  # fmt: skip
+    """Import serially, then with each worker count (every eligible block in parallel); every
+    parallel import must reach the serial head. The last import's summary and modes."""
+    serial, serial_err = import_json(capsys, tmp_path / "serial", genesis, chain, "--serial")
+    assert "parallel execution" not in serial_err and not block_lines(serial_err)
+    for count in workers:
+        parallel, parallel_err = import_json(
+            capsys, tmp_path / f"workers-{count}", genesis, chain, "--workers", str(count),
+            "--no-adaptive",
+        )  # fmt: skip
+        assert parallel["head"] == serial["head"], count
+        assert (parallel["blocks"], parallel["txs"]) == (serial["blocks"], serial["txs"])
+        assert len(block_lines(parallel_err)) == parallel["blocks"]
     return serial, parallel, modes(parallel_err)
 
 
@@ -59,7 +79,7 @@ def test_generated_mixed_chain_parallel_equals_serial(
     mixed_chain: GeneratedChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     serial, parallel, counts = serial_and_parallel(
-        capsys, tmp_path, mixed_chain.genesis_path, mixed_chain.chain_path
+        capsys, tmp_path, mixed_chain.genesis_path, mixed_chain.chain_path, workers=(1, 2)
     )
     assert parallel["head"] == serial["head"]
     assert parallel["head"]["hash"] == "0x" + mixed_chain.head_hash.hex()  # type: ignore[index]
@@ -76,7 +96,13 @@ def test_ethtest_chain_parallel_equals_serial(
     if not conformance_full():  # the whole chain (600 blocks) takes ~40 s on 2 loaded cores
         chain = tmp_path / "first-40.rlp"
         chain.write_bytes(b"".join(read_blocks(folder / "chain.rlp")[:ETHTEST_BLOCKS]))
-    serial, parallel, counts = serial_and_parallel(capsys, tmp_path, folder / "genesis.json", chain)
+    serial, parallel, counts = serial_and_parallel(
+        capsys,
+        tmp_path,
+        folder / "genesis.json",
+        chain,
+        workers=(1, 2),
+    )
     assert parallel["head"] == serial["head"]
     assert parallel["blocks"] == serial["blocks"]
     assert counts.get("parallel", 0) >= 1, counts
@@ -91,7 +117,7 @@ def test_rpc_compat_chain_with_pre_byzantium_blocks_parallel_equals_serial(
     )
     assert parallel["head"] == serial["head"]
     assert parallel["blocks"] == serial["blocks"] == 45
-    assert counts.get("serial", 0) >= 8, counts  # blocks 1..8 are before Byzantium (block 9)
+    assert counts.get("serial-only", 0) >= 8, counts  # blocks 1..8: before Byzantium (block 9)
 
 
 def test_parallel_import_of_a_bad_block_fails_like_serial(
@@ -105,8 +131,7 @@ def test_parallel_import_of_a_bad_block_fails_like_serial(
     bad = tmp_path / "bad.rlp"
     bad.write_bytes(b"".join([*blocks[:2], rlp.encode(block)]))
     args = ["import", "--datadir", str(tmp_path / "d"), "--genesis", str(mixed_chain.genesis_path)]
-    code = main([*args, "--no-seal-check", "--execution.parallel", "--execution.workers", "2",
-                 str(bad)])  # fmt: skip
+    code = main([*args, "--no-seal-check", "--workers", "2", "--no-adaptive", str(bad)])
     err = capsys.readouterr().err
     assert code == 1, err
     assert "invalid block #3" in err and "state root" in err, err
@@ -122,11 +147,85 @@ def test_run_with_parallel_execution_reaches_the_reference_head(
     reference: ReferenceChain, tmp_path: Path
 ) -> None:
     datadir = tmp_path / "datadir"
-    node = NodeProcess(
-        run_args(reference, datadir, "--no-p2p", "--execution.parallel", "--execution.workers", "2")
-    )
+    node = NodeProcess(run_args(reference, datadir, "--no-p2p", "--workers", "2", "--no-adaptive"))
     node.wait_for(r'msg="import finished"')
     assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
     stopped = node.matching("parallel execution stopped")
     assert stopped and "parallel" in stopped[0].split("blocks=", 1)[1], "\n".join(node.lines)
+    lines = block_lines("\n".join(node.lines))
+    assert [int(line["block"]) for line in lines] == list(range(1, reference.blocks + 1))
+    assert {line["mode"] for line in lines} == {"parallel"}
     assert_reference_head(reference, datadir)
+
+
+def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    amm = generate_chain(tmp_path / "amm", 8, 16, "amm", 5)  # swaps on one pool: all conflict
+    serial, _ = import_json(
+        capsys, tmp_path / "serial", amm.genesis_path, amm.chain_path, "--serial"
+    )
+    adaptive, err = import_json(
+        capsys, tmp_path / "adaptive", amm.genesis_path, amm.chain_path, "--workers", "2"
+    )
+    assert adaptive["head"] == serial["head"]
+    assert adaptive["head"]["hash"] == "0x" + amm.head_hash.hex()  # type: ignore[index]
+    lines = block_lines(err)
+    assert len(lines) == 8
+    first_parallel = next(line for line in lines if line["mode"] == "parallel")
+    assert int(first_parallel["reexecuted"]) > int(first_parallel["txs"]) // 2
+    assert float(first_parallel["parallel_rate"]) < 0.5
+    counts = modes(err)
+    # After one parallel block that re-ran most of its transactions, serial is chosen; parallel
+    # comes back only as the periodic probe.
+    assert counts.get("serial", 0) >= 6 and counts.get("parallel", 0) <= 2, counts
+
+
+class UnavailableWorkers:
+    """A task runner whose workers never answer (an ExecutionSupervisor gone for good)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def map(self, tasks: object) -> list[list[object]]:
+        from khipu.execution.block_executor import SpeculationUnavailable
+
+        self.calls += 1
+        raise SpeculationUnavailable("no worker answers")
+
+
+def test_blocks_whose_speculation_is_unavailable_run_serially(
+    mixed_chain: GeneratedChain, tmp_path: Path
+) -> None:
+    from khipu.actors.metrics import NodeMetrics
+    from khipu.chain.config import Genesis
+    from khipu.chain.import_job import import_files
+    from khipu.chain.rules import ChainRules
+    from khipu.execution.block_executor import ParallelBlockExecutor
+    from khipu.storage.chain_store import ChainStore
+
+    document = json.loads(mixed_chain.genesis_path.read_text())
+    genesis = Genesis.from_json(document)
+    runner, metrics = UnavailableWorkers(), NodeMetrics()
+    executors: list[ParallelBlockExecutor] = []
+
+    def executor(chain: object) -> ParallelBlockExecutor:
+        made = ParallelBlockExecutor(chain, runner, workers=2, metrics=metrics)  # type: ignore[arg-type]
+        executors.append(made)
+        return made
+
+    store = ChainStore.open(tmp_path / "d", genesis, document)
+    try:
+        summary = import_files(
+            store, ChainRules(genesis.config), [mixed_chain.chain_path], check_seal=False,
+            executor=executor,
+        )  # fmt: skip
+    finally:
+        store.close()
+    assert summary.head.hash == mixed_chain.head_hash
+    assert runner.calls >= 1
+    assert executors[0].modes["serial-fallback"] == runner.calls
+    fallback = metrics.registry.get_sample_value(
+        "khipu_blocks_executed_total", {"mode": "serial-fallback"}
+    )
+    assert fallback == runner.calls

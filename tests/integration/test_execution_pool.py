@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
+from khipu.execution.pool import (
+    PoolLimits,
+    TaskError,
+    WorkerEnded,
+    WorkerPool,
+    WorkerStarted,
+    WorkerStartFailed,
+)
 
 
 def square(n: int) -> int:
@@ -151,3 +159,51 @@ def test_address_space_is_limited() -> None:
         with pytest.raises(TaskError) as caught:
             pool.map([2**30])
         assert "MemoryError" in caught.value.detail
+
+
+def test_forkserver_workers_run_a_picklable_handler_and_refuse_a_closure() -> None:
+    with WorkerPool(abs, PoolLimits(workers=2), start_method="forkserver") as pool:
+        assert pool.map([-1, -2, -3]) == [1, 2, 3]
+        assert os.getpid() not in pool.worker_pids().values()
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        WorkerPool(lambda n: n, PoolLimits(workers=1), start_method="forkserver")
+    with pytest.raises(ValueError, match="start_method"):
+        WorkerPool(abs, start_method="thread")
+
+
+def test_slots_are_reported_to_the_observer_and_a_replacement_takes_the_same_slot() -> None:
+    events: list[WorkerStarted | WorkerEnded] = []
+    with WorkerPool(square, PoolLimits(workers=2), observer=events.append) as pool:
+        assert pool.start_workers() == 2
+        assert sorted(pool.slot_states().items()) == [(0, "ready"), (1, "ready")]
+        victim = next(e for e in events if isinstance(e, WorkerStarted) and e.slot == 1)
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)  # dies while idle
+        assert pool.map([3, 4]) == [9, 16]
+        assert pool.map([5, 6]) == [25, 36]
+        assert victim.pid not in pool.worker_pids().values()
+        assert sorted(pool.slot_states()) == [0, 1]
+    ended = [e for e in events if isinstance(e, WorkerEnded) and e.pid == victim.pid]
+    assert ended and ended[0].failed and ended[0].slot == 1
+    replacement = [e for e in events if isinstance(e, WorkerStarted) and e.replaces == "died"]
+    assert [e.slot for e in replacement] == [1]
+    closed = [e for e in events if isinstance(e, WorkerEnded) and e.reason == "pool closed"]
+    assert sorted(e.slot for e in closed) == [0, 1]
+
+
+class DiesOnArrival:
+    """A handler whose unpickling in the worker ends the process (as a broken install would)."""
+
+    def __call__(self, n: int) -> int:
+        return n
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return (os._exit, (3,))
+
+
+def test_a_worker_that_dies_while_starting_is_a_clear_error() -> None:
+    with WorkerPool(DiesOnArrival(), PoolLimits(workers=1), start_method="forkserver") as pool:
+        with pytest.raises(WorkerStartFailed, match="slot 0") as caught:
+            pool.map([1])
+        assert caught.value.exit_code == 3
+        assert pool.worker_pids() == {}

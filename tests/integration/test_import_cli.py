@@ -26,7 +26,7 @@ def suite() -> Path:
 
 def run_import(datadir: Path, genesis: Path, *files: Path) -> int:
     args = ["import", "--datadir", str(datadir), "--genesis", str(genesis), "--no-seal-check"]
-    return main([*args, "--json", *map(str, files)])
+    return main([*args, "--json", "--serial", *map(str, files)])
 
 
 def last_json_line(text: str) -> dict[str, object]:
@@ -90,7 +90,7 @@ def test_kill_9_during_import_then_resume_reaches_the_same_head(
     assert run_import(reference, suite / "genesis.json", suite / "chain.rlp") == 0
     command = [
         sys.executable, "-m", "khipu.cli", "import", "--datadir", str(tmp_path / "killed"),
-        "--genesis", str(suite / "genesis.json"), "--no-seal-check", "--json",
+        "--genesis", str(suite / "genesis.json"), "--no-seal-check", "--json", "--serial",
         str(suite / "chain.rlp"),
     ]  # fmt: skip
     rng = random.Random(7)

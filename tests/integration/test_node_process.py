@@ -88,9 +88,12 @@ class NodeProcess:
 
 
 def run_args(chain: ReferenceChain, datadir: Path, *extra: str) -> list[str]:
+    """`khipu run` over the chain; serial unless `extra` asks for workers (the tests that do
+    not care about execution skip the workers' start)."""
+    mode = () if "--workers" in extra else ("--serial",)
     return [
         "--genesis", str(chain.genesis_path), "--datadir", str(datadir), "--no-seal-check",
-        "--import", str(chain.chain_path), "--http.port", "0", *extra,
+        "--import", str(chain.chain_path), "--http.port", "0", *mode, *extra,
     ]  # fmt: skip
 
 
@@ -149,7 +152,7 @@ def test_sigkill_at_random_moments_then_each_run_resumes_after_the_stored_head(
         if previous == chain.blocks:  # done before this kill: check it, start over afresh
             assert_reference_head(chain, datadir)
             datadir, previous = tmp_path / f"datadir{kill}", 0
-        node = NodeProcess(run_args(chain, datadir))
+        node = NodeProcess(run_args(chain, datadir, "--workers", "2"))  # workers die with it
         time.sleep(rng.uniform(0.5, 5.0))
         node.stop(signal.SIGKILL)
         resumes = node.matching(r'msg="import resuming"')
@@ -160,7 +163,7 @@ def test_sigkill_at_random_moments_then_each_run_resumes_after_the_stored_head(
         previous = number
         heads.append(number)
     print("heads after each SIGKILL:", heads)
-    last = NodeProcess(run_args(chain, datadir))
+    last = NodeProcess(run_args(chain, datadir, "--workers", "2"))
     assert f"after={previous} " in last.wait_for(r'msg="import resuming"')
     last.wait_for(r'msg="import finished"')
     assert last.stop(signal.SIGTERM) == 0
@@ -249,7 +252,7 @@ def test_the_node_serves_json_rpc_and_khipu_status_while_it_imports(
     chain: ReferenceChain, tmp_path: Path
 ) -> None:
     datadir = tmp_path / "datadir"
-    node = NodeProcess(run_args(chain, datadir))
+    node = NodeProcess(run_args(chain, datadir, "--workers", "2"))
     url = node.wait_for(r'msg="json-rpc serving"').split("url=", 1)[1].split()[0]
     node.wait_for(r'msg="import finished"')
     assert int(str(rpc(url, "eth_blockNumber")), 16) == chain.blocks
@@ -259,7 +262,8 @@ def test_the_node_serves_json_rpc_and_khipu_status_while_it_imports(
     while True:  # the board fills at the monitor's first heartbeat round (every 5 s here)
         health = rpc(url, "khipu_health")
         assert isinstance(health, dict)
-        if health["actors"] or time.monotonic() > deadline:
+        workers = [a for a in health["actors"] if "/worker-" in a["actor"]]
+        if len(workers) == 2 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     states = {actor["actor"].split("/")[-1]: actor["state"] for actor in health["actors"]}
@@ -271,6 +275,8 @@ def test_the_node_serves_json_rpc_and_khipu_status_while_it_imports(
     )  # fmt: skip
     assert status.returncode == 0, status.stdout + status.stderr
     assert "StorageWriter" in status.stdout and "running" in status.stdout
+    assert "ExecutionSupervisor/worker-1" in status.stdout, status.stdout
+    assert {w["kind"] for w in workers} == {"process"}, health
     assert node.stop(signal.SIGTERM) == 0, "\n".join(node.lines[-20:])
 
 

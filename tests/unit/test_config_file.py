@@ -45,3 +45,45 @@ def test_bad_config_files_are_clear_errors(tmp_path: Path, text: str, message: s
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         apply_config_file(parse("--config", str(path)))
+
+
+def execution_from(tmp_path: Path, text: str, *argv: str) -> int | None:
+    from khipu.commands.import_chain import execution_workers
+
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    args = parse("--config", str(path), *argv)
+    apply_config_file(args)
+    return execution_workers(args)
+
+
+def test_execution_settings_from_the_file_and_the_flags(tmp_path: Path) -> None:
+    import os
+
+    assert execution_from(tmp_path, "") == (os.cpu_count() or 1)  # parallel by default
+    assert execution_from(tmp_path, "[execution]\nworkers = 3\n") == 3
+    assert execution_from(tmp_path, "[execution]\nworkers = 3\n", "--workers", "1") == 1
+    assert execution_from(tmp_path, "[execution]\nserial = true\n") is None
+    assert execution_from(tmp_path, "[execution]\nserial = false\n", "--serial") is None
+    assert execution_from(tmp_path, "[execution]\nserial = false\nworkers = 2\n") == 2
+    shipped = parse("--config", str(REPO / "config" / "dev.toml"))
+    apply_config_file(shipped)
+    assert shipped.serial is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[execution]\nworkers = 0\n", "positive integer"),
+        ("[execution]\nworkers = 'two'\n", "positive integer"),
+        ("[execution]\nserial = 'yes'\n", "true or false"),
+    ],
+)
+def test_bad_execution_settings_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        execution_from(tmp_path, text)
+
+
+def test_workers_below_one_are_refused_on_the_command_line() -> None:
+    with pytest.raises(SystemExit):
+        parse("--workers", "0")

@@ -98,14 +98,21 @@ def test_snapshot_is_json_and_lists_every_actor_including_the_monitor(start_tree
     assert monitor["state"] == "running" and monitor["kind"] == "actor"
 
 
+def test_the_first_round_runs_at_start_not_after_an_interval(start_tree) -> None:
+    tree, board, lines = monitored_tree(start_tree, Store(), EventLog())
+    tree.handle("HealthMonitor").call("log_health")  # queued behind the first round
+    assert [h.actor for h in board.all()] == ["StorageWriter", "RpcServer", "HealthMonitor"]
+    assert any("actor=StorageWriter" in line for line in lines)
+
+
 def test_health_lines_in_logfmt_and_json(start_tree) -> None:
     store = Store()
     tree, board, lines = monitored_tree(start_tree, store, EventLog())
     tree.handle("RpcServer").call("increment")
     tree.handle("HealthMonitor").call("check_tree")
     emitted = tree.handle("HealthMonitor").call("log_health")
-    assert emitted == lines and len(lines) == 3
-    rpc = next(parse_logfmt(line) for line in lines if "actor=RpcServer" in line)
+    assert len(emitted) == 3 and emitted == lines[-3:]  # the lines before came with the start
+    rpc = next(parse_logfmt(line) for line in emitted if "actor=RpcServer" in line)
     assert rpc == {
         "ts": "2027-01-15T08:00:00.250Z",
         "level": "info",

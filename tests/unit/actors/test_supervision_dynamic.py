@@ -81,3 +81,32 @@ def test_a_stopped_name_can_be_added_again(start_tree) -> None:
     slot = tree.table.find("PeerManager/peer-c3")
     assert slot.state is ChildState.RUNNING and slot.incarnation == 1
     assert tree.handle("PeerManager/peer-c3").call("get") == 1  # state from the store
+
+
+def test_added_children_are_started_again_when_their_supervisor_restarts(start_tree) -> None:
+    store, events = Store(), EventLog()
+    tree = start_tree(
+        [supervisor_spec("PeerManager", [], fast_strategy())], fast_strategy(), listeners=[events]
+    )
+    manager = tree.handle("PeerManager")
+    lasting = ChildSpec("syncer", lambda ctx: Counter.start(ctx, store, "syncer"))
+    manager.call("add_child", lasting)
+    manager.call("add_child", peer_spec("peer-d4", store))  # temporary: not brought back
+    tree.handle("PeerManager/syncer").call("increment")
+    with pytest.raises(AttributeError):
+        manager.call("no_such_method")  # a bug in the supervisor: its parent restarts it
+    events.wait_for(lambda e: isinstance(e, ChildRestarted) and e.path.endswith("PeerManager"))
+    assert tree.handle("PeerManager/syncer", timeout=5.0).call("get") == 1  # rebuilt from store
+    subtree = tree.table.slot("PeerManager").subtree
+    assert subtree is not None
+    assert [slot.name for slot in subtree.slots] == ["syncer"]
+    manager.call("remove_child", "syncer")
+    with pytest.raises(AttributeError):
+        manager.call("no_such_method")
+    events.wait_for(
+        lambda e: (
+            isinstance(e, ChildRestarted) and e.path.endswith("PeerManager") and e.restarts == 2
+        )
+    )
+    subtree = tree.table.slot("PeerManager").subtree
+    assert subtree is not None and subtree.slots == []  # removed for good stays removed
