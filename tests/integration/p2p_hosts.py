@@ -68,7 +68,9 @@ def running_host(
         settings = dataclasses.replace(settings, dial_plan=dial_plan)
     registry = CollectorRegistry()
     metrics = PeerMetrics(registry)
-    tree = SupervisionTree("NodeSupervisor", [peer_manager_spec(host, settings, host.board, metrics)])
+    tree = SupervisionTree(
+        "NodeSupervisor", [peer_manager_spec(host, settings, host.board, metrics)]
+    )
     manager = tree.handle("PeerManager")
     host.attach(lambda message: manager.tell(message, timeout=0.0))
     try:

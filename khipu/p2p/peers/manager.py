@@ -162,6 +162,10 @@ class PeerManager(Supervisor):
             return super().on_receive(message)
         return None
 
+    def peer_actor_names(self) -> list[str]:
+        """The names of the running peer actors (for tests and diagnostics)."""
+        return [slot.name for slot in self.table.slots]
+
     # -- admission and peer actors -------------------------------------------------------------
 
     def _admit(self, message: AdmitPeer) -> None:
