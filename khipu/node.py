@@ -132,6 +132,7 @@ class Node:
         self.rpc_servers: list[RpcServer] = []
         self.p2p_host: P2PHost | None = None
         self.peer_board = PeerBoard()
+        self._genesis_hash: bytes | None = None  # read when the datadir is checked
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -196,6 +197,7 @@ class Node:
         )
         try:
             head = store.head()
+            self._genesis_hash = store.genesis_hash
         finally:
             store.close()
         event(
@@ -245,7 +247,11 @@ class Node:
             key = load_or_create_node_key(self.selection.datadir)
         except P2PError as error:
             raise P2PUnavailable(str(error)) from error
-        reader = StoreChainReader(self.live_store, self.selection.genesis)  # type: ignore[arg-type]
+        reader = StoreChainReader(
+            self.live_store,  # type: ignore[arg-type]
+            self.selection.genesis,
+            self._genesis_hash,
+        )
         return P2PHost(config, key, reader, self.peer_board)
 
     def _peer_manager_spec(self, host: P2PHost) -> ChildSpec:

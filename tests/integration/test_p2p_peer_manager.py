@@ -70,7 +70,7 @@ def test_a_peer_lying_about_headers_is_dropped_bad_listed_and_refused_on_return(
 
         async def scenario() -> None:
             honest, honest_run = await connect(running.enode, prague_chain, prague_chain)
-            liar, liar_run = await connect(
+            _liar, liar_run = await connect(
                 running.enode, prague_chain, LyingChain(prague_chain), liar_key
             )
             ended = await asyncio.wait_for(liar_run, 20)  # the node asked for its head: a lie
