@@ -206,3 +206,46 @@ def test_maxpeers_caps_dials_and_simultaneous_dials_end_in_one_connection(
         [yx] = y.host.peer_infos()
         assert xy["network"]["inbound"] != yx["network"]["inbound"]  # type: ignore[index]
         assert x.metric("khipu_p2p_dials_total", outcome="connected") >= 1
+
+
+class GrowingChain(MemoryChain):
+    """The test chain with a head that a test moves (its blocks are mined up to #35, proof of
+    stake from #36 on)."""
+
+    def __init__(self, base: MemoryChain, head: int) -> None:
+        self.__dict__.update(base.__dict__)
+        self.head_number = head
+
+
+@pytest.mark.parametrize(("head", "announces"), [(20, True), (40, False)])
+def test_a_new_head_is_announced_before_the_merge_only(
+    prague_chain: MemoryChain, head: int, announces: bool
+) -> None:
+    chain = GrowingChain(prague_chain, head)
+    announced: list[list[tuple[bytes, int]]] = []
+
+    def heard(code: int, payload: bytes) -> None:
+        assert code == eth.NEW_BLOCK_HASHES
+        announced.append(eth.decode_new_block_hashes(payload))
+
+    with running_host(chain, LOCAL) as running:
+
+        async def scenario() -> None:
+            session = await p2p.dial(
+                running.enode.ip, running.enode.tcp_port, PrivateKey(), running.enode.node_id, CAPS
+            )
+            peer = EthPeer(session, LocalChain.from_reader(prague_chain), prague_chain, heard)
+            await peer.exchange_status()
+            run = asyncio.create_task(peer.run())
+            await asyncio.to_thread(wait_for, lambda: running.host.peer_count() == 1)
+            await asyncio.sleep(0.3)  # the manager has seen the first head by now
+            chain.head_number = head + 1
+            if announces:
+                await asyncio.to_thread(wait_for, lambda: bool(announced), 20, "NewBlockHashes")
+            else:
+                await asyncio.sleep(1.0)  # ten ticks: time enough to announce, if it did
+            await session.disconnect(DisconnectReason.CLIENT_QUITTING)
+            await asyncio.gather(run, return_exceptions=True)
+
+        asyncio.run(scenario())
+    assert announced == ([[(prague_chain.hashes[head + 1], head + 1)]] if announces else [])
