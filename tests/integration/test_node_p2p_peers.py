@@ -69,9 +69,9 @@ def nodes(suite: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         *("--genesis", str(suite / "genesis.json"), "--http.port", "0", "--port", "0"),
         *("--metrics", "--metrics.port", "0", "--health.interval", "2"),
     ]
+    chain_file = str(suite / "chain.rlp")
     a_run = RunningNode(
-        [*common, "--datadir", str(folder / "a"), "--no-seal-check"]
-        + ["--import", str(suite / "chain.rlp")]
+        [*common, "--datadir", str(folder / "a"), "--no-seal-check", "--import", chain_file]
     )
     started: list[RunningNode] = [a_run]
     try:
@@ -120,7 +120,7 @@ def _actors(node: Node) -> list[str]:
 def test_a_hostile_peer_is_dropped_bad_listed_and_refused_while_a_serves(
     nodes: tuple[Node, Node], suite: Path
 ) -> None:
-    a, b = nodes
+    a, _ = nodes
     chain = MemoryChain(suite / "genesis.json", suite / "chain.rlp")
     enode = Enode.parse(a.enode)
     key = PrivateKey()
