@@ -184,3 +184,33 @@ def test_connected_bad_listed_and_own_nodes_are_not_dialled() -> None:
     assert dials.choose(peers, [], [enode(3)]) == []  # held back for redial_after
     clock.now += 2.0
     assert dials.choose(peers, [], [enode(3)]) == [enode(3)]
+
+
+def test_khipu_status_prints_a_p2p_line() -> None:
+    from khipu.actors.status import format_status_table
+
+    snapshot = {
+        "ts": "2026-11-21T23:00:00Z",
+        "actors": [],
+        "p2p": {
+            "peers": 1,
+            "inbound": 0,
+            "outbound": 1,
+            "max_peers": 50,
+            "bad_listed": 2,
+            "peer_list": [
+                {
+                    "id": "be785a4f5cca91a2",
+                    "name": "khipu",
+                    "direction": "outbound",
+                    "address": "127.0.0.1:36379",
+                    "score": 2,
+                }
+            ],
+        },
+    }
+    line = format_status_table(snapshot).splitlines()[-1]
+    assert line == (
+        "p2p: 1 peer (0 in, 1 out) of 50, 2 bad-listed; "
+        "be785a4f5cca91a2 khipu out 127.0.0.1:36379 score 2"
+    )
