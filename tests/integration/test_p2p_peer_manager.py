@@ -249,3 +249,36 @@ def test_a_new_head_is_announced_before_the_merge_only(
 
         asyncio.run(scenario())
     assert announced == ([[(prague_chain.hashes[head + 1], head + 1)]] if announces else [])
+
+
+def test_a_restarted_peer_manager_drops_the_old_peers_and_serves_new_ones(
+    prague_chain: MemoryChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from khipu.p2p.peers.manager import PeerManager
+
+    with running_host(prague_chain, LOCAL) as running:
+
+        async def scenario() -> None:
+            old, old_run = await connect(running.enode, prague_chain, prague_chain)
+            await asyncio.to_thread(wait_for, lambda: running.host.peer_count() == 1)
+            assert len(await asyncio.to_thread(running.manager().call, "active_links")) == 1
+
+            def broken_tick(self: PeerManager) -> None:
+                monkeypatch.undo()  # fail once: the next incarnation ticks normally
+                raise RuntimeError("injected PeerManager crash")
+
+            monkeypatch.setattr(PeerManager, "_tick", broken_tick)
+            ended = await asyncio.wait_for(old_run, 20)
+            assert isinstance(ended, PeerDisconnected)
+            assert ended.reason == DisconnectReason.CLIENT_QUITTING
+            await asyncio.to_thread(wait_for, lambda: running.host.peer_count() == 0)
+            new, new_run = await connect(running.enode, prague_chain, prague_chain)
+            headers = await new.get_block_headers(eth.HeaderRequest(5, 1))
+            assert headers == [prague_chain.headers[5]]
+            await new.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+            await asyncio.gather(new_run, return_exceptions=True)
+            del old
+
+        asyncio.run(scenario())
+        slot = running.tree.table.find("PeerManager")
+        assert slot is not None and slot.incarnation == 2

@@ -162,6 +162,16 @@ class PeerManager(Supervisor):
             return super().on_receive(message)
         return None
 
+    def active_links(self) -> list[PeerLink]:
+        """The links of the peers past Status, for a component that requests from peers (sync):
+        it runs requests with `link.submit(lambda: link.eth.get_block_headers(...))` and reports
+        what a peer did wrong with ReportOffence."""
+        return [
+            self.links[c.connection_id]
+            for c in self.roster.connections.values()
+            if c.active and c.connection_id in self.links
+        ]
+
     def peer_actor_names(self) -> list[str]:
         """The names of the running peer actors (for tests and diagnostics)."""
         return [slot.name for slot in self.table.slots]
