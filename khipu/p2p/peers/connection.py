@@ -157,8 +157,10 @@ class PeerConnection:
                 return
             why, offence, label = await self._serve_peer()
         except asyncio.CancelledError:
+            # Cancelled by a PeerLink disconnect or the host stopping, after the session was
+            # closed: this coroutine is its task's whole work, so it ends here (re-raising would
+            # make the listener's stream callback log the cancelled handler as an error).
             why, label = "disconnected by us", "local"
-            raise
         except Exception as exc:  # a bug of ours: this peer only
             log.warning("peer %s failed: %r", self.label, exc, exc_info=True)
             await self.session.disconnect(DisconnectReason.TCP_SUBSYSTEM_ERROR)
