@@ -13,17 +13,18 @@ import asyncio
 import itertools
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from coincurve import PrivateKey
 
-from khipu.chain.forkid import ForkId
+from khipu.chain.forkid import ForkId, ForkIdRejected
 from khipu.logs import event
 from khipu.p2p.abc import ChainReader
 from khipu.p2p.discv4.packets import Endpoint
 from khipu.p2p.discv4.service import Discovery, start_discovery
+from khipu.p2p.enr import NodeRecordV4
 from khipu.p2p.errors import DisconnectReason, P2PError
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import LocalChain
@@ -246,11 +247,17 @@ class P2PHost:
     async def _discovered(self) -> list[Enode]:
         if self.discovery is None:
             return []
-        return [
+        nodes = [
             Enode(node.node_id, node.endpoint.ip, node.endpoint.tcp_port, node.endpoint.udp_port)
             for node in self.discovery.table
             if node.endpoint.tcp_port
         ]
+        try:
+            local = LocalChain.from_reader(self.chain)
+        except Exception as exc:  # the store is restarting: no filter this time
+            log.debug("fork id filter skipped: %r", exc)
+            return nodes
+        return dialable(nodes, self.discovery.records, local)
 
     async def _on_session(self, session: Session) -> None:
         """Own one inbound session until it ends."""
@@ -310,6 +317,25 @@ class P2PHost:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+
+
+def dialable(
+    nodes: list[Enode], records: Mapping[bytes, NodeRecordV4], local: LocalChain
+) -> list[Enode]:
+    """The nodes worth dialling: those whose record (if we hold one) carries no eth fork id or
+    one that EIP-2124 accepts for our chain; a known other chain is not dialled (geth filters
+    discovered nodes the same way)."""
+    kept = []
+    for enode in nodes:
+        record = records.get(enode.node_id)
+        fork_id = record.fork_id if record is not None else None
+        if fork_id is not None:
+            try:
+                local.fork_points.validate(fork_id, local.head_number, local.head_time)
+            except ForkIdRejected:
+                continue
+        kept.append(enode)
+    return kept
 
 
 def parse_enodes(urls: tuple[str, ...], flag: str) -> tuple[Enode, ...]:

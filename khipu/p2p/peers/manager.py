@@ -253,7 +253,10 @@ class PeerManager(Supervisor):
                 self.bad_list.add(message.node_id, f"{message.offence.value}: {message.why}")
             return
         if connection.direction is Direction.OUTBOUND:
-            self.plan.ended(connection.node_id)
+            if connection.active:
+                self.plan.ended(connection.node_id)
+            else:  # dialled but no peer came of it (another chain, refused us): back off
+                self.plan.failed(connection.node_id)
         self._stop_actor(connection)
         if connection.active:
             event(

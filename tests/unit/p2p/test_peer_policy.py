@@ -13,6 +13,7 @@ from khipu.p2p.keys import Enode
 from khipu.p2p.peers.dialing import DialPlan
 from khipu.p2p.peers.roster import Connection, Direction, PeerLimits, PeerRoster
 from khipu.p2p.peers.scoring import PENALTIES, BadList, Offence, PeerScore
+from tests.unit.p2p.chainfile import MemoryChain
 
 
 class Clock:
@@ -214,3 +215,23 @@ def test_khipu_status_prints_a_p2p_line() -> None:
         "p2p: 1 peer (0 in, 1 out) of 50, 2 bad-listed; "
         "be785a4f5cca91a2 khipu out 127.0.0.1:36379 score 2"
     )
+
+
+def test_discovered_nodes_of_another_chain_are_not_dialled(prague_chain: MemoryChain) -> None:
+    from coincurve import PrivateKey
+
+    from khipu.chain.forkid import ForkId
+    from khipu.p2p.enr import make_record
+    from khipu.p2p.eth.peer import LocalChain
+    from khipu.p2p.host import dialable
+
+    local = LocalChain.from_reader(prague_chain)
+    ours = local.status().fork_id
+    keys = [PrivateKey() for _ in range(3)]
+    nodes = [enode(n) for n in (1, 2, 3, 4)]
+    records = {
+        nodes[0].node_id: make_record(keys[0], 1, fork_id=ours),
+        nodes[1].node_id: make_record(keys[1], 1, fork_id=ForkId(b"\xde\xad\xbe\xef", 0)),
+        nodes[2].node_id: make_record(keys[2], 1),  # no eth entry
+    }  # node 4: no record fetched
+    assert dialable(nodes, records, local) == [nodes[0], nodes[2], nodes[3]]
