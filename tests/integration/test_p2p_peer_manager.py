@@ -282,3 +282,46 @@ def test_a_restarted_peer_manager_drops_the_old_peers_and_serves_new_ones(
         asyncio.run(scenario())
         slot = running.tree.table.find("PeerManager")
         assert slot is not None and slot.incarnation == 2
+
+
+class LyingBodies(MemoryChain):
+    """Serves the test chain but, for one block, another block's (different) body."""
+
+    def __init__(self, base: MemoryChain, victim: int, other: int) -> None:
+        self.__dict__.update(base.__dict__)
+        self.bodies = dict(base.bodies)
+        self.bodies[base.hashes[victim]] = base.bodies[base.hashes[other]]
+
+
+def test_bodies_off_their_roots_found_by_a_requester_get_the_peer_dropped(
+    prague_chain: MemoryChain,
+) -> None:
+    from khipu.p2p.peers.requests import PeerRequests
+    from khipu.p2p.peers.validation import InvalidAnswer
+
+    bodies = [prague_chain.bodies[prague_chain.hashes[n]] for n in range(1, 46)]
+    victim = next(n for n in range(2, 45) if bodies[n - 1] != bodies[n])  # differs from n+1
+    liar_chain = LyingBodies(prague_chain, victim, victim + 1)
+    with running_host(prague_chain, LOCAL) as running:
+
+        async def scenario() -> None:
+            peer, run = await connect(running.enode, prague_chain, liar_chain)
+            await asyncio.to_thread(
+                wait_for, lambda: [p["score"] for p in running.host.peer_infos()] == [2]
+            )  # its head checked out: it lies about one block only
+            manager = running.manager()
+            [link] = await asyncio.to_thread(manager.call, "active_links")
+            requests = PeerRequests(link, manager.tell)
+            asked = eth.HeaderRequest(victim - 1, 3)
+            headers = await asyncio.wrap_future(requests.headers(asked))
+            assert headers == [prague_chain.headers[n] for n in (victim - 1, victim, victim + 1)]
+            with pytest.raises(InvalidAnswer, match=f"block #{victim}"):
+                await asyncio.wrap_future(requests.bodies(headers))
+            ended = await asyncio.wait_for(run, 20)
+            assert isinstance(ended, PeerDisconnected)
+            assert ended.reason == DisconnectReason.BREACH_OF_PROTOCOL
+            del peer
+
+        asyncio.run(scenario())
+        assert summary(running)["bad_listed"] == 1
+        assert running.metric("khipu_p2p_offences_total", offence="lying") == 1

@@ -297,11 +297,12 @@ class PeerManager(Supervisor):
         connection = self.roster.by_node(node_id)
         if connection is None:
             return
-        self.metrics.offences.labels(offence.value).inc()
         ref = self._peer_actor(connection)
         if ref is not None:
-            ref.tell(Penalise(offence, detail))
-        elif connection.score.penalise(offence, detail):
+            ref.tell(Penalise(offence, detail))  # the actor scores and counts it
+            return
+        self.metrics.offences.labels(offence.value).inc()
+        if connection.score.penalise(offence, detail):
             self.drop(connection.connection_id, node_id, DisconnectReason.USELESS_PEER, detail)
 
     def drop(self, connection_id: int, node_id: bytes, reason: DisconnectReason, why: str) -> None:

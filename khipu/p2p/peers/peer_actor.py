@@ -21,7 +21,7 @@ import pykka
 from khipu.actors import ChildContext, SupervisedActor
 from khipu.p2p import wire
 from khipu.p2p.abc import ChainReader
-from khipu.p2p.errors import DisconnectReason, P2PError, PeerMisbehaved, RequestTimeout
+from khipu.p2p.errors import DisconnectReason, P2PError, PeerMisbehaved
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth import serving
 from khipu.p2p.eth.messages import HeaderRequest
@@ -34,6 +34,7 @@ from khipu.p2p.peers.messages import (
     RequestFinished,
     ServeRequest,
 )
+from khipu.p2p.peers.requests import offence_of_request
 from khipu.p2p.peers.scoring import Offence, PeerScore
 from khipu.p2p.peers.validation import InvalidAnswer, check_body
 
@@ -127,10 +128,9 @@ class PeerActor(SupervisedActor):
 
     def _finished(self, message: RequestFinished) -> None:
         error = message.error
-        if isinstance(error, RequestTimeout):
-            self.penalise(Offence.SLOW, f"{message.purpose}: {error}")
-        elif isinstance(error, PeerMisbehaved):
-            self.penalise(Offence.LYING, f"{message.purpose}: {error}")
+        offence = offence_of_request(error) if error is not None else None
+        if offence is not None:
+            self.penalise(offence, f"{message.purpose}: {error}")
         elif error is not None:
             log.debug("peer %s: %s request ended: %r", self.link.label, message.purpose, error)
         elif message.purpose == HEAD_HEADER:

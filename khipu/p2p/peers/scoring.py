@@ -26,11 +26,13 @@ class Offence(enum.Enum):
     MALFORMED = "malformed"  # broke the protocol (malformed, oversized); disconnected already
 
 
+# A lie or a protocol breach drops any peer whatever credit it earned (more than MAX_SCORE plus
+# the distance to the threshold); slowness and useless answers wear a peer down over time.
 PENALTIES: dict[Offence, int] = {
     Offence.SLOW: 20,
     Offence.USELESS: 25,
-    Offence.LYING: 100,
-    Offence.MALFORMED: 100,
+    Offence.LYING: 200,
+    Offence.MALFORMED: 200,
 }
 GOOD_ANSWER_CREDIT = 1
 

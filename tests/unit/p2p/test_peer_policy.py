@@ -235,3 +235,11 @@ def test_discovered_nodes_of_another_chain_are_not_dialled(prague_chain: MemoryC
         nodes[2].node_id: make_record(keys[2], 1),  # no eth entry
     }  # node 4: no record fetched
     assert dialable(nodes, records, local) == [nodes[0], nodes[2], nodes[3]]
+
+
+def test_a_lie_drops_even_a_peer_with_full_credit() -> None:
+    for offence in (Offence.LYING, Offence.MALFORMED):
+        seasoned = PeerScore(node(1))
+        for _ in range(100):
+            seasoned.reward()
+        assert seasoned.penalise(offence, "one lie") is True
