@@ -6,6 +6,7 @@
 - validation.py checks of what peers send (bodies against header roots)
 - connection.py the event-loop side of a connection, and the PeerLink actors act through
 - peer_actor.py one peer's logic: serving, the head check, its score
+- requests.py   checked requests to a peer for any component (sync), offences reported
 - manager.py    the PeerManager
 - board.py      what admin_peers, khipu_health and /metrics show
 - messages.py   the messages between them

@@ -309,12 +309,12 @@ class PeerManager(Supervisor):
         """Disconnect the peer with `reason` and bad-list it for the configured expiry."""
         connection = self.roster.remove(connection_id)
         label = connection.label if connection is not None else node_id.hex()[:16]
-        self._end_connection(connection_id, reason)
         if connection is not None and connection.direction is Direction.OUTBOUND:
             self.plan.ended(node_id)
         self._bad_list(node_id, label, why)
         self.metrics.disconnects.labels(reason.name.lower()).inc()
-        self._publish_peers()
+        self._publish_peers()  # before the peer hears of it: what it sees, the board shows
+        self._end_connection(connection_id, reason)
 
     def _bad_list(self, node_id: bytes, label: str, why: str) -> None:
         entry = self.bad_list.add(node_id, why)
