@@ -325,3 +325,33 @@ def test_bodies_off_their_roots_found_by_a_requester_get_the_peer_dropped(
         asyncio.run(scenario())
         assert summary(running)["bad_listed"] == 1
         assert running.metric("khipu_p2p_offences_total", offence="lying") == 1
+
+
+def test_a_bad_listed_peer_is_accepted_again_after_the_configured_expiry(
+    prague_chain: MemoryChain,
+) -> None:
+    import dataclasses
+
+    key = PrivateKey()
+    config = dataclasses.replace(LOCAL, bad_peer_expiry=1.0)
+    with running_host(prague_chain, config) as running:
+
+        async def scenario() -> None:
+            peer, run = await connect(running.enode, prague_chain, prague_chain, key)
+            await peer.session.send("eth", eth.GET_BLOCK_BODIES, b"\x01")  # not a request
+            await asyncio.wait_for(run, 20)
+            with pytest.raises(PeerDisconnected) as refused:
+                await connect(running.enode, prague_chain, prague_chain, key)
+            assert refused.value.reason == DisconnectReason.USELESS_PEER
+            for _ in range(100):  # a bound for a loaded machine; the expiry is 1 s
+                await asyncio.sleep(0.2)
+                try:
+                    again, again_run = await connect(running.enode, prague_chain, prague_chain, key)
+                except PeerDisconnected:
+                    continue
+                await again.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+                await asyncio.gather(again_run, return_exceptions=True)
+                return
+            pytest.fail("the peer was still refused long after its bad-list expiry")
+
+        asyncio.run(scenario())
