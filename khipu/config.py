@@ -42,6 +42,13 @@ CONFIG_KEYS: dict[tuple[str, str], str] = {
     ("log", "level"): "log_level",
     ("execution", "workers"): "workers",
     ("execution", "serial"): "serial",
+    ("p2p", "port"): "port",
+    ("p2p", "addr"): "p2p_addr",
+    ("p2p", "maxpeers"): "maxpeers",
+    ("p2p", "nodiscover"): "nodiscover",
+    ("p2p", "bootnodes"): "bootnodes",
+    ("p2p", "staticnodes"): "staticnodes",
+    ("p2p", "badpeer_expiry"): "p2p_badpeer_expiry",
 }
 
 

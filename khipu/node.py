@@ -47,6 +47,7 @@ from khipu.node_actors.progress import ImportStatus
 from khipu.node_actors.rpc_service import RpcEndpoints, RpcServerActor
 from khipu.node_actors.storage_writer import StorageWriter
 from khipu.p2p.host import P2PConfig, P2PHost, P2PUnavailable
+from khipu.p2p.peers.board import PeerBoard
 from khipu.rpc.config import RpcConfig
 from khipu.storage.chain_store import ChainStore, GenesisMismatch
 
@@ -130,6 +131,8 @@ class Node:
         self.live_store = LiveStore()
         self.rpc: RpcEndpoints | None = None
         self.p2p_host: P2PHost | None = None
+        self.peer_board = PeerBoard()
+        self._genesis_hash: bytes | None = None  # read when the datadir is checked
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -148,7 +151,7 @@ class Node:
                     ),
                 )
             )
-        return [
+        specs = [
             ChildSpec(
                 "StorageWriter",
                 lambda ctx: StorageWriter.start(
@@ -191,6 +194,9 @@ class Node:
                 stop_timeout=settings.health.heartbeat_timeout + 5.0,
             ),
         ]
+        if self.p2p_host is not None:  # before the HealthMonitor, which stops first
+            specs.insert(len(specs) - 1, self._peer_manager_spec(self.p2p_host))
+        return specs
 
     def start(self) -> None:
         """Check the datadir, prepare the dev chain, start the metrics server and the tree.
@@ -203,6 +209,7 @@ class Node:
         )
         try:
             head = store.head()
+            self._genesis_hash = store.genesis_hash
         finally:
             store.close()
         event(
@@ -216,6 +223,8 @@ class Node:
         files = list(self.settings.import_files)
         if self.settings.dev_chain is not None:
             files.insert(0, self._dev_chain_file(self.settings.dev_chain))
+        if self.settings.p2p is not None:
+            self.p2p_host = self._make_p2p_host(self.settings.p2p)
         if self.settings.metrics is not None:
             addr, port = self.settings.metrics.addr, self.settings.metrics.port
             try:
@@ -239,31 +248,61 @@ class Node:
                 self.shutdown("devp2p cannot start")
                 raise
 
-    def _start_p2p(self, config: P2PConfig) -> None:
-        """Serve eth/68 and discv4 from the writer's live store with the key at DATADIR/nodekey.
-
-        Raises P2PUnavailable for a bad node key or boot node URL, or a busy port the user chose;
-        a busy default port is logged and the node runs without devp2p.
-        """
+    def _make_p2p_host(self, config: P2PConfig) -> P2PHost:
+        """The devp2p host (not started) over the writer's live store, with the key at
+        DATADIR/nodekey. Raises P2PUnavailable for a bad node key or enode URL."""
         from khipu.p2p.errors import P2PError
         from khipu.p2p.keys import load_or_create_node_key
         from khipu.p2p.store_reader import StoreChainReader
+        from khipu.p2p.store_state import StoreStateReader
 
         try:
             key = load_or_create_node_key(self.selection.datadir)
         except P2PError as error:
             raise P2PUnavailable(str(error)) from error
-        reader = StoreChainReader(self.live_store, self.selection.genesis)  # type: ignore[arg-type]
-        host = P2PHost(config, key, reader)
+        reader = StoreChainReader(
+            self.live_store,  # type: ignore[arg-type]
+            self.selection.genesis,
+            self._genesis_hash,
+        )
+        state = StoreStateReader(self.live_store)  # type: ignore[arg-type]
+        return P2PHost(config, key, reader, self.peer_board, state=state)
+
+    def _peer_manager_spec(self, host: P2PHost) -> ChildSpec:
+        from khipu.p2p.peers.board import PeerMetrics
+        from khipu.p2p.peers.manager import PeerSettings, peer_manager_spec
+        from khipu.p2p.peers.roster import PeerLimits
+
+        config = host.config
+        settings = PeerSettings(
+            limits=PeerLimits(config.max_peers),
+            static_nodes=host.staticnodes,
+            boot_nodes=host.bootnodes,
+            dial=config.dial,
+            bad_peer_expiry=config.bad_peer_expiry,
+        )
+        metrics = PeerMetrics(self.metrics.registry)
+        return peer_manager_spec(host, settings, self.peer_board, metrics)
+
+    def _start_p2p(self, config: P2PConfig) -> None:
+        """Serve eth/68 and discv4, the PeerManager deciding on peers.
+
+        Raises P2PUnavailable for a busy port the user chose; a busy default port is logged and
+        the node runs without devp2p (its PeerManager idle).
+        """
+        host = self.p2p_host
+        assert host is not None and self.tree is not None
+        manager = self.tree.handle("PeerManager")
+        host.attach(lambda message: manager.tell(message, timeout=0.0))
         try:
             host.start()
         except P2PUnavailable as error:
+            self.p2p_host = None
             if config.port_chosen:
                 raise
             log.warning("devp2p is off: %s (choose a free one with --port)", error)
             return
-        self.p2p_host = host
-        if self.rpc is not None:  # admin_nodeInfo, net_listening, net_peerCount
+        if self.rpc is not None:  # admin_nodeInfo, admin_peers, net_listening, net_peerCount
             self.rpc.set_p2p_info(host.node_info)
 
     def _bind_rpc(self, config: RpcConfig) -> None:
@@ -307,6 +346,8 @@ class Node:
         """
         snapshot = self.board.health_snapshot()
         snapshot["sync"] = self.import_status.snapshot()
+        if self.settings.p2p is not None:
+            snapshot["p2p"] = self.peer_board.summary()
         return snapshot
 
     def wait(self, timeout: float | None = None) -> TreeStopped | None:

@@ -67,7 +67,29 @@ def format_status_table(snapshot: dict[str, Any], now: float | None = None) -> s
     sync = snapshot.get("sync")
     if isinstance(sync, dict):
         text += "\n" + format_sync_line(sync)
+    p2p = snapshot.get("p2p")
+    if isinstance(p2p, dict):
+        text += "\n" + format_p2p_line(p2p)
     return text
+
+
+def format_p2p_line(p2p: dict[str, Any]) -> str:
+    """The peers part of a snapshot in one line, e.g. 'p2p: 1 peer (0 in, 1 out) of 50,
+    0 bad-listed; be785a4f5cca91a2 khipu out 127.0.0.1:36379 score 2'."""
+    count = int(p2p.get("peers") or 0)
+    line = (
+        f"p2p: {count} peer{'' if count == 1 else 's'} ({p2p.get('inbound', 0)} in, "
+        f"{p2p.get('outbound', 0)} out) of {p2p.get('max_peers', '?')}, "
+        f"{p2p.get('bad_listed', 0)} bad-listed"
+    )
+    peers = [
+        f"{peer.get('id', '?')} {peer.get('name', '?')} "
+        f"{'in' if peer.get('direction') == 'inbound' else 'out'} "
+        f"{peer.get('address', '?')} score {peer.get('score', '?')}"
+        for peer in p2p.get("peer_list", [])
+        if isinstance(peer, dict)
+    ]
+    return line + ("; " + ", ".join(peers) if peers else "")
 
 
 def format_sync_line(sync: dict[str, Any]) -> str:

@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_node_p2p_arguments(parser: argparse.ArgumentParser) -> None:
-    """devp2p flags (geth's names): serve eth/68 to peers and answer discv4."""
+    """devp2p flags (geth's names); each may also come from the [p2p] table of --config."""
     group = parser.add_argument_group("devp2p")
     group.add_argument(
         "--port",
@@ -96,22 +96,33 @@ def add_node_p2p_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--p2p.addr",
         dest="p2p_addr",
-        default="127.0.0.1",
-        help="address devp2p binds and advertises in its enode (default %(default)s)",
+        help="address devp2p binds and advertises in its enode (default 127.0.0.1)",
     )
-    group.add_argument("--nodiscover", action="store_true", help="no discv4 (RLPx only)")
+    group.add_argument(
+        "--nodiscover", action="store_true", default=None, help="no discv4 (RLPx only)"
+    )
     group.add_argument(
         "--maxpeers",
         type=int,
-        default=50,
         metavar="N",
-        help="most peers at once; more are told 'too many peers' (default %(default)s)",
+        help="most peers at once, a third of them dialled, the rest inbound (default 50)",
     )
     group.add_argument(
         "--bootnodes",
-        default="",
         metavar="ENODES",
-        help="comma-separated enode URLs to bond with and look up on start",
+        help="comma-separated enode URLs to bond with, look up and dial on start",
+    )
+    group.add_argument(
+        "--staticnodes",
+        metavar="ENODES",
+        help="comma-separated enode URLs always dialled (and accepted over the inbound share)",
+    )
+    group.add_argument(
+        "--p2p.badpeer.expiry",
+        dest="p2p_badpeer_expiry",
+        type=float,
+        metavar="S",
+        help="seconds a peer dropped for its score is neither dialled nor accepted (default 3600)",
     )
     group.add_argument("--no-p2p", dest="no_p2p", action="store_true", help="no devp2p at all")
 
@@ -128,17 +139,41 @@ def add_node_rpc_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def p2p_config_from_args(args: argparse.Namespace) -> Any:
-    """The P2PConfig the devp2p flags ask for."""
-    from khipu.p2p.host import DEFAULT_PORT, P2PConfig
+    """The P2PConfig the devp2p flags (or the config file's [p2p] table) ask for.
 
+    Raises ValueError for a port outside 0..65535, a negative --maxpeers or expiry.
+    """
+    from khipu.p2p.host import (
+        DEFAULT_BAD_PEER_EXPIRY,
+        DEFAULT_MAX_PEERS,
+        DEFAULT_PORT,
+        P2PConfig,
+    )
+
+    port = DEFAULT_PORT if args.port is None else int(args.port)
+    max_peers = DEFAULT_MAX_PEERS if args.maxpeers is None else int(args.maxpeers)
+    expiry = getattr(args, "p2p_badpeer_expiry", None)
+    expiry = DEFAULT_BAD_PEER_EXPIRY if expiry is None else float(expiry)
+    if max_peers < 0 or not 0 <= port < 65536 or expiry < 0:
+        raise ValueError("--maxpeers and --p2p.badpeer.expiry must be >= 0, --port in 0..65535")
     return P2PConfig(
-        port=DEFAULT_PORT if args.port is None else args.port,
-        host=args.p2p_addr,
+        port=port,
+        host=args.p2p_addr or "127.0.0.1",
         discovery=not args.nodiscover,
-        max_peers=args.maxpeers,
-        bootnodes=tuple(url.strip() for url in args.bootnodes.split(",") if url.strip()),
+        max_peers=max_peers,
+        bootnodes=enode_list(args.bootnodes),
+        staticnodes=enode_list(getattr(args, "staticnodes", None)),
+        bad_peer_expiry=expiry,
         port_chosen=args.port is not None,
     )
+
+
+def enode_list(value: str | list[str] | None) -> tuple[str, ...]:
+    """Enode URLs from a comma-separated flag or a TOML list, blanks dropped."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(item) for item in value]
+    return tuple(url.strip() for url in items if url.strip())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,9 +201,6 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
-    if args.maxpeers < 0 or (args.port is not None and not 0 <= args.port < 65536):
-        print("error: --maxpeers must be >= 0 and --port in 0..65535", file=sys.stderr)
-        return 2
     if args.health_interval <= 0 or args.health_stall <= 0:
         print("error: --health.interval and --health.stall must be > 0", file=sys.stderr)
         return 2
@@ -176,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         selection = select_chain(args)
         workers = execution_workers(args)
         faults = FaultPlan.from_environment()
+        p2p = None if args.no_p2p else p2p_config_from_args(args)
     except (GenesisError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -199,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=MetricsSettings(args.metrics_addr, args.metrics_port) if args.metrics else None,
         progress_interval=min(10.0, args.health_interval),
         rpc=None if args.no_http else rpc_config_from_args(args),
-        p2p=None if args.no_p2p else p2p_config_from_args(args),
+        p2p=p2p,
     )
     try:
         return run_node(selection, settings, faults)

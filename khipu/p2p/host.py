@@ -1,35 +1,42 @@
-"""The node's devp2p presence: an RLPx listener serving eth/68 from the node's chain (and snap/1
-from its state, advertised only when the host is given a StateReader), and discv4, on an asyncio
-loop in a thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread).
+"""The node's devp2p presence: the RLPx listener and dialler and discv4, on an asyncio loop in a
+thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread). Peers are served
+eth/68 from the node's chain, and snap/1 from its state when the host is given a StateReader
+(only then is snap/1 advertised).
 
-Inbound peers get our Status and are served headers, bodies and receipts until they leave; over
-`max_peers` a new peer is told "too many peers" right after Hello. Discovery answers pings and
-lookups and, given boot nodes, bonds with them and looks up our own id to fill its table.
-Outbound dialling and peer scoring (a PeerManager actor) are not part of this host.
+The host keeps the sockets; the PeerManager actor (khipu.p2p.peers) decides: every connection
+past Hello, inbound or dialled, is run by a PeerConnection that asks the manager whether it may
+stay and hands the peer's requests to its peer actor. `attach` gives the host the manager's
+mailbox; `dial` and `discovered` are what the manager calls back from its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from coincurve import PrivateKey
 
-from khipu.chain.forkid import ForkId
+from khipu.chain.forkid import ForkId, ForkIdRejected
 from khipu.logs import event
 from khipu.p2p.abc import ChainReader
 from khipu.p2p.discv4.packets import Endpoint
 from khipu.p2p.discv4.service import Discovery, start_discovery
+from khipu.p2p.enr import NodeRecordV4
 from khipu.p2p.errors import DisconnectReason, P2PError
 from khipu.p2p.eth import messages as eth
-from khipu.p2p.eth.peer import EthPeer, LocalChain
+from khipu.p2p.eth.peer import LocalChain
 from khipu.p2p.keys import Enode, public_key_bytes
+from khipu.p2p.peers.board import PeerBoard
+from khipu.p2p.peers.connection import PeerConnection, Tell
+from khipu.p2p.peers.messages import DialConnected, DialFailed
+from khipu.p2p.peers.roster import Direction
 from khipu.p2p.server import listen
-from khipu.p2p.session import Session
+from khipu.p2p.session import Capability, Session, dial
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap.abc import StateReader
 
@@ -37,6 +44,8 @@ log = logging.getLogger("khipu.p2p")
 
 DEFAULT_PORT = 30303
 DEFAULT_MAX_PEERS = 50
+DEFAULT_BAD_PEER_EXPIRY = 3600.0
+CAPABILITIES = {eth.ETH68: eth.MESSAGE_COUNT}
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
@@ -50,12 +59,15 @@ class P2PConfig:
     discovery: bool = True  # [--nodiscover] turns it off
     max_peers: int = DEFAULT_MAX_PEERS  # [--maxpeers]
     bootnodes: tuple[str, ...] = ()  # [--bootnodes] enode URLs
+    staticnodes: tuple[str, ...] = ()  # [--staticnodes] enode URLs always dialled
+    bad_peer_expiry: float = DEFAULT_BAD_PEER_EXPIRY  # seconds a dropped peer stays refused
+    dial: bool = True  # False: no outbound dials (geth's --nodial)
     client_id: str = "khipu"
     port_chosen: bool = True  # False: the default port; if it is busy the node runs without
 
 
 class P2PUnavailable(OSError):
-    """The devp2p port cannot be bound, or a boot node URL is malformed."""
+    """The devp2p port cannot be bound, or a boot or static node URL is malformed."""
 
 
 class P2PHost:
@@ -67,27 +79,46 @@ class P2PHost:
         config: P2PConfig,
         private_key: PrivateKey,
         chain: ChainReader,
+        board: PeerBoard | None = None,
+        *,
         state: StateReader | None = None,
     ) -> None:
         self.config = config
         self.private_key = private_key
         self.chain = chain
         self.state = state  # given: snap/1 is advertised and served from it
-        self.peers: dict[bytes, EthPeer] = {}
-        self.refused = 0  # inbound peers turned away over max_peers
+        self.board = board if board is not None else PeerBoard()
         self.enode: Enode | None = None
+        self._tell: Tell | None = None
+        self._connections: dict[int, PeerConnection] = {}
+        self._connection_ids = itertools.count(1)
         self.discovery: Discovery | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="p2p", daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_fork_id: ForkId | None = None
-        try:
-            self._bootnodes = [Enode.parse(url) for url in config.bootnodes]
-        except P2PError as exc:
-            raise P2PUnavailable(f"bad --bootnodes entry: {exc}") from exc
+        self.bootnodes = parse_enodes(config.bootnodes, "--bootnodes")
+        self.staticnodes = parse_enodes(config.staticnodes, "--staticnodes")
+
+    @property
+    def node_id(self) -> bytes:
+        """Our node id: the 64-byte public key."""
+        return public_key_bytes(self.private_key)
+
+    def attach(self, tell_manager: Tell) -> None:
+        """Route every connection's decisions to the PeerManager through `tell_manager` (a
+        thread-safe tell that raises when the manager is down). Without it peers are refused."""
+        self._tell = tell_manager
 
     # -- from the node's thread ----------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> dict[Capability, int]:
+        """What Hello offers: eth/68, and snap/1 when there is state to serve it from."""
+        if self.state is None:
+            return dict(CAPABILITIES)
+        return CAPABILITIES | {snap.SNAP1: snap.MESSAGE_COUNT}
 
     def start(self) -> Enode:
         """Bind RLPx (TCP) and discv4 (UDP) and start serving; return our enode URL.
@@ -129,27 +160,30 @@ class P2PHost:
         if not self._thread.is_alive() and not self._loop.is_closed():
             self._loop.close()
 
+    @property
+    def running(self) -> bool:
+        """True between a successful `start` and `stop`."""
+        return self.enode is not None and self._thread.is_alive() and not self._loop.is_closed()
+
     def peer_count(self) -> int:
-        """How many eth peers are connected right now."""
-        return len(self.peers)
+        """How many eth peers are connected right now (as the PeerManager published)."""
+        return self.board.peer_count()
 
     def peer_infos(self) -> list[dict[str, object]]:
         """admin_peers: one entry per connected eth peer, in geth's shape."""
-        infos: list[dict[str, object]] = []
-        for node_id, peer in list(self.peers.items()):
-            hello = peer.session.remote_hello
-            infos.append(
-                {
-                    "id": node_id.hex(),
-                    "name": hello.client_id,
-                    "caps": [str(cap) for cap in hello.capabilities],
-                    "network": {"inbound": True, "trusted": False, "static": False},
-                    "protocols": {
-                        cap.name: {"version": cap.version} for cap in peer.session.shared
-                    },
-                }
-            )
-        return infos
+        return self.board.admin_peers()
+
+    def dial(self, enode: Enode) -> None:
+        """Connect to `enode` in the background (from any thread); the PeerManager hears
+        DialConnected or DialFailed, then decides on the connection as on an inbound one."""
+        asyncio.run_coroutine_threadsafe(self._dial(enode), self._loop)
+
+    def discovered(self) -> list[Enode]:
+        """The nodes in discovery's table now (from any thread; empty without discovery)."""
+        if self.discovery is None or not self._thread.is_alive():
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._discovered(), self._loop)
+        return future.result(START_TIMEOUT)
 
     def node_info(self) -> dict[str, object]:
         """What admin_nodeInfo and net_ tell of devp2p: enode, id, address, ports, peers."""
@@ -176,8 +210,7 @@ class P2PHost:
             config.host,
             config.port,
             self.private_key,
-            {eth.ETH68: eth.MESSAGE_COUNT}
-            | ({snap.SNAP1: snap.MESSAGE_COUNT} if self.state is not None else {}),
+            self.capabilities,
             self._on_session,
             config.client_id,
         )
@@ -209,8 +242,8 @@ class P2PHost:
         return self._last_fork_id
 
     async def _run_discovery(self, discovery: Discovery) -> None:
-        if self._bootnodes:
-            nodes = [(b.node_id, Endpoint(b.ip, b.udp_port, b.tcp_port)) for b in self._bootnodes]
+        if self.bootnodes:
+            nodes = [(b.node_id, Endpoint(b.ip, b.udp_port, b.tcp_port)) for b in self.bootnodes]
             known = await discovery.bootstrap(nodes)
             event(log, "discv4 bootstrapped", bootnodes=len(nodes), table=known)
         await asyncio.gather(discovery.refresh_forever(), discovery.revalidate_forever())
@@ -225,42 +258,60 @@ class P2PHost:
         if not task.cancelled() and task.exception() is not None:
             log.warning("devp2p task failed: %r", task.exception())
 
-    async def _on_session(self, session: Session) -> None:
-        """Own one inbound session: refuse it over the limit, else Status and serve."""
-        label = f"{session.remote_id.hex()[:16]} ({session.remote_hello.client_id})"
-        if len(self.peers) >= self.config.max_peers or session.remote_id in self.peers:
-            reason = (
-                DisconnectReason.ALREADY_CONNECTED
-                if session.remote_id in self.peers
-                else DisconnectReason.TOO_MANY_PEERS
-            )
-            self.refused += 1
-            await session.disconnect(reason)
-            log.debug("refused peer %s: %s", label, reason.name.lower())
-            return
+    async def _discovered(self) -> list[Enode]:
+        if self.discovery is None:
+            return []
+        nodes = [
+            Enode(node.node_id, node.endpoint.ip, node.endpoint.tcp_port, node.endpoint.udp_port)
+            for node in self.discovery.table
+            if node.endpoint.tcp_port
+        ]
         try:
             local = LocalChain.from_reader(self.chain)
-        except Exception as exc:  # the store is restarting: come back later
-            log.debug("cannot serve peer %s now: %r", label, exc)
-            await session.disconnect(DisconnectReason.TCP_SUBSYSTEM_ERROR)
-            return
-        peer = EthPeer(session, local, self.chain, snap_state=self.state)
-        self.peers[session.remote_id] = peer
+        except Exception as exc:  # the store is restarting: no filter this time
+            log.debug("fork id filter skipped: %r", exc)
+            return nodes
+        return dialable(nodes, self.discovery.records, local)
+
+    async def _on_session(self, session: Session) -> None:
+        """Own one inbound session until it ends."""
+        await self._run_connection(session, Direction.INBOUND)
+
+    async def _dial(self, enode: Enode) -> None:
+        tell = self._tell
         try:
-            await peer.exchange_status()
-            event(log, "peer connected", peer=label, peers=len(self.peers))
-            ended = await peer.run()
-            log.debug("peer %s left: %s", label, ended)
+            session = await dial(
+                enode.ip,
+                enode.tcp_port,
+                self.private_key,
+                enode.node_id,
+                self.capabilities,
+                self.config.client_id,
+                self.enode.tcp_port if self.enode is not None else 0,
+            )
         except P2PError as exc:
-            log.debug("peer %s failed: %s", label, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug of ours, or the store restarting: this peer only
-            debugging = log.isEnabledFor(logging.DEBUG)
-            log.warning("serving peer %s failed: %r", label, exc, exc_info=debugging)
-            await session.disconnect(DisconnectReason.TCP_SUBSYSTEM_ERROR)
+            log.debug("dial %s failed: %s", enode, exc)
+            if tell is not None:
+                tell(DialFailed(enode.node_id, str(exc)))
+            return
+        if tell is not None:
+            tell(DialConnected(enode.node_id))
+        await self._run_connection(session, Direction.OUTBOUND)
+
+    async def _run_connection(self, session: Session, direction: Direction) -> None:
+        tell = self._tell
+        if tell is None:
+            await session.disconnect(DisconnectReason.TOO_MANY_PEERS)
+            return
+        connection_id = next(self._connection_ids)
+        connection = PeerConnection(
+            session, direction, connection_id, self.chain, tell, snap_state=self.state
+        )
+        self._connections[connection_id] = connection
+        try:
+            await connection.run()
         finally:
-            self.peers.pop(session.remote_id, None)
+            self._connections.pop(connection_id, None)
 
     async def _stop(self) -> None:
         if self._server is not None:
@@ -269,12 +320,12 @@ class P2PHost:
             self.discovery.close()
         for task in list(self._tasks):
             task.cancel()
-        for peer in list(self.peers.values()):
-            await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+        for connection in list(self._connections.values()):
+            await connection.session.disconnect(DisconnectReason.CLIENT_QUITTING)
         # Each peer's handler ends once its stream is closed; cancel only what lingers (the
         # streams' callback logs a cancelled handler as an error).
         for _ in range(40):
-            if not self.peers:
+            if not self._connections:
                 break
             await asyncio.sleep(0.05)
         current = asyncio.current_task()
@@ -282,3 +333,30 @@ class P2PHost:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+
+
+def dialable(
+    nodes: list[Enode], records: Mapping[bytes, NodeRecordV4], local: LocalChain
+) -> list[Enode]:
+    """The nodes worth dialling: those whose record (if we hold one) carries no eth fork id or
+    one that EIP-2124 accepts for our chain; a known other chain is not dialled (geth filters
+    discovered nodes the same way)."""
+    kept = []
+    for enode in nodes:
+        record = records.get(enode.node_id)
+        fork_id = record.fork_id if record is not None else None
+        if fork_id is not None:
+            try:
+                local.fork_points.validate(fork_id, local.head_number, local.head_time)
+            except ForkIdRejected:
+                continue
+        kept.append(enode)
+    return kept
+
+
+def parse_enodes(urls: tuple[str, ...], flag: str) -> tuple[Enode, ...]:
+    """Enode URLs as given to `flag`; raises P2PUnavailable naming the bad one."""
+    try:
+        return tuple(Enode.parse(url) for url in urls)
+    except P2PError as exc:
+        raise P2PUnavailable(f"bad {flag} entry: {exc}") from exc

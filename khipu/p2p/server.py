@@ -15,6 +15,7 @@ from khipu.p2p.session import Capability, Session, accept
 log = logging.getLogger(__name__)
 
 SessionHandler = Callable[[Session], Awaitable[None]]
+MAX_PENDING_HANDSHAKES = 50  # geth's MaxPendingPeers default
 
 
 async def listen(
@@ -24,15 +25,25 @@ async def listen(
     capabilities: Mapping[Capability, int],
     on_session: SessionHandler,
     client_id: str = "khipu",
+    max_pending: int = MAX_PENDING_HANDSHAKES,
 ) -> asyncio.Server:
     """Accept RLPx connections on host:port (0 picks a port; see `server.sockets`).
 
     A connection that fails its handshake or Hello is closed and logged; nothing a remote
-    sends can raise out of the listener. `on_session` owns the session it is given.
+    sends can raise out of the listener. At most `max_pending` handshakes run at once: a
+    connection beyond them is closed unanswered (silent sockets cannot pile up). `on_session`
+    owns the session it is given.
     """
+    pending = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal pending
         remote = writer.get_extra_info("peername")
+        if pending >= max_pending:
+            log.debug("inbound connection from %s closed: %d handshakes pending", remote, pending)
+            writer.close()
+            return
+        pending += 1
         try:
             session = await accept(reader, writer, private_key, capabilities, client_id, port)
         except P2PError as exc:
@@ -43,6 +54,8 @@ async def listen(
             log.exception("inbound connection from %s crashed the handshake", remote)
             writer.close()
             return
+        finally:
+            pending -= 1
         await on_session(session)
 
     return await asyncio.start_server(handle, host, port)

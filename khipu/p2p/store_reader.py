@@ -27,10 +27,14 @@ from khipu.storage.chain_store import ChainStore
 class StoreChainReader:
     """A ChainReader over a ChainStore (or a proxy with the same attributes)."""
 
-    def __init__(self, store: ChainStore, genesis: Genesis) -> None:
+    def __init__(
+        self, store: ChainStore, genesis: Genesis, genesis_hash: bytes | None = None
+    ) -> None:
+        """`genesis_hash` as the datadir holds it, read from `store` when not given (the node
+        gives it: its store proxy is not open before the StorageWriter starts)."""
         self.store = store
         self._network_id = genesis.config.chain_id
-        self._genesis_hash = store.genesis_hash
+        self._genesis_hash = store.genesis_hash if genesis_hash is None else genesis_hash
         self._terminal: tuple[int, int] | None = None  # (first PoS block, terminal TD)
         self._fork_points = ChainRules(genesis.config).fork_points(
             self._genesis_hash, genesis.timestamp

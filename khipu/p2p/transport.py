@@ -66,6 +66,15 @@ class FramedConnection:
         self.remote_id = codec.remote_id
         self.compression = False
 
+    @property
+    def remote_address(self) -> str:
+        """'ip:port' of the peer's socket, or '?' for a stream without one (in-memory tests)."""
+        get_extra_info = getattr(self._writer, "get_extra_info", None)
+        peer = get_extra_info("peername") if get_extra_info is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return f"{peer[0]}:{peer[1]}"
+        return "?"
+
     def send_nowait(self, message_id: int, payload: bytes) -> None:
         """Frame and write one message; raise FrameError if it is too big to send."""
         if self.compression:

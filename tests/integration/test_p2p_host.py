@@ -19,6 +19,7 @@ from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.host import P2PConfig, P2PHost, P2PUnavailable
 from khipu.p2p.keys import Enode
 from tests.conftest import require_testdata
+from tests.integration.p2p_hosts import running_host
 from tests.unit.p2p.chainfile import MemoryChain
 
 CAPS = {eth.ETH68: eth.MESSAGE_COUNT}
@@ -45,9 +46,10 @@ def _wait_until(condition: object, timeout: float = 10.0) -> bool:
 
 
 def test_host_serves_refuses_over_maxpeers_and_says_goodbye(prague_chain: MemoryChain) -> None:
-    host = P2PHost(P2PConfig(port=0, discovery=False, max_peers=1), PrivateKey(), prague_chain)
-    enode = host.start()
-    try:
+    # maxpeers 3: one dialled slot, two inbound (geth's dial ratio)
+    config = P2PConfig(port=0, discovery=False, max_peers=3)
+    with running_host(prague_chain, config) as running:
+        host, enode = running.host, running.enode
 
         async def first_peer() -> EthPeer:
             peer = await _eth_peer(enode, prague_chain)
@@ -56,30 +58,30 @@ def test_host_serves_refuses_over_maxpeers_and_says_goodbye(prague_chain: Memory
             return peer
 
         async def scenario() -> tuple[DisconnectReason | int | None, DisconnectReason | int | None]:
-            peer = await first_peer()
-            runner = asyncio.create_task(peer.run())
-            headers = await peer.get_block_headers(eth.HeaderRequest(1, 3))
+            peers = [await first_peer(), await first_peer()]
+            runners = [asyncio.create_task(peer.run()) for peer in peers]
+            headers = await peers[0].get_block_headers(eth.HeaderRequest(1, 3))
             assert headers == [prague_chain.headers[n] for n in (1, 2, 3)]
-            assert await asyncio.to_thread(_wait_until, lambda: host.peer_count() == 1)
+            assert await asyncio.to_thread(_wait_until, lambda: host.peer_count() == 2)
             info = host.node_info()
-            assert info["listening"] is True and info["peers"] == 1
-            [connected] = host.peer_infos()  # admin_peers
-            assert connected["protocols"] == {"eth": {"version": 68}}
-            assert len(str(connected["id"])) == 128 and str(connected["name"]).startswith("khipu")
-            second = await _eth_peer(enode, prague_chain)
+            assert info["listening"] is True and info["peers"] == 2
+            connected = host.peer_infos()[0]  # admin_peers
+            assert connected["protocols"]["eth"]["version"] == 68  # type: ignore[index]
+            assert len(str(connected["id"])) == 64 and str(connected["name"]).startswith("khipu")
+            assert str(connected["enode"]).startswith("enode://")
+            assert connected["network"]["inbound"] is True  # type: ignore[index]
+            third = await _eth_peer(enode, prague_chain)
             with pytest.raises(PeerDisconnected) as refused:
-                await second.exchange_status()
-            assert host.refused == 1
-            await asyncio.to_thread(host.stop)  # the first peer is told we quit
-            ended = await asyncio.wait_for(runner, 10)
+                await third.exchange_status()
+            assert running.metric("khipu_p2p_refused_total", reason="too_many_peers") == 1
+            await asyncio.to_thread(host.stop)  # the peers are told we quit
+            ended = await asyncio.wait_for(runners[0], 10)
             assert isinstance(ended, PeerDisconnected)
             return refused.value.reason, ended.reason
 
         too_many, quitting = asyncio.run(scenario())
         assert too_many == DisconnectReason.TOO_MANY_PEERS
         assert quitting == DisconnectReason.CLIENT_QUITTING
-    finally:
-        host.stop()
     with socket.socket() as again:  # the port is free once stopped (TIME_WAIT aside)
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", enode.tcp_port))
@@ -149,8 +151,11 @@ class _FlakyChain(MemoryChain):
 
 def test_a_store_error_ends_that_peer_only(prague_chain: MemoryChain) -> None:
     chain = _FlakyChain(prague_chain)
-    host = P2PHost(P2PConfig(port=0, discovery=False), PrivateKey(), chain)
-    enode = host.start()
+    with running_host(chain, P2PConfig(port=0, discovery=False)) as running:
+        _store_error_scenario(chain, prague_chain, running.enode)
+
+
+def _store_error_scenario(chain: _FlakyChain, prague_chain: MemoryChain, enode: Enode) -> None:
 
     async def request_headers() -> list[bytes]:
         peer = await _eth_peer(enode, prague_chain)
@@ -162,11 +167,8 @@ def test_a_store_error_ends_that_peer_only(prague_chain: MemoryChain) -> None:
             await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
             await asyncio.gather(runner, return_exceptions=True)
 
-    try:
-        chain.broken = True
-        with pytest.raises(PeerDisconnected):
-            asyncio.run(request_headers())
-        chain.broken = False
-        assert asyncio.run(request_headers()) == [prague_chain.headers[2], prague_chain.headers[3]]
-    finally:
-        host.stop()
+    chain.broken = True
+    with pytest.raises(PeerDisconnected):
+        asyncio.run(request_headers())
+    chain.broken = False
+    assert asyncio.run(request_headers()) == [prague_chain.headers[2], prague_chain.headers[3]]

@@ -37,6 +37,7 @@ from khipu.p2p.store_reader import StoreChainReader
 from khipu.p2p.store_state import StoreStateReader
 from khipu.storage.chain_store import ChainStore
 from tests.conftest import REPO_ROOT, require_testdata
+from tests.integration.p2p_hosts import running_host
 from tests.integration.p2p_peers import installed_peer
 
 CAPS = {eth.ETH68: eth.MESSAGE_COUNT, snap.SNAP1: snap.MESSAGE_COUNT}
@@ -65,12 +66,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingNode]:
         rules = ChainRules(genesis.config)
         import_files(store, rules, [folder / "chain.rlp"], check_seal=False, progress=progress)
         reader = StoreChainReader(store, genesis)
-        host = P2PHost(P2PConfig(port=0), PrivateKey(), reader, StoreStateReader(store))
-        enode = host.start()
-        try:
-            yield ServingNode(host, enode, reader)
-        finally:
-            host.stop()
+        with running_host(reader, P2PConfig(port=0), state=StoreStateReader(store)) as running:
+            yield ServingNode(running.host, running.enode, reader)
     finally:
         store.close()
 
@@ -95,14 +92,9 @@ def big_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingNode]:
     store = ChainStore.open(tmp_path_factory.mktemp("snap-big"), genesis, genesis_json)
     try:
         reader = StoreChainReader(store, genesis)
-        host = P2PHost(
-            P2PConfig(port=0, discovery=False), PrivateKey(), reader, StoreStateReader(store)
-        )
-        enode = host.start()
-        try:
-            yield ServingNode(host, enode, reader)
-        finally:
-            host.stop()
+        config = P2PConfig(port=0, discovery=False)
+        with running_host(reader, config, state=StoreStateReader(store)) as running:
+            yield ServingNode(running.host, running.enode, reader)
     finally:
         store.close()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from khipu.chain.forkid import ForkIdRejected, ForkPoints
@@ -95,6 +95,8 @@ def check_status(local: LocalChain, remote: Status, version: int) -> None:
 
 
 Announcement = Callable[[int, bytes], None]  # (message code, payload) of NewBlockHashes/NewBlock
+# Answers an eth request (code, payload) with (response code, payload); the node's peer actor.
+RequestServer = Callable[[int, bytes], Awaitable[tuple[int, bytes] | None]]
 
 
 class EthPeer:
@@ -107,12 +109,15 @@ class EthPeer:
         chain: ChainReader | None = None,
         on_announcement: Announcement | None = None,
         snap_state: StateReader | None = None,
+        server: RequestServer | None = None,
     ) -> None:
+        """Requests from the peer are answered by `server` when given, else from `chain` here."""
         self.session = session
         self.local = local
         self.chain = chain
         self.snap_state = snap_state  # served over snap/1 if given, else snap gets empty answers
         self.on_announcement = on_announcement
+        self.server = server
         self.remote_status: Status | None = None
         self.ended: P2PError | None = None
         self._pending: dict[int, tuple[str, int, asyncio.Future[wire.Item]]] = {}
@@ -181,7 +186,10 @@ class EthPeer:
         self._pending.clear()
 
     async def _handle(self, code: int, payload: bytes) -> None:
-        reply = serving.answer(self.chain, code, payload)
+        if self.server is not None and code in eth.RESPONSE_TO:
+            reply = await self.server(code, payload)
+        else:
+            reply = serving.answer(self.chain, code, payload)
         if reply is not None:
             await self.session.send("eth", *reply)
         elif code in (eth.BLOCK_HEADERS, eth.BLOCK_BODIES, eth.RECEIPTS, eth.POOLED_TRANSACTIONS):

@@ -1,0 +1,88 @@
+"""Requests to a connected peer from any thread (sync, a peer actor), with the answers checked and
+the peer's offences reported to the PeerManager, so that every component scores peers alike.
+
+    links = peer_manager.call("active_links")
+    requests = PeerRequests(links[0], peer_manager.tell)
+    headers = requests.headers(HeaderRequest(1000, 192)).result()
+    bodies = requests.bodies(headers).result()      # each checked against its header's roots
+
+A future fails with the error that ended the request: RequestTimeout (counted SLOW),
+PeerMisbehaved or InvalidAnswer (LYING: headers not chained, a body off its roots), or the
+error that closed the connection (not the peer's offence).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from khipu.p2p.errors import PeerMisbehaved, RequestTimeout
+from khipu.p2p.eth.messages import HeaderRequest
+from khipu.p2p.keys import keccak256
+from khipu.p2p.peers.connection import PeerLink
+from khipu.p2p.peers.messages import ReportOffence
+from khipu.p2p.peers.scoring import Offence
+from khipu.p2p.peers.validation import check_body
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def offence_of_request(error: BaseException) -> Offence | None:
+    """How a failed request counts against the peer: a timeout is SLOW, a wrong answer LYING."""
+    if isinstance(error, RequestTimeout):
+        return Offence.SLOW
+    if isinstance(error, PeerMisbehaved):
+        return Offence.LYING
+    return None
+
+
+class PeerRequests:
+    """Checked eth requests to the peer behind `link`; `report` takes a ReportOffence (e.g. the
+    PeerManager handle's `tell`)."""
+
+    def __init__(
+        self, link: PeerLink, report: Callable[[Any], None], timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.link = link
+        self.report = report
+        self.timeout = timeout
+
+    def headers(self, request: HeaderRequest) -> concurrent.futures.Future[list[bytes]]:
+        """Headers answering `request`, checked to be the sequence asked for (linked by parent
+        hash where adjacent); fewer than asked is allowed."""
+        eth = self.link.eth
+        future = self.link.submit(lambda: eth.get_block_headers(request, self.timeout))
+        return self._scored(future, f"headers from {request.origin!r}")
+
+    def bodies(self, headers: list[bytes]) -> concurrent.futures.Future[list[bytes]]:
+        """Bodies of the blocks of `headers` (RLP), in order, each checked against its header's
+        transactions root, uncles hash and withdrawals root; the peer may send fewer."""
+        eth = self.link.eth
+        hashes = [keccak256(header) for header in headers]
+
+        async def fetch() -> list[bytes]:
+            bodies = await eth.get_block_bodies(hashes, self.timeout)
+            for header, body in zip(headers, bodies, strict=False):
+                check_body(header, body)
+            return bodies
+
+        return self._scored(self.link.submit(fetch), f"{len(hashes)} bodies")
+
+    def _scored(
+        self, future: concurrent.futures.Future[list[bytes]], what: str
+    ) -> concurrent.futures.Future[list[bytes]]:
+        def done(finished: concurrent.futures.Future[list[bytes]]) -> None:
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            offence = offence_of_request(error) if error is not None else None
+            if offence is None:
+                return
+            # The manager being down (its peers go with it) is no reason to fail the caller.
+            with contextlib.suppress(Exception):
+                self.report(ReportOffence(self.link.node_id, offence, f"{what}: {error}"))
+
+        future.add_done_callback(done)
+        return future
