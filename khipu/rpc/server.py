@@ -71,7 +71,7 @@ class RpcServer:
             target=httpd.serve_forever, name="rpc-http", kwargs={"poll_interval": 0.2}, daemon=True
         )
         self._thread.start()
-        log.info("rpc server started url=%s", self.url)
+        log.debug("rpc server started on %s", self.url)  # the node logs "json-rpc serving"
 
     def stop(self) -> None:
         """Stop accepting requests and close the socket; idempotent."""
