@@ -225,6 +225,7 @@ class Node:
             files.insert(0, self._dev_chain_file(self.settings.dev_chain))
         if self.settings.p2p is not None:
             self.p2p_host = self._make_p2p_host(self.settings.p2p)
+        self.metrics.store_size.watch(self.selection.datadir)
         if self.settings.metrics is not None:
             addr, port = self.settings.metrics.addr, self.settings.metrics.port
             try:
@@ -310,7 +311,11 @@ class Node:
         WebSocket port too; the RpcServer actor, added to the tree, adopts the servers and
         rebinds the same ports after a restart. Raises RpcUnavailable if a port cannot be bound."""
         self.rpc = RpcEndpoints(
-            self.live_store, self.rules, self.selection.genesis, self.health_snapshot
+            self.live_store,
+            self.rules,
+            self.selection.genesis,
+            self.health_snapshot,
+            observer=self.metrics.observe_rpc,
         )
         try:
             self.rpc.bind(config)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 logger = logging.getLogger("khipu.metrics")
@@ -114,13 +118,68 @@ class NodeMetrics:
             buckets=RPC_LATENCY_BUCKETS,
             registry=r,
         )
-        # storage
-        self.store_size = Gauge(
-            "khipu_store_size_bytes",
-            "Bytes on disk per Kesque topic or index.",
-            ["topic"],
-            registry=r,
-        )
+        # storage: measured when scraped, once the node names its datadir
+        self.store_size = DatadirSizes()
+        r.register(self.store_size)
+
+    def observe_rpc(self, method: str, ok: bool, seconds: float) -> None:
+        """Count one JSON-RPC call of `method` (a known method name, or "unknown") and its
+        latency; the RPC dispatcher calls this for every request."""
+        self.rpc_requests.labels(method=method, outcome="ok" if ok else "error").inc()
+        self.rpc_latency.labels(method=method).observe(seconds)
+
+
+class DatadirSizes:
+    """`khipu_store_size_bytes{topic}`: bytes on disk of each Kesque topic (segments and
+    indexes) and of the LevelDB index store (`chaindata`), listed from the datadir at each
+    scrape, so the numbers are never stale and cost nothing between scrapes."""
+
+    NAME = "khipu_store_size_bytes"
+    HELP = "Bytes on disk per Kesque topic, and of the LevelDB indexes (topic=chaindata)."
+
+    def __init__(self) -> None:
+        self.datadir: Path | None = None
+
+    def watch(self, datadir: Path) -> None:
+        """Report the stores of `datadir` from now on."""
+        self.datadir = Path(datadir)
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes per topic (and `chaindata`) of the watched datadir; empty before `watch`."""
+        if self.datadir is None:
+            return {}
+        folders = {"chaindata": self.datadir / "chaindata"}
+        kesque = self.datadir / "kesque"
+        if kesque.is_dir():
+            folders |= {
+                entry.name: Path(entry.path) for entry in os.scandir(kesque) if entry.is_dir()
+            }
+        return {name: _folder_bytes(folder) for name, folder in sorted(folders.items())}
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["topic"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["topic"])
+        for topic, size in self.sizes().items():
+            family.add_metric([topic], size)
+        yield family
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the regular files directly in `folder` (0 if it is gone or unreadable)."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:  # removed while listing (a segment rolled, an index regrown)
+                    continue
+    except OSError:
+        return 0
+    return total
 
 
 class MetricsServer:

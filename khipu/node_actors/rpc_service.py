@@ -22,6 +22,7 @@ from khipu.chain.rules import ChainRules
 from khipu.logs import event
 from khipu.node_actors.faults import FaultPlan
 from khipu.rpc.config import RpcConfig
+from khipu.rpc.dispatch import CallObserver
 from khipu.rpc.server import RpcServer, start_rpc
 
 log = logging.getLogger("khipu.rpc")
@@ -55,6 +56,7 @@ class RpcEndpoints:
     configs: list[RpcConfig] = field(default_factory=list)
     servers: list[RpcServer] = field(default_factory=list)
     p2p_info: Callable[[], dict[str, Any]] | None = None
+    observer: CallObserver | None = None  # every call's method, outcome and time (metrics)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bind(self, config: RpcConfig) -> list[RpcServer]:
@@ -101,6 +103,7 @@ class RpcEndpoints:
         server = start_rpc(self.store, self.rules, config, health=self.health, genesis=self.genesis)
         if self.p2p_info is not None:
             server.context.p2p_info = self.p2p_info
+        server.dispatcher.observer = self.observer
         self.servers.append(server)
         event(log, "json-rpc serving", url=server.url)
         return server

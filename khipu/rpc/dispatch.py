@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from khipu.rpc.context import RpcContext
@@ -21,6 +23,9 @@ log = logging.getLogger("khipu.rpc")
 
 Json = dict[str, Any]
 
+# Told of every call: method name (or "unknown"), whether it answered a result, seconds taken.
+CallObserver = Callable[[str, bool, float], None]
+
 
 def error_response(request_id: Any, error: RpcError) -> Json:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.as_json()}
@@ -32,6 +37,7 @@ class Dispatcher:
     def __init__(self, context: RpcContext, methods: dict[str, Handler]) -> None:
         self.context = context
         self.methods = methods
+        self.observer: CallObserver | None = None  # the node's metrics, when it has them
 
     def handle_body(self, body: bytes) -> bytes | None:
         """The response body for a request body; None when only notifications were sent."""
@@ -72,12 +78,17 @@ class Dispatcher:
             return error_response(request_id, RpcError(INVALID_REQUEST, "invalid request"))
         is_notification = "id" not in message
         request_id = message.get("id")
+        method = message["method"]
+        started = time.perf_counter()
         try:
-            result = self.call(message["method"], message.get("params"))
+            result = self.call(method, message.get("params"))
         except RpcError as error:
             response = error_response(request_id, error)
         else:
             response = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        if self.observer is not None:
+            known = method if method in self.methods else "unknown"
+            self.observer(known, "result" in response, time.perf_counter() - started)
         return None if is_notification else response
 
     def call(self, method: str, params: Any) -> Any:

@@ -31,7 +31,7 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples
 
 
-def test_scrape_shows_what_the_components_recorded(served) -> None:
+def test_scrape_shows_what_the_components_recorded(served, tmp_path) -> None:
     metrics, server = served
     assert server.port != 0 and server.url.endswith("/metrics")
     metrics.blocks_imported.inc(3)
@@ -43,7 +43,12 @@ def test_scrape_shows_what_the_components_recorded(served) -> None:
     metrics.actor_restarts.labels(actor="StorageWriter").inc()
     metrics.rpc_requests.labels(method="eth_getBalance", outcome="ok").inc(2)
     metrics.rpc_latency.labels(method="eth_getBalance").observe(0.003)
-    metrics.store_size.labels(topic="account").set(4096)
+    (tmp_path / "kesque" / "account").mkdir(parents=True)
+    (tmp_path / "kesque" / "account" / "00000000000000000000.log").write_bytes(b"x" * 4096)
+    (tmp_path / "kesque" / "account" / "index-1.idx").write_bytes(b"y" * 100)
+    (tmp_path / "chaindata").mkdir()
+    (tmp_path / "chaindata" / "000001.ldb").write_bytes(b"z" * 7)
+    metrics.store_size.watch(tmp_path)
 
     samples = scrape(server.url)
 
@@ -61,7 +66,8 @@ def test_scrape_shows_what_the_components_recorded(served) -> None:
     )
     bucket = (("le", "0.005"), ("method", "eth_getBalance"))
     assert samples[("khipu_rpc_request_duration_seconds_bucket", bucket)] == 1
-    assert samples[("khipu_store_size_bytes", (("topic", "account"),))] == 4096
+    assert samples[("khipu_store_size_bytes", (("topic", "account"),))] == 4196
+    assert samples[("khipu_store_size_bytes", (("topic", "chaindata"),))] == 7
 
 
 def test_other_paths_are_not_found(served) -> None:

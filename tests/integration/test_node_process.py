@@ -123,6 +123,9 @@ def test_sigterm_mid_import_exits_0_and_the_next_run_resumes_with_metrics_and_js
     second.wait_for(r'"msg": "import finished"')
     metrics_line = json.loads(second.wait_for(r'"msg": "metrics at '))
     url = metrics_line["msg"].removeprefix("metrics at ")
+    rpc_url = json.loads(second.wait_for(r'"msg": "json-rpc serving"'))["url"]
+    assert int(str(rpc(rpc_url, "eth_blockNumber")), 16) == chain.blocks
+    assert int(str(rpc(rpc_url, "eth_blockNumber")), 16) == chain.blocks
     with urllib.request.urlopen(url, timeout=10) as response:
         exposition = response.read().decode()
     samples = dict(
@@ -132,6 +135,13 @@ def test_sigterm_mid_import_exits_0_and_the_next_run_resumes_with_metrics_and_js
     assert float(samples["khipu_blocks_imported_total"]) == imported_now, exposition
     assert float(samples["khipu_head_block_number"]) == chain.blocks
     assert float(samples["khipu_gas_used_total"]) > 0
+    rpc_ok = 'khipu_rpc_requests_total{method="eth_blockNumber",outcome="ok"}'
+    assert float(samples[rpc_ok]) == 2, exposition
+    assert float(samples['khipu_rpc_request_duration_seconds_count{method="eth_blockNumber"}']) == 2
+    sizes = {key: float(value) for key, value in samples.items() if "store_size" in key}
+    assert sizes['khipu_store_size_bytes{topic="storage"}'] > 0, sizes  # trie nodes
+    assert sizes['khipu_store_size_bytes{topic="header"}'] > 0, sizes
+    assert sizes['khipu_store_size_bytes{topic="chaindata"}'] > 0, sizes
     assert second.stop(signal.SIGINT) == 0, "\n".join(second.lines[-20:])
     for line in second.lines:
         if line.startswith("{"):
