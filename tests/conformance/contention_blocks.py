@@ -10,12 +10,16 @@ its funding transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eth.abc import BlockHeaderAPI
+import rlp
+from eth.abc import BlockHeaderAPI, SignedTransactionAPI
+from eth.vm.forks.prague.transactions import Authorization
 from eth_hash.auto import keccak
 from eth_keys.datatypes import PrivateKey
+from eth_typing import Address
 
 from khipu.devnet import contention
 from khipu.devnet.builder import (
@@ -25,6 +29,10 @@ from khipu.devnet.builder import (
     DevChainBuilder,
 )
 from khipu.devnet.genesis import DevAccount, dev_accounts, dev_chain_config, dev_genesis_json
+from khipu.devnet.system_contracts import (
+    CONSOLIDATION_REQUESTS_ADDRESS,
+    WITHDRAWAL_REQUESTS_ADDRESS,
+)
 from khipu.devnet.workload import PlannedTx, PlannedWithdrawal, TxKind, created_address
 
 FORKS = ("prague", "cancun", "shanghai")
@@ -53,7 +61,12 @@ ACTION_KINDS = (
     "call_created",  # call a contract an earlier deploy created
     "precompile",  # STATICCALL a precompile with random input
     "fund_and_spend",  # fund a key with no balance; it sends a transaction later in the block
+    "delegate",  # Prague: a set-code transaction delegates an account to a contract, calls it
+    "request",  # a withdrawal or consolidation request to the system contracts
 )
+DELEGATES = (contention.COUNTER, contention.FORWARDER, bytes(20))  # the zero address clears
+REQUEST_FEE = 10**6  # more than the request contracts' fee while their queues stay short
+SET_CODE_MAGIC = b"\x05"
 
 
 @dataclass(frozen=True)
@@ -71,13 +84,29 @@ class Action:
     data: bytes = b""  # precompile input
 
 
+@dataclass(frozen=True)
+class PlannedSetCode:
+    """The authorizations of a set-code transaction: (authority, delegate address, nonce)."""
+
+    authorizations: tuple[tuple[DevAccount, bytes, int], ...]
+
+
+@dataclass(frozen=True)
+class Signing:
+    """A planned transaction, the account that signs it, and set-code authorizations if any."""
+
+    tx: PlannedTx
+    account: DevAccount
+    set_code: PlannedSetCode | None = None
+
+
 @dataclass
 class ContentionChain:
     """A dev chain of one fork, with the contention contracts at genesis."""
 
     fork: str = "prague"
     coinbase_is_sender: bool = False  # the fee recipient is sender 0 (its balance is read)
-    builder: DevChainBuilder = field(init=False)
+    builder: ForkDevChainBuilder = field(init=False)
     accounts: list[DevAccount] = field(init=False)
     funded: list[DevAccount] = field(init=False)
     nonces: dict[bytes, int] = field(default_factory=dict)
@@ -123,27 +152,51 @@ class ContentionChain:
                 *self.created,
                 FEE_RECIPIENT,
                 *(p.to_bytes(20, "big") for p in PRECOMPILES),
+                WITHDRAWAL_REQUESTS_ADDRESS,
+                CONSOLIDATION_REQUESTS_ADDRESS,
             }
         )
 
     def build(self, actions: list[Action]) -> BuiltBlock:
         """Plan, sign and build the next block from `actions`; it becomes the head."""
         template = self.builder.next_header()
-        planned: list[tuple[PlannedTx, DevAccount]] = []
-        deferred: list[tuple[PlannedTx, DevAccount]] = []
+        planned: list[Signing] = []
+        deferred: list[Callable[[], Signing]] = []
         for action in actions:
             self._plan(action, planned, deferred)
-        planned += deferred
-        signed = [self.builder.sign(template, tx, account) for tx, account in planned]
+        # Nonces of deferred transactions are taken now: authorizations may have moved them.
+        planned += [plan() for plan in deferred]
+        signed = [self._sign(template, signing) for signing in planned]
         withdrawal = PlannedWithdrawal(self.withdrawal_index, 7, FRESH[0], 1)
         self.withdrawal_index += 1
         return self.builder.build_block(template, signed, [withdrawal])
 
+    def _sign(self, template: BlockHeaderAPI, signing: Signing) -> SignedTransactionAPI:
+        if signing.set_code is None:
+            return self.builder.sign(template, signing.tx, signing.account)
+        tx, chain_id = signing.tx, self.builder.chain_id
+        authorizations = []
+        for authority, delegate, nonce in signing.set_code.authorizations:
+            message = SET_CODE_MAGIC + rlp.encode([chain_id, delegate, nonce])
+            signature = authority.private_key.sign_msg(message)
+            authorizations.append(
+                Authorization(chain_id, Address(delegate), nonce, signature.v, signature.r,
+                              signature.s)
+            )  # fmt: skip
+        builder: Any = self.builder.rules.vm_class_for_header(template).get_transaction_builder()
+        base_fee = int(template.base_fee_per_gas or 0)
+        access_list = [(Address(a), list(slots)) for a, slots in tx.access_list]
+        unsigned = builder.new_unsigned_set_code_transaction(
+            chain_id, tx.nonce, tx.tip, 2 * base_fee + tx.tip, tx.gas, Address(tx.to), tx.value,
+            tx.data, access_list, authorizations,
+        )  # fmt: skip
+        signed: SignedTransactionAPI = builder.decode(
+            unsigned.as_signed_transaction(signing.account.private_key).encode()
+        )
+        return signed
+
     def _plan(
-        self,
-        action: Action,
-        planned: list[tuple[PlannedTx, DevAccount]],
-        deferred: list[tuple[PlannedTx, DevAccount]],
+        self, action: Action, planned: list[Signing], deferred: list[Callable[[], Signing]]
     ) -> None:
         account = self.accounts[action.sender % SENDERS]
         recipients = self.recipients()
@@ -186,16 +239,44 @@ class ContentionChain:
             data = contention.counter_call(action.target % 2)
         elif kind == "precompile":
             precompile = PRECOMPILES[action.target % len(PRECOMPILES)]
-            to, data = contention.PRECOMPILE_CALLER, contention.precompile_call(precompile, action.data)
+            to, data = (
+                contention.PRECOMPILE_CALLER,
+                contention.precompile_call(precompile, action.data),
+            )
         elif kind == "fund_and_spend":
             funded = self.funded[action.target % FUNDED]
-            planned.append((self._tx(action, account, funded.address, FUND_AMOUNT), account))
-            spend = self._tx(action, funded, recipient, value % (ETH // 10))
-            deferred.append((spend, funded))
+            planned.append(Signing(self._tx(action, account, funded.address, FUND_AMOUNT), account))
+            amount = value % (ETH // 10)
+            deferred.append(lambda: Signing(self._tx(action, funded, recipient, amount), funded))
             return
+        elif kind == "delegate":
+            authorities = [*self.accounts[:3], *self.funded]
+            authority = authorities[action.target % len(authorities)]
+            tx = self._tx(action, account, authority.address, value % ETH)
+            if self.fork != "prague":
+                planned.append(Signing(tx, account))
+                return
+            # The sender's nonce is already incremented when the authorization is checked;
+            # a stale nonce (`flag`) makes the authorization invalid, so it is skipped.
+            nonce = self._nonce(authority) + (1 if action.flag else 0)
+            if not action.flag:
+                self.nonces[authority.address] = nonce + 1
+            delegate = DELEGATES[action.value % len(DELEGATES)]
+            tx = replace(tx, kind=TxKind.DYNAMIC_FEE)
+            set_code = PlannedSetCode(((authority, delegate, nonce),))
+            planned.append(Signing(tx, account, set_code))
+            return
+        elif kind == "request":
+            consolidation = action.flag
+            pubkeys = (action.data * 96)[:96] if action.data else bytes(range(96))
+            if consolidation:
+                to, data = CONSOLIDATION_REQUESTS_ADDRESS, pubkeys
+            else:
+                to, data = WITHDRAWAL_REQUESTS_ADDRESS, pubkeys[:48] + (value % 2**64).to_bytes(8)
+            value = REQUEST_FEE
         else:
             raise ValueError(f"unknown action kind {kind!r}")
-        planned.append((self._tx(action, account, to, value, data, gas), account))
+        planned.append(Signing(self._tx(action, account, to, value, data, gas), account))
 
     def _nonce(self, account: DevAccount) -> int:
         return self.nonces.get(account.address, 0)
@@ -228,7 +309,9 @@ def deploy_code(variant: int) -> bytes:
         return _deployer(runtime)
     if choice == 1:
         return contention.child_init_code()
-    return bytes.fromhex("6001600055") + bytes.fromhex("41ff")  # SSTORE(0, 1); SELFDESTRUCT(COINBASE)
+    return bytes.fromhex("6001600055") + bytes.fromhex(
+        "41ff"
+    )  # SSTORE(0, 1); SELFDESTRUCT(COINBASE)
 
 
 def _deployer(runtime: bytes) -> bytes:

@@ -98,23 +98,27 @@ def compare_blocks(
     serial_state = AccountDB(db, serial.header.state_root)
     parallel_state = AccountDB(db, parallel.header.state_root)
     for raw in addresses:
-        address = Address(raw)
-        for what, read in (
-            ("exists", lambda s: s.account_exists(address)),
-            ("balance", lambda s: s.get_balance(address)),
-            ("nonce", lambda s: s.get_nonce(address)),
-            ("code", lambda s: s.get_code(address)),
-            *(
-                (f"storage[{slot}]", lambda s, slot=slot: s.get_storage(address, slot))
-                for slot in STORAGE_SLOTS
-            ),
-        ):
-            ours, theirs = read(parallel_state), read(serial_state)
-            if ours != theirs:
+        ours, theirs = account_fields(parallel_state, raw), account_fields(serial_state, raw)
+        for what, value in ours.items():
+            if value != theirs[what]:
                 problems.append(
-                    f"0x{raw.hex()} {what}: parallel {_show(ours)} != serial {_show(theirs)}"
+                    f"0x{raw.hex()} {what}: parallel {_show(value)} != serial {_show(theirs[what])}"
                 )
     return problems
+
+
+def account_fields(state: AccountDB, raw: bytes) -> dict[str, object]:
+    """Existence, balance, nonce, code and STORAGE_SLOTS of one account in `state`."""
+    address = Address(raw)
+    fields: dict[str, object] = {
+        "exists": state.account_exists(address),
+        "balance": state.get_balance(address),
+        "nonce": state.get_nonce(address),
+        "code": state.get_code(address),
+    }
+    for slot in STORAGE_SLOTS:
+        fields[f"storage[{slot}]"] = state.get_storage(address, slot)
+    return fields
 
 
 def compare_receipts(serial: Sequence[ReceiptAPI], parallel: Sequence[ReceiptAPI]) -> list[str]:
@@ -198,8 +202,7 @@ class ProvingExecutor:
         except ValidationError as exc:
             if serial_error is None:
                 raise ParallelMismatch(
-                    f"{self.suite} block #{block.number}: parallel rejects ({exc}),"
-                    " serial accepts"
+                    f"{self.suite} block #{block.number}: parallel rejects ({exc}), serial accepts"
                 ) from exc
             raise
         PROOF_STATS.record(self.suite, execution)

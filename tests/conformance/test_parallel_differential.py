@@ -18,14 +18,18 @@ FULL_EXAMPLES random ones.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
+from eth_typing import Address
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from khipu.devnet import contention
+from khipu.devnet.builder import BuiltBlock
 from khipu.devnet.workload import TxKind
 from khipu.execution.pool import TaskError
 from tests.conformance.contention_blocks import (
@@ -65,11 +69,11 @@ values = st.one_of(
     st.integers(min_value=0, max_value=10**18),
 )
 access_lists = st.lists(
-    st.tuples(
-        st.integers(0, TARGETS - 1), st.lists(st.integers(0, 3), max_size=2).map(tuple)
-    ),
+    st.tuples(st.integers(0, TARGETS - 1), st.lists(st.integers(0, 3), max_size=2).map(tuple)),
     max_size=2,
 ).map(tuple)
+
+
 def _without_known_bugs(action: Action) -> Action:
     if AVOID_KNOWN_BUGS and action.kind == "create2" and action.flag:
         return replace(action, flag=False)
@@ -127,8 +131,8 @@ def run_scenario(scenario: Scenario, report: Callable[[str], None] = print) -> i
         built = chain.build(list(actions_of_block))
         block = built.block
         transactions += len(block.transactions)
-        report(f"block #{block.number}: {len(block.transactions)} txs, receipts status "
-             f"{[r.state_root.hex() for r in built.receipts]}")  # fmt: skip
+        statuses = [receipt.state_root.hex() for receipt in built.receipts]
+        report(f"block #{block.number}: {len(block.transactions)} txs, statuses {statuses}")
         for workers in WORKER_COUNTS:
             check_parallel(chain.builder.chain, block, block, workers, chain.addresses())
     return transactions
@@ -141,72 +145,100 @@ def test_parallel_equals_serial_on_random_contention(scenario: Scenario) -> None
 
 
 # Hand-picked scenarios, each a case the generator may reach only rarely; they run every time.
-def _action(kind: str, sender: int = 0, target: int = 0, value: int = 0, flag: bool = False,
-            **extra: object) -> Action:  # fmt: skip
-    return Action(kind, sender, target, value, flag, **extra)  # type: ignore[arg-type]
+def _action(
+    kind: str, sender: int = 0, target: int = 0, value: int = 0, flag: bool = False, **extra: Any
+) -> Action:
+    return Action(kind, sender, target, value, flag, **extra)
+
+
+def _blocks(fork: str, *blocks: list[Action], coinbase_is_sender: bool = False) -> Scenario:
+    return Scenario(fork, coinbase_is_sender, tuple(tuple(block) for block in blocks))
 
 
 CHILD_SALT = 1
-BENEFICIARY_TARGET = 3  # FRESH[0] in ContentionChain.recipients()
+# Targets in ContentionChain.recipients(): an account, FRESH[0], the coinbase, contracts, a child
+ACCOUNT_1, FRESH_0, COINBASE, DESTRUCTIBLE, FORWARDER, CHILD = 1, 3, 6, 8, 9, 10 + CHILD_SALT
+IDENTITY = 15  # the precompile 0x04
+EMPTY_REQUESTS_HASH = hashlib.sha256(b"").digest()
 
 EXPLICIT = {
-    # create and destroy a child in one transaction, send it value, re-create it
-    "create2-destroy-recreate": Scenario("prague", False, ((
+    # create and destroy a child in one transaction, send it value, re-create it, collide
+    "create2-destroy-recreate": _blocks("prague", [
         _action("create2", 0, CHILD_SALT, 5, True),
-        _action("transfer", 1, 10 + CHILD_SALT, 7),
-        _action("create2", 2, CHILD_SALT, 0, False),
-        _action("create2", 3, CHILD_SALT, 0, False),  # collides
-        _action("destroy_child", 4, CHILD_SALT, BENEFICIARY_TARGET),
-    ),)),
+        _action("transfer", 1, CHILD, 7),
+        _action("create2", 2, CHILD_SALT),
+        _action("create2", 3, CHILD_SALT),
+        _action("destroy_child", 4, CHILD_SALT, FRESH_0),
+    ]),
     # pre-Cancun, in separate transactions: create a child, destroy it (deleted, storage
     # wiped), credit the deleted address, re-create it at the same address, collide
-    "shanghai-create2-destroy-recreate": Scenario("shanghai", False, ((
+    "shanghai-create2-destroy-recreate": _blocks("shanghai", [
         _action("create2", 0, CHILD_SALT, 5),
-        _action("destroy_child", 1, CHILD_SALT, BENEFICIARY_TARGET),
-        _action("transfer", 2, 10 + CHILD_SALT, 7),
+        _action("destroy_child", 1, CHILD_SALT, FRESH_0),
+        _action("transfer", 2, CHILD, 7),
         _action("create2", 3, CHILD_SALT, 1),
-        _action("create2", 4, CHILD_SALT, 0),  # collides
-        _action("read", 5, 10 + CHILD_SALT),
-    ),)),
+        _action("create2", 4, CHILD_SALT),
+        _action("read", 5, CHILD),
+    ]),
     # pre-Cancun: SELFDESTRUCT deletes the genesis contract and wipes its storage, then value
-    # arrives at the deleted address and a reader looks at it
-    "shanghai-destroy-then-credit": Scenario("shanghai", False, ((
-        _action("destroy", 0, BENEFICIARY_TARGET),
-        _action("transfer", 1, 8, 9),  # DESTRUCTIBLE
-        _action("read", 2, 8),
-        _action("destroy", 3, 8),  # a call of the deleted contract: no code now
-    ),)),
+    # arrives at the deleted address, a reader looks at it, a call finds no code
+    "shanghai-destroy-then-credit": _blocks("shanghai", [
+        _action("destroy", 0, FRESH_0),
+        _action("transfer", 1, DESTRUCTIBLE, 9),
+        _action("read", 2, DESTRUCTIBLE),
+        _action("destroy", 3, DESTRUCTIBLE),
+    ]),
     # the fee recipient sends transactions, receives value and has its balance read
-    "coinbase-is-sender": Scenario("cancun", True, ((
-        _action("transfer", 1, 6, 10**18),  # the coinbase
-        _action("read", 2, 6),
+    "coinbase-is-sender": _blocks("cancun", [
+        _action("transfer", 1, COINBASE, 10**18),
+        _action("read", 2, COINBASE),
         _action("transfer", 0, 0, 1, tip_gwei=0),
         _action("count", 3, 0),
-        _action("transfer", 0, 1, 2),
-    ),)),
+        _action("transfer", 0, ACCOUNT_1, 2),
+    ], coinbase_is_sender=True),
     # funded in the block, then spending; the forwarder short of funds, then funded
-    "funded-senders-and-forward": Scenario("prague", False, ((
-        _action("forward", 0, 3, 10, True),
+    "funded-senders-and-forward": _blocks("prague", [
+        _action("forward", 0, FRESH_0, 10, True),
         _action("fund_and_spend", 1, 0, 12345),
-        _action("transfer", 2, 9, 10**18),  # to the FORWARDER
-        _action("forward", 3, 3, 10, True),
+        _action("transfer", 2, FORWARDER, 10**18),
+        _action("forward", 3, FRESH_0, 10, True),
         _action("fund_and_spend", 4, 0, 777),
-    ),)),
-    # deploy, then call the deployed contract in the same block and the next
-    "deploy-and-call": Scenario("prague", False, (
-        (_action("deploy", 0, 0), _action("call_created", 1, 0),
-         _action("deploy", 0, 1), _action("deploy", 2, 2), _action("call_created", 3, 1)),
-        (_action("call_created", 4, 0), _action("call_created", 5, 1)),
-    )),  # fmt: skip
+    ]),
+    # deploy, then call the deployed contracts in the same block and the next
+    "deploy-and-call": _blocks("prague", [
+        _action("deploy", 0, 0),
+        _action("call_created", 1, 0),
+        _action("deploy", 0, 1),
+        _action("deploy", 2, 2),
+        _action("call_created", 3, 1),
+    ], [
+        _action("call_created", 4, 0),
+        _action("call_created", 5, 1),
+    ]),
     # reverts, out-of-gas and precompiles around a hot counter
-    "reverts-and-precompiles": Scenario("prague", False, ((
-        _action("count", 0, 0), _action("revert", 1), _action("count", 2, 0, flag=True),
-        _action("burn", 3), _action("precompile", 4, 1, data=bytes(range(64))),
-        _action("precompile", 5, 3, data=b"abc"), _action("count", 0, 0),
-        _action("transfer", 1, 15, 1),  # value to the identity precompile (0x04)
-    ),)),
+    # account 1 delegates to the counter, is called, sends a transaction itself, clears its
+    # delegation; a funded key delegates to the forwarder; requests to the system contracts
+    "delegations-and-requests": _blocks("prague", [
+        _action("delegate", 0, ACCOUNT_1, 0),
+        _action("transfer", 2, ACCOUNT_1, 3),
+        _action("count", 1, 0),
+        _action("delegate", 1, ACCOUNT_1, 2),
+        _action("fund_and_spend", 3, 0, 5),
+        _action("delegate", 4, 3, 1),
+        _action("request", 5, 0, 10**9),
+        _action("request", 0, 0, 0, True),
+    ]),
+    "reverts-and-precompiles": _blocks("prague", [
+        _action("count", 0, 0),
+        _action("revert", 1),
+        _action("count", 2, 0, flag=True),
+        _action("burn", 3),
+        _action("precompile", 4, 1, data=bytes(range(64))),
+        _action("precompile", 5, 3, data=b"abc"),
+        _action("count", 0, 0),
+        _action("transfer", 1, IDENTITY, 1),
+    ]),
 }  # fmt: skip
-
 
 KNOWN_BUGS = {
     "create2-destroy-recreate": DOUBLE_STORAGE_CLEAR_BUG,
@@ -216,8 +248,8 @@ KNOWN_BUGS = {
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(name, marks=[pytest.mark.xfail(strict=True, raises=TaskError, reason=KNOWN_BUGS[name])])
-        if name in KNOWN_BUGS
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=TaskError, reason=bug))
+        if (bug := KNOWN_BUGS.get(name))
         else name
         for name in sorted(EXPLICIT)
     ],
@@ -230,20 +262,49 @@ def test_parallel_equals_serial_on_explicit_scenario(name: str) -> None:
 def test_contract_created_and_destroyed_by_one_call() -> None:
     """The minimal reproducer: one transaction whose call CREATE2s a child that self-destructs
     in the same transaction. Serial execution accepts the block; the speculation crashes."""
-    scenario = Scenario("prague", False, ((_action("create2", 0, CHILD_SALT, 0, True),),))
+    scenario = _blocks("prague", [_action("create2", 0, CHILD_SALT, 0, True)])
     run_scenario(scenario)
 
 
 def test_contention_contracts_behave() -> None:
-    """The scenarios do what they claim: the collision fails, the child is re-created, the
-    forwarder's short call fails and the funded one succeeds."""
+    """The scenarios do what they claim: the CREATE2 collision fails and the destroyed child is
+    re-created; the forwarder's call short of funds fails, and succeeds once it is funded."""
     chain = ContentionChain("prague", False)
     built = chain.build(list(EXPLICIT["create2-destroy-recreate"].blocks[0]))
-    factory_logs = [log for r in built.receipts for log in r.logs
-                    if log.address == contention.FACTORY]  # fmt: skip
-    child = contention.child_address(CHILD_SALT)
-    created = [int.from_bytes(log.data, "big").to_bytes(20, "big") for log in factory_logs]
-    assert created == [child, child, bytes(20)]  # created, re-created, collided
+    child = Address(contention.child_address(CHILD_SALT))
+    assert _logged(built, contention.FACTORY) == [child, child, bytes(20)]
     state = chain.builder.chain.get_vm(built.block.header).state
     assert state.get_code(child) == contention.child_runtime()  # Cancun: not deleted by a call
     assert state.get_storage(child, 0) == 1
+
+    chain = ContentionChain("prague", False)
+    built = chain.build(list(EXPLICIT["funded-senders-and-forward"].blocks[0]))
+    # short of funds: fails; the plain transfer runs it with empty calldata; funded: succeeds
+    success = (1).to_bytes(20, "big")
+    assert _logged(built, contention.FORWARDER) == [bytes(20), success, success]
+    assert all(receipt.state_root == b"\x01" for receipt in built.receipts)
+
+
+def _logged(built: BuiltBlock, address: bytes) -> list[bytes]:
+    # The low 20 bytes of the data word of each log of `address`, in block order.
+    return [log.data[-20:] for r in built.receipts for log in r.logs if log.address == address]
+
+
+def test_delegation_and_requests_take_effect() -> None:
+    """A set-code transaction delegates account 1 to the counter and calls it; a stale
+    authorization is skipped; a withdrawal request reaches the block's requests."""
+    chain = ContentionChain("prague", False)
+    built = chain.build(
+        [
+            _action("delegate", 0, ACCOUNT_1, 0),  # DELEGATES[0]: the counter
+            _action("delegate", 2, 0, 0, True),  # stale nonce for account 0: skipped
+            _action("transfer", 3, ACCOUNT_1, 5),  # runs the counter in account 1
+            _action("request", 4, 0, 10**9),
+        ]
+    )
+    state = chain.builder.chain.get_vm(built.block.header).state
+    account_1 = Address(chain.accounts[1].address)
+    assert state.get_code(account_1) == b"\xef\x01\x00" + contention.COUNTER
+    assert state.get_storage(account_1, 0) == 2  # incremented by the first and third tx
+    assert state.get_code(Address(chain.accounts[0].address)) == b""
+    assert getattr(built.block.header, "requests_hash", None) not in (None, EMPTY_REQUESTS_HASH)
