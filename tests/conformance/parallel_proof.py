@@ -181,21 +181,33 @@ class ProvingExecutor:
     block is valid, where the header is the serial result). Either way a block the executor
     claims to handle whose serial result (or header) agrees with the parallel one must have run
     in parallel, not through the fallback. Raises ParallelMismatch otherwise. `workers` rotate:
-    one count per block, in turn.
+    one count per proved block, in turn. With `every` > 1 only every `every`-th block is
+    proved, the others are executed serially (a sample of a long chain).
     """
 
     def __init__(
-        self, chain: KhipuChain, workers: Sequence[int], suite: str, *, serial: bool = True
+        self,
+        chain: KhipuChain,
+        workers: Sequence[int],
+        suite: str,
+        *,
+        serial: bool = True,
+        every: int = 1,
     ) -> None:
         self.chain = chain
         self.workers = tuple(workers)
         self.suite = suite
         self.serial = serial
-        self.blocks = 0
+        self.every = every
+        self.blocks = 0  # blocks executed
+        self.proved = 0  # blocks executed in parallel and checked
 
     def __call__(self, block: BlockAPI) -> BlockAPI:
-        workers = self.workers[self.blocks % len(self.workers)]
         self.blocks += 1
+        if (self.blocks - 1) % self.every:
+            return execute_block_serial(self.chain, block)
+        workers = self.workers[self.proved % len(self.workers)]
+        self.proved += 1
         serial: BlockAPI | None = None
         serial_error: ValidationError | None = None
         if self.serial:
