@@ -63,8 +63,11 @@ ACTION_KINDS = (
     "fund_and_spend",  # fund a key with no balance; it sends a transaction later in the block
     "delegate",  # Prague: a set-code transaction delegates an account to a contract, calls it
     "request",  # a withdrawal or consolidation request to the system contracts
+    "blob",  # Cancun on: a blob transaction (one or two blobs) paying value to a recipient
 )
+MAX_BLOBS = {"cancun": 6, "prague": 9}  # per block
 DELEGATES = (contention.COUNTER, contention.FORWARDER, bytes(20))  # the zero address clears
+BLOB_FEE_CAP = 10**9  # wei per blob gas, far over the blob base fee of these short chains
 REQUEST_FEE = 10**6  # more than the request contracts' fee while their queues stay short
 SET_CODE_MAGIC = b"\x05"
 
@@ -98,6 +101,7 @@ class Signing:
     tx: PlannedTx
     account: DevAccount
     set_code: PlannedSetCode | None = None
+    blob_hashes: tuple[bytes, ...] = ()  # versioned hashes of a blob transaction
 
 
 @dataclass
@@ -112,6 +116,7 @@ class ContentionChain:
     nonces: dict[bytes, int] = field(default_factory=dict)
     created: list[bytes] = field(default_factory=list)  # contracts deploys created
     withdrawal_index: int = 0
+    _blobs: int = 0  # blobs planned in the block being built
 
     def __post_init__(self) -> None:
         self.accounts = dev_accounts(SENDERS)
@@ -162,6 +167,7 @@ class ContentionChain:
         template = self.builder.next_header()
         planned: list[Signing] = []
         deferred: list[Callable[[], Signing]] = []
+        self._blobs = 0
         for action in actions:
             self._plan(action, planned, deferred)
         # Nonces of deferred transactions are taken now: authorizations may have moved them.
@@ -172,6 +178,8 @@ class ContentionChain:
         return self.builder.build_block(template, signed, [withdrawal])
 
     def _sign(self, template: BlockHeaderAPI, signing: Signing) -> SignedTransactionAPI:
+        if signing.blob_hashes:
+            return self._sign_blob(template, signing)
         if signing.set_code is None:
             return self.builder.sign(template, signing.tx, signing.account)
         tx, chain_id = signing.tx, self.builder.chain_id
@@ -189,6 +197,20 @@ class ContentionChain:
         unsigned = builder.new_unsigned_set_code_transaction(
             chain_id, tx.nonce, tx.tip, 2 * base_fee + tx.tip, tx.gas, Address(tx.to), tx.value,
             tx.data, access_list, authorizations,
+        )  # fmt: skip
+        signed: SignedTransactionAPI = builder.decode(
+            unsigned.as_signed_transaction(signing.account.private_key).encode()
+        )
+        return signed
+
+    def _sign_blob(self, template: BlockHeaderAPI, signing: Signing) -> SignedTransactionAPI:
+        tx, chain_id = signing.tx, self.builder.chain_id
+        builder: Any = self.builder.rules.vm_class_for_header(template).get_transaction_builder()
+        base_fee = int(template.base_fee_per_gas or 0)
+        access_list = [(Address(a), list(slots)) for a, slots in tx.access_list]
+        unsigned = builder.new_unsigned_blob_transaction(
+            chain_id, tx.nonce, tx.tip, 2 * base_fee + tx.tip, tx.gas, Address(tx.to), tx.value,
+            tx.data, access_list, BLOB_FEE_CAP, list(signing.blob_hashes),
         )  # fmt: skip
         signed: SignedTransactionAPI = builder.decode(
             unsigned.as_signed_transaction(signing.account.private_key).encode()
@@ -274,6 +296,19 @@ class ContentionChain:
             else:
                 to, data = WITHDRAWAL_REQUESTS_ADDRESS, pubkeys[:48] + (value % 2**64).to_bytes(8)
             value = REQUEST_FEE
+        elif kind == "blob":
+            count = 1 + action.target % 2
+            if self._blobs + count > MAX_BLOBS.get(self.fork, 0):
+                count = 0  # Shanghai, or the block is full of blobs: a plain transaction
+            self._blobs += count
+            tx = self._tx(action, account, recipient, value)
+            hashes = tuple(
+                b"\x01" + bytes(keccak(bytes([index]) + action.data))[1:] for index in range(count)
+            )
+            if hashes:
+                tx = replace(tx, kind=TxKind.DYNAMIC_FEE)
+            planned.append(Signing(tx, account, blob_hashes=hashes))
+            return
         else:
             raise ValueError(f"unknown action kind {kind!r}")
         planned.append(Signing(self._tx(action, account, to, value, data, gas), account))

@@ -228,6 +228,13 @@ EXPLICIT = {
         _action("request", 5, 0, 10**9),
         _action("request", 0, 0, 0, True),
     ]),
+    # blob transactions from a nonce chain, one paying the coinbase whose balance is read
+    "blobs": _blocks("cancun", [
+        _action("blob", 0, FRESH_0, 1),
+        _action("blob", 0, COINBASE, 10**9),
+        _action("read", 1, COINBASE),
+        _action("blob", 2, ACCOUNT_1, 0, data=b"x"),
+    ]),
     "reverts-and-precompiles": _blocks("prague", [
         _action("count", 0, 0),
         _action("revert", 1),
@@ -308,3 +315,11 @@ def test_delegation_and_requests_take_effect() -> None:
     assert state.get_storage(account_1, 0) == 2  # incremented by the first and third tx
     assert state.get_code(Address(chain.accounts[0].address)) == b""
     assert getattr(built.block.header, "requests_hash", None) not in (None, EMPTY_REQUESTS_HASH)
+
+
+def test_blob_transactions_carry_blobs() -> None:
+    chain = ContentionChain("cancun", False)
+    built = chain.build(list(EXPLICIT["blobs"].blocks[0]))
+    assert [tx.type_id for tx in built.block.transactions] == [3, 3, 2, 3]
+    # 1 + target % 2 blobs each: FRESH_0 (3) two, COINBASE (6) one, ACCOUNT_1 (1) two
+    assert getattr(built.block.header, "blob_gas_used", 0) == 5 * 2**17
