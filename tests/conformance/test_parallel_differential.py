@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 from khipu.devnet import contention
 from khipu.devnet.builder import BuiltBlock
 from khipu.devnet.workload import TxKind
+from khipu.execution import executor as executor_module
 from khipu.execution.pool import TaskError
+from tests.conformance import parallel_proof
 from tests.conformance.contention_blocks import (
     ACTION_KINDS,
     FORKS,
@@ -39,7 +41,12 @@ from tests.conformance.contention_blocks import (
     Action,
     ContentionChain,
 )
-from tests.conformance.parallel_proof import WORKER_COUNTS, check_parallel
+from tests.conformance.parallel_proof import (
+    WORKER_COUNTS,
+    ParallelMismatch,
+    ProofStats,
+    check_parallel,
+)
 from tests.conftest import conformance_full
 
 pytestmark = [
@@ -323,3 +330,14 @@ def test_blob_transactions_carry_blobs() -> None:
     assert [tx.type_id for tx in built.block.transactions] == [3, 3, 2, 3]
     # 1 + target % 2 blobs each: FRESH_0 (3) two, COINBASE (6) one, ACCOUNT_1 (1) two
     assert getattr(built.block.header, "blob_gas_used", 0) == 5 * 2**17
+
+
+def test_the_proof_catches_a_merge_that_ignores_conflicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With conflict detection switched off the executor's own header check falls back to
+    serial execution, which gives the right block: the proof must still fail, on the mode."""
+    monkeypatch.setattr(executor_module, "conflicts", lambda rwset, written: False)
+    monkeypatch.setattr(parallel_proof, "PROOF_STATS", ProofStats())  # keep the summary clean
+    with pytest.raises(ParallelMismatch, match="ran as serial-fallback, expected parallel"):
+        run_scenario(EXPLICIT["coinbase-is-sender"])
