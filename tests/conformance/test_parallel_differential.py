@@ -6,14 +6,16 @@ senders with nonce chains, shared recipients, a hot counter slot, contracts depl
 in one block, CREATE2 with collisions, SELFDESTRUCT (of a genesis contract, of a child created
 earlier, of one created in the same transaction, then value sent to it or re-created), REVERT
 and out-of-gas, value to and BALANCE of the coinbase, inner calls short of funds, precompile
-calls, access lists, EIP-1559, access-list and legacy transactions, senders funded in the block.
+calls, access lists, EIP-1559, access-list, legacy, blob and (Prague) set-code transactions,
+senders funded in the block, withdrawal and consolidation requests to the system contracts.
 
 Each block is built by py-evm's serial `import_block`, then executed by the parallel executor
 with 1, 2 and 4 workers on the same parent: header, receipts and post-state must be identical
 and the executor must not have fallen back to serial execution.
 
 By default a fixed (derandomized) set of DEFAULT_EXAMPLES examples; KHIPU_CONFORMANCE=full draws
-FULL_EXAMPLES random ones.
+FULL_EXAMPLES random ones. While DOUBLE_STORAGE_CLEAR_BUG stands, a CREATE2 whose child
+self-destructs in the same call is left out of the random blocks; strict xfail tests keep it.
 """
 
 from __future__ import annotations
