@@ -181,7 +181,7 @@ def test_ethtest_chain_in_parallel(workers: tuple[int, ...]) -> None:
         head_block = json.loads((folder / "headblock.json").read_text())
         assert "0x" + head.hash.hex() == head_block["hash"]
         head_state = json.loads((folder / "headstate.json").read_text())
-        assert "0x" + head.state_root.hex() == head_state["root"]
+        assert head.state_root.hex() == head_state["root"].removeprefix("0x")
         state = AccountDB(chain.chaindb.db, head.state_root)
         for address_hex, account in head_state["accounts"].items():
             address = Address(bytes.fromhex(address_hex[2:]))
