@@ -4,7 +4,7 @@
 datadir (Kesque, opened read-only) instead of a fork of the importer's memory. Each scenario's
 blocks are imported into a fresh datadir with it: every block must import (the importer checks
 every header field, so the result is the serial one) and run in parallel, never through the
-fallback.
+fallback. By default three scenarios, with KHIPU_CONFORMANCE=full all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from khipu.execution.pool import TaskError
 from khipu.storage.chain_store import ChainStore
 from tests.conformance.contention_blocks import ContentionChain, genesis_document
 from tests.conformance.test_parallel_differential import EXPLICIT, KNOWN_BUGS, Scenario
+from tests.conftest import conformance_full
 
 pytestmark = [
     pytest.mark.conformance,
@@ -53,7 +54,16 @@ def import_through_datadir(scenario: Scenario, datadir: Path) -> ParallelBlockEx
     return executor
 
 
-@pytest.mark.parametrize("name", sorted(set(EXPLICIT) - set(KNOWN_BUGS)))
+# The default sample: one scenario each of a wipe, the coinbase, delegations; full: all.
+DEFAULT_SCENARIOS = (
+    "coinbase-is-sender",
+    "delegations-and-requests",
+    "shanghai-destroy-then-credit",
+)
+SCENARIOS = sorted(set(EXPLICIT) - set(KNOWN_BUGS)) if conformance_full() else DEFAULT_SCENARIOS
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_through_a_datadir_pool(name: str, tmp_path: Path) -> None:
     scenario = EXPLICIT[name]
     executor = import_through_datadir(scenario, tmp_path / "data")

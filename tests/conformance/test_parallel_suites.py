@@ -44,8 +44,8 @@ from tests.conftest import testdata_root as _testdata_root
 
 pytestmark = pytest.mark.conformance
 
-BLOCKCHAIN_TESTS_EVERY = 16  # the default sample of BlockchainTests: every 16th case, every network
-ETHTEST_BLOCKS = 45  # default: the first blocks of ethtest's 600 (every third proved)
+BLOCKCHAIN_TESTS_EVERY = 16  # default BlockchainTests sample: every 16th case, each network
+ETHTEST_BLOCKS = 48  # default: the first blocks of ethtest's 600 (every fourth proved)
 
 
 def _worker_params(count: int) -> list[tuple[int, ...]]:
@@ -135,9 +135,9 @@ def _import_chain(
 ) -> tuple[KhipuChain, ProvingExecutor]:
     chain, rules = memory_chain(document)
     # Every block of these chains is valid, so its header is the serial result; the full run
-    # also executes each block serially, and proves every block instead of every third.
+    # also executes each block serially, and proves every block instead of every fourth.
     full = conformance_full()
-    executor = ProvingExecutor(chain, workers, suite, serial=full, every=1 if full else 3)
+    executor = ProvingExecutor(chain, workers, suite, serial=full, every=1 if full else 4)
     importer = BlockImporter(chain, check_seal=False, executor=executor)
     for raw in raws:
         importer.import_block(decode_block(raw, rules))
