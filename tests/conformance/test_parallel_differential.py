@@ -45,6 +45,7 @@ from tests.conformance.contention_blocks import (
     ContentionChain,
 )
 from tests.conformance.parallel_proof import (
+    DOUBLE_STORAGE_CLEAR_BUG,
     WORKER_COUNTS,
     ParallelMismatch,
     ProofStats,
@@ -57,17 +58,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:SELFDESTRUCT opcode:DeprecationWarning"),
 ]
 
-# A transaction whose CREATE (or CREATE2) opcode makes a contract that self-destructs in the
-# same transaction clears that account's storage twice (at creation and at deletion); the
-# speculation reverts each transaction with `state.revert(snapshot)`, which py-evm refuses across
-# two clears (ValidationError "This revert has changed the clear count in an invalid way, from 2
-# to 0"). The error escapes the worker as a TaskError and execute_block_parallel raises it: a
-# valid block cannot be imported. Until it is fixed, the random scenarios leave such
-# transactions out (the factory's destroy flag) and the xfail tests below keep the reproducer.
-DOUBLE_STORAGE_CLEAR_BUG = (
-    "executor.speculate: revert across a CREATE2+SELFDESTRUCT in one transaction raises"
-    " py-evm's clear-count ValidationError, which escapes execute_block_parallel as TaskError"
-)
+# Until DOUBLE_STORAGE_CLEAR_BUG is fixed, the random scenarios leave out the factory's
+# create-and-destroy in one call; the xfail tests below keep the reproducer.
 AVOID_KNOWN_BUGS = True
 
 DEFAULT_EXAMPLES = 12

@@ -29,6 +29,7 @@ from khipu.chain.era1_blocks import iter_era1_blocks
 from khipu.chain.importer import BlockImporter, decode_block
 from khipu.chain.presets import genesis_json
 from khipu.chain.rules import ChainRules
+from khipu.execution.pool import TaskError
 from tests.chain_helpers import memory_chain, read_blocks
 from tests.conformance.blockchain_tests import (
     discover_cases,
@@ -37,7 +38,11 @@ from tests.conformance.blockchain_tests import (
     sample_cases,
 )
 from tests.conformance.nimbus_witness import import_witness_block, load_witness, rebuild_block
-from tests.conformance.parallel_proof import WORKER_COUNTS, ProvingExecutor
+from tests.conformance.parallel_proof import (
+    DOUBLE_STORAGE_CLEAR_BUG,
+    WORKER_COUNTS,
+    ProvingExecutor,
+)
 from tests.conformance.test_nimbus_persist_block import UNREAD_CODE
 from tests.conftest import conformance_full, require_testdata
 from tests.conftest import testdata_root as _testdata_root
@@ -63,6 +68,15 @@ def proving(suite: str, workers: tuple[int, ...]) -> Callable[[KhipuChain], Prov
 # BlockchainTests
 
 
+# Fixture tests the parallel executor fails today (strict xfail: they must fail with the error
+# named); they run in the default sample too. See DOUBLE_STORAGE_CLEAR_BUG.
+KNOWN_FAILURES: dict[str, str] = {
+    # a CREATE2 whose init code self-destructs: the speculation's revert raises in py-evm
+    "create2InitCodes_d5g0v0_Constantinople": DOUBLE_STORAGE_CLEAR_BUG,
+    "create2InitCodes_d5g0v0_ConstantinopleFix": DOUBLE_STORAGE_CLEAR_BUG,
+}
+
+
 def _blockchain_params() -> list[Any]:
     root = _testdata_root() / "blockchain-tests"
     if not root.is_dir():
@@ -72,9 +86,20 @@ def _blockchain_params() -> list[Any]:
         selected = list(cases)
     else:  # Ethash seal checks cost seconds each and are not execution: full runs only
         sampled = sample_cases(cases, BLOCKCHAIN_TESTS_EVERY)
-        selected = [case for case in sampled if case.seal_engine == "NoProof"]
+        selected = [
+            case
+            for case in cases
+            if (case in sampled and case.seal_engine == "NoProof") or case.name in KNOWN_FAILURES
+        ]
     return [
-        pytest.param(case, workers, id=f"{case.name}-w{workers[0]}")
+        pytest.param(
+            case,
+            workers,
+            id=f"{case.name}-w{workers[0]}",
+            marks=[pytest.mark.xfail(strict=True, raises=TaskError, reason=bug)]
+            if (bug := KNOWN_FAILURES.get(case.name))
+            else [],
+        )
         for index, case in enumerate(selected)
         for workers in _worker_params(index)
     ]
