@@ -9,7 +9,7 @@ be rejected (geth's rule; such blocks carry `expectException...`), every other b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,10 +21,16 @@ from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
 from eth_typing import Address
 
-from khipu.chain.chain import open_chain
+from khipu.chain.chain import KhipuChain, open_chain
 from khipu.chain.config import Genesis
 from khipu.chain.genesis import build_genesis_header, write_genesis_state
-from khipu.chain.importer import BlockImporter, InvalidBlock, MalformedBlock, decode_block
+from khipu.chain.importer import (
+    BlockExecutor,
+    BlockImporter,
+    InvalidBlock,
+    MalformedBlock,
+    decode_block,
+)
 from khipu.chain.rules import ChainRules
 
 # The fork activations of each fixture network, as go-ethereum's tests/init.go `Forks` table
@@ -178,10 +184,15 @@ class RunResult:
     rejections: list[tuple[int, str]] = field(default_factory=list)
 
 
-def run_fixture(fixture: Mapping[str, Any]) -> RunResult:
+def run_fixture(
+    fixture: Mapping[str, Any],
+    executor_factory: Callable[[KhipuChain], BlockExecutor] | None = None,
+) -> RunResult:
     """Build the genesis, import every block and check head and post state.
 
-    Raises ConformanceFailure listing every disagreement with the fixture.
+    With `executor_factory`, blocks are executed by the executor it makes for the chain
+    (`BlockImporter(executor=...)`) instead of py-evm's serial import. Raises ConformanceFailure
+    listing every disagreement with the fixture.
     """
     genesis = Genesis.from_json(genesis_document(fixture))
     rules = ChainRules(genesis.config)
@@ -197,7 +208,10 @@ def run_fixture(fixture: Mapping[str, Any]) -> RunResult:
         )
     ChainDB(db).persist_header(genesis_header)
     chain = open_chain(rules, db)
-    importer = BlockImporter(chain, check_seal=fixture["sealEngine"] != "NoProof")
+    executor = None if executor_factory is None else executor_factory(chain)
+    importer = BlockImporter(
+        chain, check_seal=fixture["sealEngine"] != "NoProof", executor=executor
+    )
 
     result = RunResult()
     for index, entry in enumerate(fixture["blocks"]):

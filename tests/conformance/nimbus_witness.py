@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from trie.hexary import HexaryTrie
 
 from khipu.chain.chain import KhipuChain
 from khipu.chain.genesis import header_class_of
-from khipu.chain.importer import BlockImporter, ImportResult
+from khipu.chain.importer import BlockExecutor, BlockImporter, ImportResult
 from khipu.chain.rules import ChainRules
 
 GENERIC_HASH = 0x00
@@ -197,14 +198,18 @@ class WitnessChain(KhipuChain):
 
 
 def import_witness_block(
-    witness: Witness, rules: ChainRules, unread_code: frozenset[bytes] = frozenset()
+    witness: Witness,
+    rules: ChainRules,
+    unread_code: frozenset[bytes] = frozenset(),
+    executor_factory: Callable[[KhipuChain], BlockExecutor] | None = None,
 ) -> ImportResult:
     """Import block N with khipu's importer on a database holding only the witness.
 
     The parent header is stored as a checkpoint with its total difficulty, so py-evm's
     BLOCKHASH sees exactly the ancestors the witness holds (N-1; SOURCES.md: Nimbus recorded
     number->hash only for N-1 and N). `unread_code` names code hashes that py-evm loads but
-    Nimbus never read, so the witness lacks them; they are stored as empty code. Raises
+    Nimbus never read, so the witness lacks them; they are stored as empty code. With
+    `executor_factory`, the block is executed by the executor it makes for the chain. Raises
     InvalidBlock if khipu rejects the block, or WitnessError if the witness is incomplete.
     """
     older = [n for n in witness.ancestor_numbers() if n < witness.number - 1]
@@ -222,4 +227,5 @@ def import_witness_block(
     # persist_checkpoint_header adds the header's own difficulty to the score it is given.
     ChainDB(db).persist_checkpoint_header(parent, witness.score(parent.hash) - parent.difficulty)
     chain = WitnessChain.for_rules(rules)(db)
-    return BlockImporter(chain, check_seal=False).import_block(rebuilt.block)
+    executor = None if executor_factory is None else executor_factory(chain)
+    return BlockImporter(chain, check_seal=False, executor=executor).import_block(rebuilt.block)
