@@ -41,7 +41,9 @@ def import_through_datadir(scenario: Scenario, datadir: Path) -> ParallelBlockEx
     store = ChainStore.open(datadir, genesis, document)
     try:
         chain = open_chain(built.builder.rules, store.db)
-        executor = ParallelBlockExecutor(chain, datadir, workers=WORKERS)
+        executor = ParallelBlockExecutor.with_own_pool(
+            chain, datadir, workers=WORKERS, always_parallel=True
+        )
         try:
             importer = BlockImporter(chain, check_seal=False, executor=executor)
             for block in blocks:
