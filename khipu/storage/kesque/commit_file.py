@@ -38,6 +38,16 @@ class TopicState:
     index_slots: int = 0
     overwrites: int = 0
     """Bumped by a commit that superseded or deleted a key, so readers drop their caches."""
+    superseded: int = -1
+    """Hash topics: 1 once any key was put again with another value or deleted (the index then
+    may hold several entries of one key), 0 if never, -1 unknown (a commit file written before
+    this field: then `overwrites` tells)."""
+
+    @property
+    def may_have_superseded(self) -> bool:
+        """Whether some key may have more than one index entry (read paths that stop at the
+        first matching entry are then wrong)."""
+        return self.superseded > 0 or (self.superseded < 0 and self.overwrites > 0)
 
     def with_changes(self, **changes: int) -> TopicState:
         return replace(self, **changes)

@@ -33,7 +33,13 @@ def read_at(fd: int, length: int, position: int) -> bytes:
 
 def write_at(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
     """Write all of `data` at `position`; raises OSError (e.g. ENOSPC) on failure."""
-    view = memoryview(data)
+    written = os.pwrite(fd, data, position)
+    if written == len(data):
+        return
+    # a short write (a disk filling up): go on from a copy, so no view of a caller's
+    # bytearray outlives this call (it could not be cleared while one does)
+    view = memoryview(bytes(data[written:]))
+    position += written
     while view:
         written = os.pwrite(fd, view, position)
         view = view[written:]

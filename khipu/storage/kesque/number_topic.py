@@ -42,12 +42,18 @@ class NumberTopic(TopicLog):
 
     def get_at(self, number: int) -> bytes | None:
         """The value stored at block `number`, or None. Raises StoreCorrupted."""
-        self.store.maybe_refresh()
+        if self.commit_counter[0] != self.seen_counter:
+            self.store.follow_commits()
         cached = self.cache.get(number)
         if cached is not None:
             return cached
         record = self.find(number)
-        if record is None and number >= self.next_offset and self.store.refresh():
+        if (
+            record is None
+            and self.refresh_on_miss
+            and number >= self.next_offset
+            and self.store.refresh()
+        ):
             record = self.find(number)
         if record is None:
             return None
@@ -56,7 +62,7 @@ class NumberTopic(TopicLog):
 
     def last_offset(self) -> int:
         """The highest number stored (-1 when the topic is empty)."""
-        self.store.maybe_refresh()
+        self.follow()
         return self.next_offset - 1
 
     def offset_index(self, ordinal: int) -> OffsetIndex:
@@ -96,7 +102,7 @@ class NumberTopic(TopicLog):
     def iter_from(self, first: int, last: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(number, value) of every stored number from `first` to `last` (default: the end),
         ascending, read sequentially. Raises StoreCorrupted at a damaged record."""
-        self.store.maybe_refresh()
+        self.follow()
         stop = self.next_offset - 1 if last is None else min(last, self.next_offset - 1)
         count = self.visible_segments()
         if count == 0 or first > stop:

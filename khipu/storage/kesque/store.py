@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Literal, NoReturn, overload
 
 from khipu.storage.kesque import files
+from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import (
     COMMIT_FILE_NAME,
     CommitState,
@@ -63,6 +64,7 @@ class Kesque:
         self._refresh_lock = threading.Lock()
         self._last_refresh = time.monotonic()
         self._commit_bytes = b""
+        self._counter: CommitCounter | None = None
         self.state = CommitState()
         self.hash_topics: dict[str, HashTopic] = {}
         self.number_topics: dict[str, NumberTopic] = {}
@@ -91,11 +93,25 @@ class Kesque:
         return store
 
     def _open_reader(self) -> None:
+        self._counter = CommitCounter.open_reader(self.path)
+        seen = self._counter.value if self._counter else 0  # read before the commit file
         try:
             self.state, self._commit_bytes = read_commit(self.commit_path)
         except FileNotFoundError:
             raise StoreMissing(self.path) from None
         self._make_topics(writable=False)
+        self._watch_counter(seen)
+        for hash_topic in self.hash_topics.values():
+            hash_topic.start_reading()
+
+    def _watch_counter(self, seen: int) -> None:
+        """Point every topic at the commit counter (or, without one, at a counter that always
+        differs, so each read asks `follow_commits` to look at the clock)."""
+        counter = self._counter or CommitCounter.private(1)
+        for topic in self.all_topics():
+            topic.commit_counter = counter.view
+            topic.seen_counter = seen
+            topic.refresh_on_miss = self._counter is None
 
     def _open_writer(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -108,6 +124,8 @@ class Kesque:
             (self.path / name).mkdir(exist_ok=True)
         self._make_topics(writable=True)
         self._recover_topics()
+        self._counter = CommitCounter.open_writer(self.path)
+        self._counter.bump()  # a commit published just before a crash may not have been told
 
     def _create_empty_store(self) -> None:
         for name in (*self.config.hash_topics, *self.config.number_topics):
@@ -200,10 +218,16 @@ class Kesque:
             if not self._commit_file_is(data):
                 self.fail_write(error, self.commit_path)
             self._adopt(state, data, topics)
+            self._tell_readers()
             raise StoreWriteFailed(
                 self.commit_path, f"commit published but not made durable: {error}"
             ) from error
         self._adopt(state, data, topics)
+        self._tell_readers()
+
+    def _tell_readers(self) -> None:
+        if self._counter is not None:
+            self._counter.bump()
 
     def _commit_file_is(self, data: bytes) -> bool:
         try:
@@ -246,6 +270,15 @@ class Kesque:
         ):
             self.refresh()
 
+    def follow_commits(self) -> None:
+        """Reader: adopt the newest commit; called by a topic whose commit counter moved, or on
+        every read where the store has no counter (then at most every
+        `reader_refresh_seconds`)."""
+        if self._counter is None:
+            self.maybe_refresh()
+        else:
+            self.refresh()
+
     def refresh(self) -> bool:
         """Reader: adopt the latest commit; True if there was a newer one. The writer: False.
 
@@ -254,6 +287,13 @@ class Kesque:
         if not self.readonly or self._closed:
             return False
         with self._refresh_lock:
+            if self._counter is None:
+                self._counter = CommitCounter.open_reader(self.path)  # a writer made one since
+                if self._counter is not None:
+                    self._watch_counter(self._counter.value - 1)
+            seen = self._counter.value if self._counter else 0  # before the commit file
+            for topic in self.all_topics():
+                topic.seen_counter = seen
             for _ in range(10):
                 self._last_refresh = time.monotonic()
                 try:

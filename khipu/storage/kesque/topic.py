@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 from khipu.storage.kesque import files
+from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreClosed, StoreCorrupted
 from khipu.storage.kesque.segment import Segment, encode_record, list_segment_bases
+
+_UNMOVED = CommitCounter.private(0)
 
 
 class StoreLink(Protocol):
@@ -27,6 +30,10 @@ class StoreLink(Protocol):
 
     def maybe_refresh(self) -> None:
         """Reader: re-read the commit file if it was not read for a while."""
+        ...
+
+    def follow_commits(self) -> None:
+        """Reader: a topic saw the commit counter move (or has none): adopt the newest commit."""
         ...
 
     def refresh(self) -> bool:
@@ -62,6 +69,17 @@ class TopicLog:
         self._created_files = False
         self.closed = False
         self._open_lock = threading.Lock()
+        self.commit_counter: memoryview = _UNMOVED.view
+        """The store's commit counter (index 0); a read compares it with `seen_counter` and asks
+        the store to follow the commits when they differ (commit_counter.py)."""
+        self.seen_counter = 0
+        self.refresh_on_miss = False
+        """A reader without a commit counter re-reads the commit file when a key is missing."""
+
+    def follow(self) -> None:
+        """Reader: adopt the newest commit if the commit counter moved since it was last read."""
+        if self.commit_counter[0] != self.seen_counter:
+            self.store.follow_commits()
 
     # -- reading -------------------------------------------------------------------------------
 
