@@ -36,7 +36,6 @@ def crc32c_reference(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """CRC32C of `data` continuing from `crc` (0 for empty input from 0); e.g.
-    crc32c(b"123456789") == 0xE3069283."""
-    return int(_crc32c_c(data, crc))
+crc32c = _crc32c_c
+"""crc32c(data, crc=0): CRC32C of any buffer `data`, continuing from `crc` (0 for empty input
+from 0); e.g. crc32c(b"123456789") == 0xE3069283. The C function itself: it is on every read."""

@@ -58,7 +58,7 @@ from khipu.storage.kesque.segment import (
     decode_record,
     scan_records,
 )
-from khipu.storage.kesque.topic import StoreLink, TopicLog
+from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 
 # (key hash, segment ordinal, position, length)
 IndexEntry = tuple[int, int, int, int]
@@ -124,7 +124,8 @@ class HashTopic(TopicLog):
                 record = self.read_record(pending[1], pending[2], pending[3])
                 return None if record.tombstone else record.value
         cache = self.cache
-        if cache.capacity_bytes:
+        caching = cache.capacity_bytes
+        if caching:
             cached = cache.get(key)
             if cached is not None:
                 return cached
@@ -152,12 +153,10 @@ class HashTopic(TopicLog):
                     record_length, crc, _, _, key_length = _unpack_header(data)
                     value_start = HEADER_SIZE + key_length
                     if data[HEADER_SIZE:value_start] == key:
-                        if record_length != length or (
-                            verify and crc32c(memoryview(data)[8:]) != crc
-                        ):
+                        if record_length != length or (verify and crc32c(data[8:]) != crc):
                             return self._get_general(key)  # raises the typed error
                         value = data[value_start:]
-                        if cache.capacity_bytes:
+                        if caching:
                             cache.put(key, value)
                         return value
             elif entry_hash == EMPTY:
@@ -377,21 +376,21 @@ class HashTopic(TopicLog):
         if superseding:
             self.cache.discard(key)
 
-    def publish_indexes(self) -> None:
-        """Commit step 2: enter the fsynced records into the index (a grown copy if it would be
-        too full), then msync it. Raises OSError."""
+    def index_syncs(self) -> list[SyncJob]:
+        """Commit step 2: enter the fsynced records into the index (a grown copy, made durable
+        at once, if it would be too full); return the msync of the index. Raises OSError."""
         index = self.index
         assert index is not None
-        durable = self.config.fsync
         if self._pending:
             needed = self.index_used + len(self._pending)
             if needed > self.config.hash_index_max_load * index.slots:
                 self._grow(index, needed)
-                return
+                return []
             index.insert_many(self._pending)
             self.index_used += len(self._pending)
-        if durable and (self._pending or self._created_files):
-            index.sync()
+        if self.config.fsync and (self._pending or self._created_files):
+            return [index.sync]
+        return []
 
     def _grow(self, index: HashIndex, needed: int) -> None:
         slots_log2 = index.slots_log2 + 1

@@ -18,7 +18,7 @@ from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import OffsetOutOfOrder, StoreCorrupted
 from khipu.storage.kesque.offset_index import OffsetIndex, offset_index_file_name
 from khipu.storage.kesque.segment import HEADER_SIZE, Record, record_crc_ok, scan_records
-from khipu.storage.kesque.topic import StoreLink, TopicLog
+from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 
 
 class NumberTopic(TopicLog):
@@ -167,11 +167,13 @@ class NumberTopic(TopicLog):
         self.offset_indexes.append(OffsetIndex(path, True, capacity, create=True))
         self._last_entry_position = None
 
-    def publish_indexes(self) -> None:
-        """Commit step 2: msync the offset indexes of the segments appended to."""
+    def log_syncs(self) -> list[SyncJob]:
+        """Commit step 1: the segments' fsyncs and the msyncs of their offset indexes (entries
+        past the commit are cut off at the next open, so they need not wait for the logs)."""
+        jobs = super().log_syncs()
         if self.config.fsync:
-            for ordinal in sorted(self._dirty):
-                self.offset_indexes[ordinal].sync()
+            jobs += [self.offset_indexes[ordinal].sync for ordinal in sorted(self._dirty)]
+        return jobs
 
     def files_of_segment(self, base_offset: int) -> list[Path]:
         return [

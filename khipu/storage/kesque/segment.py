@@ -158,7 +158,8 @@ class Segment:
             self.buffer.clear()
 
     def sync(self) -> None:
-        """Flush and fsync. Raises OSError."""
+        """Flush and fsync (the flush is a no-op when the caller flushed already, so the fsync
+        may run on another thread). Raises OSError."""
         self.flush()
         with files.naming(self.path):
             files.fsync(self.fd)

@@ -19,6 +19,7 @@ import fcntl
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, NoReturn, overload
@@ -44,8 +45,10 @@ from khipu.storage.kesque.errors import (
 from khipu.storage.kesque.hash_topic import HashTopic
 from khipu.storage.kesque.number_topic import NumberTopic
 from khipu.storage.kesque.segment import list_segment_bases
+from khipu.storage.kesque.topic import SyncJob
 
 LOCK_FILE_NAME = "LOCK"
+SYNC_THREADS = 8
 HashTopicName = Literal["account", "storage", "evmcode"]
 NumberTopicName = Literal["header", "body", "receipts", "td"]
 
@@ -65,6 +68,7 @@ class Kesque:
         self._last_refresh = time.monotonic()
         self._commit_bytes = b""
         self._counter: CommitCounter | None = None
+        self._sync_pool: ThreadPoolExecutor | None = None
         self.state = CommitState()
         self.hash_topics: dict[str, HashTopic] = {}
         self.number_topics: dict[str, NumberTopic] = {}
@@ -201,10 +205,8 @@ class Kesque:
         if not topics:
             return
         try:
-            for topic in topics:
-                topic.sync_logs()
-            for topic in topics:
-                topic.publish_indexes()
+            self._run_syncs([job for topic in topics for job in topic.log_syncs()])
+            self._run_syncs([job for topic in topics for job in topic.index_syncs()])
         except OSError as error:
             self.fail_write(error, Path(error.filename) if error.filename else self.path)
         new_topics = dict(self.state.topics)
@@ -228,6 +230,29 @@ class Kesque:
     def _tell_readers(self) -> None:
         if self._counter is not None:
             self._counter.bump()
+
+    def _run_syncs(self, jobs: list[SyncJob]) -> None:
+        """Run the fsyncs/msyncs of one commit step side by side (they release the GIL, and the
+        disk merges their flushes); return when all are done. Raises the first OSError."""
+        if len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        if self._sync_pool is None:
+            self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="kesque-sync")
+        futures = [self._sync_pool.submit(job) for job in jobs[1:]]
+        errors: list[OSError] = []
+        try:
+            jobs[0]()
+        except OSError as error:
+            errors.append(error)
+        for future in futures:  # every job ends before a rollback may close its file
+            try:
+                future.result()
+            except OSError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
     def _commit_file_is(self, data: bytes) -> bool:
         try:
@@ -324,6 +349,9 @@ class Kesque:
         self._closed = True
         for topic in self.all_topics():
             topic.close()
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown()
+            self._sync_pool = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -19,6 +20,9 @@ from khipu.storage.kesque.errors import StoreClosed, StoreCorrupted
 from khipu.storage.kesque.segment import Segment, encode_record, list_segment_bases
 
 _UNMOVED = CommitCounter.private(0)
+
+SyncJob = Callable[[], None]
+"""One fsync or msync of a commit (may run on another thread; raises OSError)."""
 
 
 class StoreLink(Protocol):
@@ -159,19 +163,25 @@ class TopicLog:
         if not self.writable:
             raise PermissionError(f"topic {self.name} is open read-only")
 
-    def sync_logs(self) -> None:
-        """Writer, commit step 1: write and fsync every segment appended to. Raises OSError."""
+    def log_syncs(self) -> list[SyncJob]:
+        """Writer, commit step 1: write out every segment appended to; return the fsyncs that
+        make them (and new directory entries) durable, for the store to run side by side with
+        other topics'. Raises OSError."""
+        jobs: list[SyncJob] = []
         for ordinal in sorted(self._dirty):
             segment = self.segments[ordinal]
+            segment.flush()
             if self.config.fsync:
-                segment.sync()
-            else:
-                segment.flush()
+                jobs.append(segment.sync)
         if self._created_files and self.config.fsync:
-            files.fsync_directory(self.directory)
+            directory = self.directory
+            jobs.append(lambda: files.fsync_directory(directory))
+        return jobs
 
-    def publish_indexes(self) -> None:
-        """Writer, commit step 2: make the indexes durable (subclasses). Raises OSError."""
+    def index_syncs(self) -> list[SyncJob]:
+        """Writer, commit step 2 (the logs are durable now): update the indexes; return the
+        syncs that make them durable (subclasses). Raises OSError."""
+        return []
 
     def proposed_state(self) -> TopicState:
         """Writer, commit step 3: the state the commit file will publish."""
