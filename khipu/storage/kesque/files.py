@@ -1,8 +1,8 @@
 """The few system calls Kesque makes on its files, in one place.
 
-Every write and fsync goes through `write_at`, `fsync` and `write_file_atomically`, so a test can
-inject a full disk by replacing one of them; every record read goes through `read_at`, which
-counts its calls so a benchmark can report reads per get.
+Every write and fsync goes through `write_at`, `fsync`, `sync_data` and `write_file_atomically`,
+so a test can inject a full disk by replacing one of them; every record read through a segment
+goes through `read_at`, which counts its calls so a benchmark can report reads per get.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, position: int) -> No
 def fsync(fd: int) -> None:
     """Flush a file's data and metadata to stable storage; raises OSError on failure."""
     os.fsync(fd)
+
+
+def sync_data(fd: int) -> None:
+    """Flush a file's data (and the metadata needed to read it back); raises OSError."""
+    os.fdatasync(fd)
 
 
 def allocate(fd: int, size: int) -> None:

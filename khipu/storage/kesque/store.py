@@ -7,9 +7,11 @@
     with Kesque.open(path, readonly=True) as kq:   # any number of processes
         kq.topic("account").get(key)                # bytes or None
 
-A commit fsyncs the logs, enters the new records into the indexes, then replaces the commit file
-(write-temp + fsync + rename); readers see exactly what the commit file names. Opening never scans
-the logs: a writer reopening after a crash reads only the bytes past the last commit.
+A commit fsyncs the logs, enters the new records into the indexes and msyncs them, then writes
+the commit file's spare slot and fdatasyncs it (commit_file.py); readers see exactly what the
+commit file names, and learn that it changed from the commit counter (commit_counter.py).
+Opening never scans the logs: a writer reopening after a crash reads only the bytes past the
+last commit.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, NoReturn, overload
 
-from khipu.storage.kesque import files
 from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import (
     COMMIT_FILE_NAME,
+    SLOT_BYTES,
+    CommitSlots,
     CommitState,
-    decode_commit,
-    encode_commit,
+    decode_commit_file,
     read_commit,
+    write_commit,
 )
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import (
@@ -69,6 +72,7 @@ class Kesque:
         self._commit_bytes = b""
         self._counter: CommitCounter | None = None
         self._sync_pool: ThreadPoolExecutor | None = None
+        self._commit_slots: CommitSlots | None = None
         self.state = CommitState()
         self.hash_topics: dict[str, HashTopic] = {}
         self.number_topics: dict[str, NumberTopic] = {}
@@ -121,9 +125,13 @@ class Kesque:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = acquire_writer_lock(self.path)
         try:
-            self.state, self._commit_bytes = read_commit(self.commit_path)
+            self.state, data = read_commit(self.commit_path)
         except FileNotFoundError:
             self._create_empty_store()
+        else:
+            if len(data) != 2 * SLOT_BYTES:  # an older store's single-document file
+                write_commit(self.commit_path, self.state, self.config.fsync)
+        self._commit_slots = CommitSlots(self.commit_path)
         for name in (*self.config.hash_topics, *self.config.number_topics):
             (self.path / name).mkdir(exist_ok=True)
         self._make_topics(writable=True)
@@ -139,8 +147,7 @@ class Kesque:
                     self.commit_path, 0, "commit file missing but logs exist: run `khipu db repair`"
                 )
         self.state = CommitState()
-        self._commit_bytes = encode_commit(self.state)
-        files.write_file_atomically(self.commit_path, self._commit_bytes, self.config.fsync)
+        write_commit(self.commit_path, self.state, self.config.fsync)
 
     def _make_topics(self, writable: bool) -> None:
         for name in self.config.hash_topics:
@@ -213,19 +220,20 @@ class Kesque:
         for topic in topics:
             new_topics[topic.name] = topic.proposed_state()
         state = CommitState(self.state.sequence + 1, new_topics)
-        data = encode_commit(state)
+        assert self._commit_slots is not None
         try:
-            files.write_file_atomically(self.commit_path, data, self.config.fsync)
-        except OSError as error:
-            if not self._commit_file_is(data):
-                self.fail_write(error, self.commit_path)
-            self._adopt(state, data, topics)
-            self._tell_readers()
-            raise StoreWriteFailed(
-                self.commit_path, f"commit published but not made durable: {error}"
-            ) from error
-        self._adopt(state, data, topics)
+            self._commit_slots.write(state)
+        except OSError as error:  # a torn slot is no commit: readers take the other one
+            self.fail_write(error, self.commit_path)
+        self._adopt(state, topics)
         self._tell_readers()
+        if self.config.fsync:
+            try:
+                self._commit_slots.make_durable()
+            except OSError as error:
+                raise StoreWriteFailed(
+                    self.commit_path, f"commit published but not made durable: {error}"
+                ) from error
 
     def _tell_readers(self) -> None:
         if self._counter is not None:
@@ -254,17 +262,8 @@ class Kesque:
         if errors:
             raise errors[0]
 
-    def _commit_file_is(self, data: bytes) -> bool:
-        try:
-            return self.commit_path.read_bytes() == data
-        except OSError:
-            return False
-
-    def _adopt(
-        self, state: CommitState, data: bytes, topics: list[HashTopic | NumberTopic]
-    ) -> None:
+    def _adopt(self, state: CommitState, topics: list[HashTopic | NumberTopic]) -> None:
         self.state = state
-        self._commit_bytes = data
         for topic in topics:
             topic.committed(state.topic(topic.name))
 
@@ -327,7 +326,7 @@ class Kesque:
                     raise StoreMissing(self.path) from None
                 if data == self._commit_bytes:
                     return False
-                state = decode_commit(data, self.commit_path)
+                state = decode_commit_file(data, self.commit_path)
                 if state.sequence < self.state.sequence:
                     return False
                 try:
@@ -349,6 +348,8 @@ class Kesque:
         self._closed = True
         for topic in self.all_topics():
             topic.close()
+        if self._commit_slots is not None:
+            self._commit_slots.close()
         if self._sync_pool is not None:
             self._sync_pool.shutdown()
             self._sync_pool = None
