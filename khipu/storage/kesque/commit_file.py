@@ -50,6 +50,20 @@ class TopicState:
     may hold several entries of one key), 0 if never, -1 unknown (a commit file written before
     this field: then `overwrites` tells)."""
 
+    replay_segment: int = -1
+    """Hash topics: the segment where the records begin whose index entries may not be durable
+    yet (the index is msynced every `index_sync_bytes`, not every commit); -1: none."""
+    replay_position: int = 0
+    """... and the byte in it where they begin."""
+
+    @property
+    def replay_from(self) -> tuple[int, int] | None:
+        """(segment, position) of the first record a writer re-enters into the index at open,
+        or None."""
+        if self.replay_segment < 0:
+            return None
+        return self.replay_segment, self.replay_position
+
     @property
     def may_have_superseded(self) -> bool:
         """Whether some key may have more than one index entry (read paths that stop at the

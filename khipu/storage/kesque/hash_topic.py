@@ -46,6 +46,7 @@ from khipu.storage.kesque.hash_index import (
     index_file_name,
     list_index_generations,
 )
+from khipu.storage.kesque.hash_recovery import replay_committed, retire_uncommitted
 from khipu.storage.kesque.segment import (
     BODY_HEADER,
     FLAG_TOMBSTONE,
@@ -110,6 +111,8 @@ class HashTopic(TopicLog):
         self._grown: HashIndex | None = None
         self._grown_used = 0
         self._view: ReadView | None = None
+        self._replay_from = state.replay_from
+        self._unsynced_bytes = 0
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -388,9 +391,25 @@ class HashTopic(TopicLog):
                 return []
             index.insert_many(self._pending)
             self.index_used += len(self._pending)
-        if self.config.fsync and (self._pending or self._created_files):
+            if self._replay_from is None:
+                self._replay_from = self._pending[0][1], self._pending[0][2]
+            self._unsynced_bytes += sum(entry[3] for entry in self._pending)
+        if not self.config.fsync:
+            return []
+        if self._created_files or self._unsynced_bytes >= self.config.index_sync_bytes:
+            self._replay_from = None  # durable once this step ends, before the commit file
+            self._unsynced_bytes = 0
             return [index.sync]
         return []
+
+    def settle_index(self) -> bool:
+        """Writer closing: msync the index if committed entries are not durable yet; True if
+        the commit file should now say so (no replay at the next open). Raises OSError."""
+        if self._replay_from is None or self.index is None or not self.config.fsync:
+            return False
+        self.index.sync()
+        self._replay_from = None
+        return True
 
     def _grow(self, index: HashIndex, needed: int) -> None:
         slots_log2 = index.slots_log2 + 1
@@ -410,6 +429,8 @@ class HashTopic(TopicLog):
         )
         if self.config.fsync:
             files.fsync_directory(self.directory)
+        self._replay_from = None  # the grown index was built durable
+        self._unsynced_bytes = 0
 
     def proposed_state(self) -> TopicState:
         index = self._grown or self.index
@@ -423,6 +444,8 @@ class HashTopic(TopicLog):
                 index_slots=index.slots,
                 overwrites=self.state.overwrites + int(self._superseded),
                 superseded=int(self.state.may_have_superseded or self._superseded),
+                replay_segment=self._replay_from[0] if self._replay_from else -1,
+                replay_position=self._replay_from[1] if self._replay_from else 0,
             )
         )
 
@@ -463,32 +486,23 @@ class HashTopic(TopicLog):
                 raise StoreCorrupted(path, 0, "hash index missing: run `khipu db repair`")
             self.index = HashIndex(path, writable=True)
         extra = self.open_writer_segments()
-        retired = 0
-        for segment, start, end in self.uncommitted_regions(extra):
-            try:
-                for record in scan_records(segment.read, start, end, segment.path, verify=False):
-                    retired += self._retire(record.key, segment.ordinal, record.position)
-            except StoreCorrupted:
-                pass  # a torn tail: records are indexed only after a complete fsync
-            finally:
+        regions = self.uncommitted_regions(extra)
+        try:
+            retired = retire_uncommitted(self.index, regions)
+        finally:
+            for segment, _, _ in regions:
                 if segment.ordinal >= len(self.segments):
                     segment.close()
         self.discard_uncommitted(extra)
         self.index_used = self.state.index_used + retired
-        if retired and self.config.fsync:
+        replay = self.state.replay_from
+        if replay is not None and self.segments:
+            replay_committed(self.index, self.segments, replay, self.state.end)
+        if (retired or replay) and self.config.fsync:
             self.index.sync()
+        self._replay_from = None  # the index is durable up to the commit now
+        self._unsynced_bytes = 0
         self._update_view()
-
-    def _retire(self, key: bytes, ordinal: int, position: int) -> int:
-        assert self.index is not None
-        retired = 0
-        for slot, entry_ordinal, entry_position, _ in self.index.candidates(
-            self.index.hash_of(key)
-        ):
-            if (entry_ordinal, entry_position) == (ordinal, position):
-                self.index.mark_deleted(slot)
-                retired += 1
-        return retired
 
     def _remove_index_generations(self, keep_from: int, keep_to: int | None = None) -> None:
         for generation in list_index_generations(self.directory):

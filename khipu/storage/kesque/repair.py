@@ -170,6 +170,8 @@ def _rebuild_hash_index(
         index_slots=1 << slots_log2,
         overwrites=(committed.overwrites if committed else 0) + 1,
         superseded=int(committed is None or committed.may_have_superseded),
+        replay_segment=-1,  # the rebuilt index is durable
+        replay_position=0,
     )
 
 

@@ -262,6 +262,24 @@ class Kesque:
         if errors:
             raise errors[0]
 
+    def _settle_indexes(self) -> None:
+        """Writer closing: make the hash indexes durable and publish the last commit again,
+        saying so, so the next open re-enters nothing. A failure only leaves that to the next
+        open."""
+        try:
+            settled = [topic.name for topic in self.hash_topics.values() if topic.settle_index()]
+            if settled and self._commit_slots is not None:
+                topics = dict(self.state.topics)
+                for name in settled:
+                    topics[name] = topics[name].with_changes(replay_segment=-1, replay_position=0)
+                state = CommitState(self.state.sequence + 1, topics)
+                self._commit_slots.write(state)
+                self._commit_slots.make_durable()
+                self.state = state
+                self._tell_readers()
+        except OSError:
+            pass
+
     def _adopt(self, state: CommitState, topics: list[HashTopic | NumberTopic]) -> None:
         self.state = state
         for topic in topics:
@@ -346,6 +364,8 @@ class Kesque:
         if self._closed:
             return
         self._closed = True
+        if not self.readonly and self._commit_slots is not None:
+            self._settle_indexes()
         for topic in self.all_topics():
             topic.close()
         if self._commit_slots is not None:
