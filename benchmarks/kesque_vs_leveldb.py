@@ -4,9 +4,10 @@
         [--commit 100000] [--dir DIR]
 
 For each size N both stores get the same N records (32-byte keys, 100..600-byte incompressible
-values), loaded in commits of `--commit` records (Kesque: put + commit() with fsync; LevelDB: a
-write batch with sync=True). Then, in a fresh child process per store (so heap and /proc
-counters belong to that store alone):
+values), loaded in commits of `--commit` records (Kesque: put_many + commit() with fsync;
+LevelDB: a write batch with sync=True); after the reads below, 20 more batches of 1,000 and of
+5,000 new records are appended the same way (a block's worth of trie nodes per batch). Then, in
+a fresh child process per store (so heap and /proc counters belong to that store alone):
 
   open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
   cold    R random gets after evicting every Kesque segment file and every LevelDB .ldb/.log
@@ -45,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 PAGE = 4096
+APPEND_BATCHES = (1000, 5000)
+"""Batch sizes of the append rows: one block's trie nodes is ~1-5k records."""
+APPEND_ROUNDS = 20
 LEVELDB_OPTIONS: dict[str, int] = {"bloom_filter_bits": 10, "max_open_files": 1000}
 
 
@@ -82,8 +86,7 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
             topic = kq.topic("storage")
             for batch in batches(records, commit):
                 start = time.perf_counter()
-                for key, value in batch:
-                    topic.put(key, value)
+                topic.put_many(batch)
                 kq.commit()
                 seconds += time.perf_counter() - start
                 payload += sum(len(k) + len(v) for k, v in batch)
@@ -100,6 +103,36 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
             payload += sum(len(k) + len(v) for k, v in batch)
         db.close()
     return {"seconds": seconds, "payload": payload, "disk": disk_usage(path)}
+
+
+def append_batches(store: str, path: Path, first: int, count: int, size: int) -> float:
+    """Append `count` new records to the loaded store at `path` in durable batches of `size`
+    (Kesque: put_many + commit(); LevelDB: write_batch(sync=True)); records per second."""
+    seconds = 0.0
+    if store == "kesque":
+        from khipu.storage.kesque import Kesque, KesqueConfig
+
+        with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
+            topic = kq.topic("storage")
+            for start_at in range(first, first + count, size):
+                batch = [(key_of(i), value_of(i)) for i in range(start_at, start_at + size)]
+                start = time.perf_counter()
+                topic.put_many(batch)
+                kq.commit()
+                seconds += time.perf_counter() - start
+    else:
+        import plyvel
+
+        db = plyvel.DB(str(path), **LEVELDB_OPTIONS)
+        for start_at in range(first, first + count, size):
+            batch = [(key_of(i), value_of(i)) for i in range(start_at, start_at + size)]
+            start = time.perf_counter()
+            with db.write_batch(sync=True) as write:
+                for key, value in batch:
+                    write.put(key, value)
+            seconds += time.perf_counter() - start
+        db.close()
+    return count / seconds
 
 
 # -- measuring (in a child) -----------------------------------------------------------------------
@@ -252,6 +285,11 @@ def measure_size(work: Path, records: int, reads: int, commit: int) -> dict[str,
         results[store] = {"load": load(store, path, records, commit)}
         results[store].update(run_child("reads", store, path, records, reads))
         results[store].update(run_child("heap", store, path, records, reads))
+        for size in APPEND_BATCHES:
+            print(f"  appending to {store} in batches of {size} ...", file=sys.stderr, flush=True)
+            first = records + size * APPEND_ROUNDS * APPEND_BATCHES.index(size)
+            rate = append_batches(store, path, first, size * APPEND_ROUNDS, size)
+            results[store][f"append_{size}"] = rate
         shutil.rmtree(path, ignore_errors=True)
     return results
 
@@ -265,6 +303,10 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
     table: list[tuple[str, float, float, str]] = []
     load_rate = both(lambda r: r["load"]["payload"] / r["load"]["seconds"] / 1e6)
     table.append(("load records/s", *both(lambda r: r["records"] / r["load"]["seconds"]), ",.0f"))
+    for size in APPEND_BATCHES:
+        field = f"append_{size}"
+        rates = both(lambda r, field=field: float(r[field]))  # type: ignore[misc]
+        table.append((f"append rec/s, batch {size:,}", *rates, ",.0f"))
     table.append(("load MB/s (key+value)", *load_rate, ".1f"))
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
     table.append(("open s (data cold)", *both(lambda r: r["open_s"]), ".4f"))
