@@ -78,6 +78,13 @@ class CommitCounter:
     def value(self) -> int:
         return int(self.view[0])
 
+    def close(self) -> None:
+        """Unmap the file (whoever held `view` must have let go of it: it is released)."""
+        self.view.release()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
     def bump(self) -> None:
         """Writer: tell readers a new commit file is in place."""
         self.view[0] = (self.view[0] + 1) & 0xFFFFFFFFFFFFFFFF

@@ -370,6 +370,8 @@ class Kesque:
             topic.close()
         if self._commit_slots is not None:
             self._commit_slots.close()
+        if self._counter is not None:
+            self._counter.close()
         if self._sync_pool is not None:
             self._sync_pool.shutdown()
             self._sync_pool = None

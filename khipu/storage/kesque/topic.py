@@ -277,4 +277,5 @@ class TopicLog:
 
     def close(self) -> None:
         self.close_segments()
+        self.commit_counter = _UNMOVED.view  # the store unmaps its counter
         self.closed = True
