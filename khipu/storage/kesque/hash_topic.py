@@ -8,8 +8,8 @@ recovery finds and retires.
 
 The get of a key is the hot path of the whole node, so it has a lean variant (`get`, over a
 `ReadView` snapshot): hash the key inline, probe the mapped index with one unpack per slot, one
-pread of exactly the record, one header unpack, the key compared and the CRC32C checked on a
-view of the record's bytes. It stops at the first entry whose record has the key, which is right
+pread of exactly the record, one header unpack, the key compared and the CRC32C checked (C,
+SSE4.2). It stops at the first entry whose record has the key, which is right
 only while no key was ever superseded or deleted (always so for content-addressed trie nodes and
 code); otherwise, and for version 1 indexes, gets take the general path (`_newest`), which
 orders every candidate entry. `put_many` is the matching lean write path.
