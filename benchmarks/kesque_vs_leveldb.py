@@ -25,7 +25,9 @@ makes few but large device requests, so compare read_bytes too). Kesque's LRU ca
 LevelDB keeps its default 8 MiB block cache and gets a 10-bit bloom filter (as geth configures
 it); its table cache is LevelDB's default 1000 open tables unless `--leveldb-max-open-files`
 says otherwise (above ~2 GB of tables the default cache thrashes, re-reading table indexes).
-Ratios are Kesque / LevelDB (for open time and device reads, lower is better).
+Ratios are Kesque / LevelDB (for open time, CPU per get and device reads, lower is better).
+CPU us/get is the child's process time (user + system) per get: on a shared, loaded machine it
+moves less than the wall-clock gets/s, which include waiting for a CPU.
 """
 
 from __future__ import annotations
@@ -206,13 +208,15 @@ def timed_gets(
     get: Callable[[bytes], bytes | None], keys: list[bytes], path: Path
 ) -> dict[str, float]:
     io_before, dev_before = proc_io(), device_reads(path)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for key in keys:
         get(key)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - start_cpu
     io_after = proc_io()
     return {
         "gets_per_s": len(keys) / seconds,
+        "cpu_us": cpu_seconds / len(keys) * 1e6,
         "read_bytes": io_after["read_bytes"] - io_before["read_bytes"],
         "syscr": io_after["syscr"] - io_before["syscr"],
         "dev_reads": device_reads(path) - dev_before,
@@ -316,6 +320,7 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
             return float(r[phase][field]) / scale
 
         table.append((f"{phase} gets/s", *both(lambda r: per_get("gets_per_s", 1, r)), ",.0f"))
+        table.append((f"{phase} CPU us/get", *both(lambda r: per_get("cpu_us", 1, r)), ".2f"))
         for name, field, scale, fmt in (
             ("read_bytes/get", "read_bytes", reads, ",.0f"),
             ("4K pages/get", "read_bytes", reads * PAGE, ".2f"),
