@@ -4,9 +4,10 @@
         [--commit 100000] [--dir DIR]
 
 For each size N both stores get the same N records (32-byte keys, 100..600-byte incompressible
-values), loaded in commits of `--commit` records (Kesque: put + commit() with fsync; LevelDB: a
-write batch with sync=True). Then, in a fresh child process per store (so heap and /proc
-counters belong to that store alone):
+values), loaded in commits of `--commit` records (Kesque: put_many + commit() with fsync;
+LevelDB: a write batch with sync=True); after the reads below, 20 more batches of 1,000 and of
+5,000 new records are appended the same way (a block's worth of trie nodes per batch). Then, in
+a fresh child process per store (so heap and /proc counters belong to that store alone):
 
   open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
   cold    R random gets after evicting every Kesque segment file and every LevelDB .ldb/.log
@@ -24,7 +25,9 @@ makes few but large device requests, so compare read_bytes too). Kesque's LRU ca
 LevelDB keeps its default 8 MiB block cache and gets a 10-bit bloom filter (as geth configures
 it); its table cache is LevelDB's default 1000 open tables unless `--leveldb-max-open-files`
 says otherwise (above ~2 GB of tables the default cache thrashes, re-reading table indexes).
-Ratios are Kesque / LevelDB (for open time and device reads, lower is better).
+Ratios are Kesque / LevelDB (for open time, CPU per get and device reads, lower is better).
+CPU us/get is the child's process time (user + system) per get: on a shared, loaded machine it
+moves less than the wall-clock gets/s, which include waiting for a CPU.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from pathlib import Path
 from typing import Any
 
 PAGE = 4096
+APPEND_BATCHES = (1000, 5000)
+"""Batch sizes of the append rows: one block's trie nodes is ~1-5k records."""
+APPEND_ROUNDS = 20
 LEVELDB_OPTIONS: dict[str, int] = {"bloom_filter_bits": 10, "max_open_files": 1000}
 
 
@@ -82,8 +88,7 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
             topic = kq.topic("storage")
             for batch in batches(records, commit):
                 start = time.perf_counter()
-                for key, value in batch:
-                    topic.put(key, value)
+                topic.put_many(batch)
                 kq.commit()
                 seconds += time.perf_counter() - start
                 payload += sum(len(k) + len(v) for k, v in batch)
@@ -100,6 +105,36 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
             payload += sum(len(k) + len(v) for k, v in batch)
         db.close()
     return {"seconds": seconds, "payload": payload, "disk": disk_usage(path)}
+
+
+def append_batches(store: str, path: Path, first: int, count: int, size: int) -> float:
+    """Append `count` new records to the loaded store at `path` in durable batches of `size`
+    (Kesque: put_many + commit(); LevelDB: write_batch(sync=True)); records per second."""
+    seconds = 0.0
+    if store == "kesque":
+        from khipu.storage.kesque import Kesque, KesqueConfig
+
+        with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
+            topic = kq.topic("storage")
+            for start_at in range(first, first + count, size):
+                batch = [(key_of(i), value_of(i)) for i in range(start_at, start_at + size)]
+                start = time.perf_counter()
+                topic.put_many(batch)
+                kq.commit()
+                seconds += time.perf_counter() - start
+    else:
+        import plyvel
+
+        db = plyvel.DB(str(path), **LEVELDB_OPTIONS)
+        for start_at in range(first, first + count, size):
+            batch = [(key_of(i), value_of(i)) for i in range(start_at, start_at + size)]
+            start = time.perf_counter()
+            with db.write_batch(sync=True) as write:
+                for key, value in batch:
+                    write.put(key, value)
+            seconds += time.perf_counter() - start
+        db.close()
+    return count / seconds
 
 
 # -- measuring (in a child) -----------------------------------------------------------------------
@@ -173,13 +208,15 @@ def timed_gets(
     get: Callable[[bytes], bytes | None], keys: list[bytes], path: Path
 ) -> dict[str, float]:
     io_before, dev_before = proc_io(), device_reads(path)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for key in keys:
         get(key)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - start_cpu
     io_after = proc_io()
     return {
         "gets_per_s": len(keys) / seconds,
+        "cpu_us": cpu_seconds / len(keys) * 1e6,
         "read_bytes": io_after["read_bytes"] - io_before["read_bytes"],
         "syscr": io_after["syscr"] - io_before["syscr"],
         "dev_reads": device_reads(path) - dev_before,
@@ -252,6 +289,11 @@ def measure_size(work: Path, records: int, reads: int, commit: int) -> dict[str,
         results[store] = {"load": load(store, path, records, commit)}
         results[store].update(run_child("reads", store, path, records, reads))
         results[store].update(run_child("heap", store, path, records, reads))
+        for size in APPEND_BATCHES:
+            print(f"  appending to {store} in batches of {size} ...", file=sys.stderr, flush=True)
+            first = records + size * APPEND_ROUNDS * APPEND_BATCHES.index(size)
+            rate = append_batches(store, path, first, size * APPEND_ROUNDS, size)
+            results[store][f"append_{size}"] = rate
         shutil.rmtree(path, ignore_errors=True)
     return results
 
@@ -265,6 +307,10 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
     table: list[tuple[str, float, float, str]] = []
     load_rate = both(lambda r: r["load"]["payload"] / r["load"]["seconds"] / 1e6)
     table.append(("load records/s", *both(lambda r: r["records"] / r["load"]["seconds"]), ",.0f"))
+    for size in APPEND_BATCHES:
+        field = f"append_{size}"
+        rates = both(lambda r, field=field: float(r[field]))  # type: ignore[misc]
+        table.append((f"append rec/s, batch {size:,}", *rates, ",.0f"))
     table.append(("load MB/s (key+value)", *load_rate, ".1f"))
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
     table.append(("open s (data cold)", *both(lambda r: r["open_s"]), ".4f"))
@@ -274,6 +320,7 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
             return float(r[phase][field]) / scale
 
         table.append((f"{phase} gets/s", *both(lambda r: per_get("gets_per_s", 1, r)), ",.0f"))
+        table.append((f"{phase} CPU us/get", *both(lambda r: per_get("cpu_us", 1, r)), ".2f"))
         for name, field, scale, fmt in (
             ("read_bytes/get", "read_bytes", reads, ",.0f"),
             ("4K pages/get", "read_bytes", reads * PAGE, ".2f"),

@@ -59,6 +59,8 @@ class _BlockWrites:
     """(hash, number, fields) of the headers that are in the `header` topic."""
     index: dict[bytes, bytes | None] = field(default_factory=dict)
     """LevelDB keys to write (None: delete)."""
+    trie_nodes: list[tuple[bytes, bytes]] = field(default_factory=list)
+    code: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class KesqueChainDatabase(BaseAtomicDB):
@@ -201,6 +203,8 @@ class KesqueChainDatabase(BaseAtomicDB):
                 for key, value in changes.items():
                     if len(key) == 32 and value is not None:
                         self._put_hashed(key, value, writes)
+                self.trie_nodes.put_many(writes.trie_nodes)
+                self.code.put_many(writes.code)
                 for key, value in changes.items():
                     if value is None:
                         self._delete(key, writes)
@@ -231,9 +235,9 @@ class KesqueChainDatabase(BaseAtomicDB):
                 self._put_header(key, value, fields, writes)
                 return
         if records.is_rlp_list(value):
-            self.trie_nodes.put(key, value)
+            writes.trie_nodes.append((key, value))
         else:
-            self.code.put(key, value)
+            writes.code.append((key, value))
 
     def _put_header(
         self, block_hash: bytes, raw: bytes, fields: list[bytes], writes: _BlockWrites

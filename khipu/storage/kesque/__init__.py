@@ -2,7 +2,8 @@
 
     DATADIR/kesque/
       LOCK                              the single writer's flock (holds its pid)
-      COMMIT                            what readers may see (commit_file.py)
+      COMMIT                            what readers may see, in two slots (commit_file.py)
+      COMMIT_COUNTER                    bumped at every commit; readers map it (commit_counter.py)
       account/ storage/ evmcode/        hash topics: found by key
         {first_offset:020d}.log         segments of records (segment.py)
         hash.{generation:08d}.idx       the memory-mapped hash index (hash_index.py)
@@ -11,8 +12,8 @@
         {first_offset:020d}.index       sparse offset index per segment (offset_index.py)
 
 A random read of a hash topic is one probe of the mapped index plus one pread of exactly the
-record. Importing this package does not import py-evm; the py-evm adapter is
-`khipu.storage.kesque.hash_store.KesqueHashStore`.
+record, with no other system call (hash_topic.py's lean get). Importing this package does not
+import py-evm; the py-evm adapter is `khipu.storage.kesque.hash_store.KesqueHashStore`.
 """
 
 from khipu.storage.kesque.config import KesqueConfig

@@ -12,7 +12,7 @@ K = TypeVar("K")
 class LRUCache(Generic[K]):
     """Maps keys to values, evicting the least recently used once `capacity_bytes` is passed.
 
-    Thread-safe; a capacity of 0 caches nothing.
+    Thread-safe (writers take a lock, gets need none); a capacity of 0 caches nothing.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
@@ -24,17 +24,23 @@ class LRUCache(Generic[K]):
         self._lock = threading.Lock()
 
     def get(self, key: K) -> bytes | None:
-        """The cached value of `key` (now the most recently used), or None."""
+        """The cached value of `key` (now the most recently used), or None.
+
+        Takes no lock: each OrderedDict operation is atomic under the GIL, and a key evicted
+        between the two is simply not moved (the hit and miss counts may be off by a few)."""
         if not self.capacity_bytes:
             return None
-        with self._lock:
-            value = self._entries.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return value
+        entries = self._entries
+        value = entries.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        try:  # noqa: SIM105 (contextlib.suppress costs more on this hot path)
+            entries.move_to_end(key)
+        except KeyError:
+            pass
+        self.hits += 1
+        return value
 
     def put(self, key: K, value: bytes) -> None:
         """Cache `value` under `key`; a value larger than the whole cache is not kept."""

@@ -1,8 +1,8 @@
 """The few system calls Kesque makes on its files, in one place.
 
-Every write and fsync goes through `write_at`, `fsync` and `write_file_atomically`, so a test can
-inject a full disk by replacing one of them; every record read goes through `read_at`, which
-counts its calls so a benchmark can report reads per get.
+Every write and fsync goes through `write_at`, `fsync`, `sync_data` and `write_file_atomically`,
+so a test can inject a full disk by replacing one of them; every record read through a segment
+goes through `read_at`, which counts its calls so a benchmark can report reads per get.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ def read_at(fd: int, length: int, position: int) -> bytes:
 
 def write_at(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
     """Write all of `data` at `position`; raises OSError (e.g. ENOSPC) on failure."""
-    view = memoryview(data)
+    written = os.pwrite(fd, data, position)
+    if written == len(data):
+        return
+    # a short write (a disk filling up): go on from a copy, so no view of a caller's
+    # bytearray outlives this call (it could not be cleared while one does)
+    view = memoryview(bytes(data[written:]))
+    position += written
     while view:
         written = os.pwrite(fd, view, position)
         view = view[written:]
@@ -43,6 +49,11 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, position: int) -> No
 def fsync(fd: int) -> None:
     """Flush a file's data and metadata to stable storage; raises OSError on failure."""
     os.fsync(fd)
+
+
+def sync_data(fd: int) -> None:
+    """Flush a file's data (and the metadata needed to read it back); raises OSError."""
+    os.fdatasync(fd)
 
 
 def allocate(fd: int, size: int) -> None:

@@ -5,13 +5,18 @@ the slot count, generation, the salt of the key hash), then slots of 20 bytes
 
     key hash u64 (0: empty, 1: deleted)    segment ordinal u32    position u32    length u32
 
-with linear probing from the slot named by the top bits of the 64-bit key hash (a keyed BLAKE2b,
-so crafted keys cannot pile up in one place). Every process memory-maps the file; a get is one
-probe in the page cache plus one pread of exactly the record, whose key is compared, since equal
-hashes do not prove equal keys. The writer only fills empty slots (location first, hash last, so
-a reader never sees half an entry) and marks uncommitted entries deleted after a crash: existing
-entries never move while readers use the file. Growing builds the next generation beside it; the
-commit file names the generation readers must use.
+with linear probing from the slot named by the top bits of the 64-bit key hash. The hash is
+salted per store so crafted keys cannot pile up in one place: version 2 files (made now) fold a
+32-byte key's four words and multiply them with the salt (keys are keccak hashes, so this is
+enough and costs a fraction of a microsecond), other keys take a keyed BLAKE2b; version 1 files
+(older stores) use the keyed BLAKE2b for every key and keep it when they grow.
+
+Every process memory-maps the file; a get is one probe in the page cache plus one pread of
+exactly the record, whose key is compared, since equal hashes do not prove equal keys. The
+writer only fills empty slots (location first, hash last, so a reader never sees half an entry)
+and marks uncommitted entries deleted after a crash: existing entries never move while readers
+use the file. Growing builds the next generation beside it; the commit file names the
+generation readers must use.
 """
 
 from __future__ import annotations
@@ -26,13 +31,24 @@ from pathlib import Path
 from khipu.storage.kesque import files
 
 MAGIC = b"KSQHASH1"
-VERSION = 1
+VERSION_BLAKE2B = 1
+"""Every key hashed by a keyed BLAKE2b (stores made before version 2)."""
+VERSION_WORDS = 2
+"""32-byte keys hashed by folding their words with the salt (`word_key_hash`)."""
+VERSION = VERSION_WORDS
+"""The version new index files are made in."""
 HEADER = struct.Struct("<8sIIQ16s")
 SLOTS_START = 64
 SLOT = struct.Struct("<QIII")
 SLOT_SIZE = SLOT.size
 _LOCATION = struct.Struct("<III")
 _HASH = struct.Struct("<Q")
+KEY_WORDS = struct.Struct("<4Q")
+"""Splits a 32-byte key into the four words a version 2 hash folds."""
+WORD_MULTIPLIER = 0x9E3779B97F4A7C15  # odd: every input bit reaches the top bits
+MASK64 = (1 << 64) - 1
+HASH_FLOOR = 2
+"""Or-ed into every version 2 hash so none is EMPTY or DELETED."""
 EMPTY = 0
 DELETED = 1
 INDEX_PREFIX = "hash."
@@ -55,9 +71,28 @@ def list_index_generations(directory: Path) -> list[int]:
 
 
 def key_hash(salt: bytes, key: bytes) -> int:
-    """The 64-bit hash of `key` under the index's salt; never EMPTY or DELETED."""
+    """The version 1 hash of `key` under the index's salt; never EMPTY or DELETED."""
     value = int.from_bytes(hashlib.blake2b(key, digest_size=8, key=salt).digest(), "little")
     return value if value > DELETED else value + 2
+
+
+def salt_word(salt: bytes) -> int:
+    """The 64-bit word of the salt that version 2 hashes fold into 32-byte keys."""
+    return int.from_bytes(salt[:8], "little")
+
+
+def word_key_hash(salt: bytes, key: bytes) -> int:
+    """The version 2 hash of `key` under the index's salt; never EMPTY or DELETED.
+
+    A 32-byte key: the xor of its four little-endian words and the salt word, times an odd
+    constant, mod 2**64 (the read path inlines exactly this). Any other key: keyed BLAKE2b.
+    """
+    if len(key) == 32:
+        a, b, c, d = KEY_WORDS.unpack(key)
+        folded: int = a ^ b ^ c ^ d ^ salt_word(salt)
+        return ((folded * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
+    digest = hashlib.blake2b(key, digest_size=8, key=salt).digest()
+    return int.from_bytes(digest, "little") | HASH_FLOOR
 
 
 class HashIndex:
@@ -75,13 +110,15 @@ class HashIndex:
         finally:
             os.close(fd)
         magic, version, slots_log2, generation, salt = HEADER.unpack_from(self._map, 0)
-        if magic != MAGIC or version != VERSION:
+        if magic != MAGIC or version not in (VERSION_BLAKE2B, VERSION_WORDS):
             self._map.close()
-            raise ValueError(f"{path} is not a Kesque hash index (magic {magic!r})")
+            raise ValueError(f"{path} is not a Kesque hash index (magic {magic!r}, v{version})")
+        self.version = int(version)
         self.slots_log2 = int(slots_log2)
         self.slots = 1 << self.slots_log2
         self.generation = int(generation)
         self.salt = bytes(salt)
+        self.salt_word = salt_word(self.salt)
         self._shift = 64 - self.slots_log2
         self._mask = self.slots - 1
         if size < SLOTS_START + self.slots * SLOT_SIZE:
@@ -89,7 +126,9 @@ class HashIndex:
             raise ValueError(f"{path} is {size} bytes, too short for {self.slots} slots")
 
     @classmethod
-    def create(cls, path: Path, slots_log2: int, generation: int, salt: bytes) -> HashIndex:
+    def create(
+        cls, path: Path, slots_log2: int, generation: int, salt: bytes, version: int = VERSION
+    ) -> HashIndex:
         """Make an empty index file at `path`, its disk space allocated up front (a store of
         mapped files must not be sparse: on a full disk, touching a hole through the map kills
         the process with SIGBUS). Raises OSError (ENOSPC) if the disk has no room for it."""
@@ -97,13 +136,31 @@ class HashIndex:
         try:
             with files.naming(path):
                 files.allocate(fd, SLOTS_START + (1 << slots_log2) * SLOT_SIZE)
-                os.pwrite(fd, HEADER.pack(MAGIC, VERSION, slots_log2, generation, salt), 0)
+                os.pwrite(fd, HEADER.pack(MAGIC, version, slots_log2, generation, salt), 0)
         finally:
             os.close(fd)
         return cls(path, writable=True)
 
     def hash_of(self, key: bytes) -> int:
+        """The hash of `key` in this file's version."""
+        if self.version == VERSION_WORDS:
+            return word_key_hash(self.salt, key)
         return key_hash(self.salt, key)
+
+    @property
+    def map(self) -> mmap.mmap:
+        """The mapped file (for read paths that probe it inline: slot i is at
+        SLOTS_START + i * SLOT_SIZE)."""
+        return self._map
+
+    @property
+    def shift(self) -> int:
+        """A hash shifted right by this many bits is its home slot."""
+        return self._shift
+
+    @property
+    def mask(self) -> int:
+        return self._mask
 
     def candidates(self, hashed: int) -> list[tuple[int, int, int, int]]:
         """(slot, segment, position, length) of every entry with this hash, in probe order."""
@@ -137,6 +194,31 @@ class HashIndex:
                 return slot
             slot = (slot + 1) & self._mask
         raise OverflowError(f"{self.path}: all {self.slots} slots are used")
+
+    def insert_many(self, entries: Iterable[tuple[int, int, int, int]]) -> int:
+        """Writer only: insert every (hash, segment, position, length), as `insert` does each;
+        return how many. Raises OverflowError if the index fills up."""
+        index_map = self._map
+        shift = self._shift
+        mask = self._mask
+        unpack_hash = _HASH.unpack_from
+        pack_location = _LOCATION.pack_into
+        pack_hash = _HASH.pack_into
+        count = 0
+        for hashed, segment, position, length in entries:
+            slot = hashed >> shift
+            offset = SLOTS_START + slot * SLOT_SIZE
+            probes = 0
+            while unpack_hash(index_map, offset)[0] != EMPTY:
+                probes += 1
+                if probes == self.slots:
+                    raise OverflowError(f"{self.path}: all {self.slots} slots are used")
+                slot = (slot + 1) & mask
+                offset = SLOTS_START + slot * SLOT_SIZE
+            pack_location(index_map, offset + 8, segment, position, length)
+            pack_hash(index_map, offset, hashed)
+            count += 1
+        return count
 
     def mark_deleted(self, slot: int) -> None:
         """Writer only: retire the entry in `slot`; probe chains still run through it."""
@@ -180,20 +262,18 @@ def build_index(
     salt: bytes,
     entries: Iterable[tuple[int, int, int, int]],
     durable: bool,
+    version: int = VERSION,
 ) -> tuple[HashIndex, int]:
-    """Write a new index generation holding `entries` (hash, segment, position, length);
-    return it and the number of entries.
+    """Write a new index generation holding `entries` (hash, segment, position, length, hashed
+    as `version` does); return it and the number of entries.
 
     Built under a temporary name and renamed into place, so a crash leaves no half-built file
     under a generation's name. Raises OSError.
     """
     temporary = path.with_name(path.name + ".tmp")
-    index = HashIndex.create(temporary, slots_log2, generation, salt)
-    count = 0
+    index = HashIndex.create(temporary, slots_log2, generation, salt, version)
     try:
-        for hashed, segment, position, length in entries:
-            index.insert(hashed, segment, position, length)
-            count += 1
+        count = index.insert_many(entries)
         if durable:
             index.sync()
     except BaseException:

@@ -5,31 +5,88 @@ same value appends nothing. The index of the writer's uncommitted records is kep
 (bounded by one commit) and written into the shared index only after the logs are fsynced, so
 after a crash every index entry past the commit points at a record still in the log tail, which
 recovery finds and retires.
+
+The get of a key is the hot path of the whole node, so it has a lean variant (`get`, over a
+`ReadView` snapshot): hash the key inline, probe the mapped index with one unpack per slot, one
+pread of exactly the record, one header unpack, the key compared and the CRC32C checked (C,
+SSE4.2). It stops at the first entry whose record has the key, which is right
+only while no key was ever superseded or deleted (always so for content-addressed trie nodes and
+code); otherwise, and for version 1 indexes, gets take the general path (`_newest`), which
+orders every candidate entry. `put_many` is the matching lean write path.
 """
 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from khipu.storage.kesque import files
 from khipu.storage.kesque.cache import LRUCache
 from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
+from khipu.storage.kesque.crc32c import crc32c
 from khipu.storage.kesque.errors import StoreCorrupted
+from khipu.storage.kesque.files import READS
 from khipu.storage.kesque.hash_index import (
+    EMPTY,
+    HASH_FLOOR,
+    KEY_WORDS,
+    MASK64,
+    SLOT,
+    SLOT_SIZE,
+    SLOTS_START,
+    VERSION_WORDS,
+    WORD_MULTIPLIER,
     HashIndex,
     build_index,
     index_file_name,
     list_index_generations,
 )
-from khipu.storage.kesque.segment import FLAG_TOMBSTONE, Record, decode_record, scan_records
-from khipu.storage.kesque.topic import StoreLink, TopicLog
+from khipu.storage.kesque.hash_recovery import replay_committed, retire_uncommitted
+from khipu.storage.kesque.segment import (
+    BODY_HEADER,
+    FLAG_TOMBSTONE,
+    HEADER_SIZE,
+    LENGTH_CRC,
+    MAX_KEY_BYTES,
+    RECORD_HEADER,
+    WRITE_BUFFER_BYTES,
+    Record,
+    decode_record,
+    scan_records,
+)
+from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 
 # (key hash, segment ordinal, position, length)
 IndexEntry = tuple[int, int, int, int]
+
+_unpack_slot = SLOT.unpack_from
+_unpack_header = RECORD_HEADER.unpack_from
+_unpack_words = KEY_WORDS.unpack
+_pack_body_header = BODY_HEADER.pack
+_pack_length_crc = LENGTH_CRC.pack
+_pread = os.pread
+
+
+class ReadView(NamedTuple):
+    """What the lean get needs, fixed per commit (replaced whole, so a reader thread never
+    sees half of an update)."""
+
+    index_map: mmap.mmap
+    shift: int
+    mask: int
+    salt_word: int
+    fds: tuple[int, ...]
+    """The descriptor of each committed segment, by ordinal."""
+    last_ordinal: int
+    end: int
+    """Committed bytes of the last segment."""
+    verify: bool
+    hash_index: HashIndex
 
 
 class HashTopic(TopicLog):
@@ -53,18 +110,68 @@ class HashTopic(TopicLog):
         self._superseded = False
         self._grown: HashIndex | None = None
         self._grown_used = 0
+        self._view: ReadView | None = None
+        self._replay_from = state.replay_from
+        self._unsynced_bytes = 0
 
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        """The value of `key` (a reader: as of its last seen commit; the writer: as last put),
-        or None. Raises StoreCorrupted if the record found is damaged."""
-        self.store.maybe_refresh()
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
+        """The value of `key` (a reader: as of the newest commit; the writer: as last put), or
+        None. Raises StoreCorrupted if the record found is damaged."""
+        if self.commit_counter[0] != self.seen_counter:
+            self.store.follow_commits()
+        if self._pending_by_key:
+            pending = self._pending_by_key.get(key)
+            if pending is not None:
+                record = self.read_record(pending[1], pending[2], pending[3])
+                return None if record.tombstone else record.value
+        cache = self.cache
+        caching = cache.capacity_bytes
+        if caching:
+            cached = cache.get(key)
+            if cached is not None:
+                return cached
+        view = self._view
+        if view is None:
+            return self._get_general(key)
+        # the lean path: see the module docstring
+        index_map, shift, mask, salt, fds, last_ordinal, end, verify, hash_index = view
+        if len(key) == 32:
+            a, b, c, d = _unpack_words(key)
+            hashed = (((a ^ b ^ c ^ d ^ salt) * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
+        else:
+            hashed = hash_index.hash_of(key)
+        slot = hashed >> shift
+        while True:
+            entry_hash, ordinal, position, length = _unpack_slot(
+                index_map, SLOTS_START + slot * SLOT_SIZE
+            )
+            if entry_hash == hashed:
+                if ordinal < last_ordinal or (ordinal == last_ordinal and position + length <= end):
+                    READS.calls += 1
+                    data = _pread(fds[ordinal], length, position)
+                    if len(data) != length:
+                        return self._get_general(key)  # raises the typed error
+                    record_length, crc, _, _, key_length = _unpack_header(data)
+                    value_start = HEADER_SIZE + key_length
+                    if data[HEADER_SIZE:value_start] == key:
+                        if record_length != length or (verify and crc32c(data[8:]) != crc):
+                            return self._get_general(key)  # raises the typed error
+                        value = data[value_start:]
+                        if caching:
+                            cache.put(key, value)
+                        return value
+            elif entry_hash == EMPTY:
+                if self.refresh_on_miss and self.store.refresh():
+                    return self.get(key)
+                return None
+            slot = (slot + 1) & mask
+
+    def _get_general(self, key: bytes) -> bytes | None:
+        """`get` by ordering every candidate entry (superseded keys, version 1 indexes)."""
         record = self._newest(key)
-        if record is None and self.store.refresh():
+        if record is None and self.refresh_on_miss and self.store.refresh():
             record = self._newest(key)
         if record is None or record.tombstone:
             return None
@@ -77,8 +184,46 @@ class HashTopic(TopicLog):
 
     def last_offset(self) -> int:
         """The sequence number of the last record (-1 when empty)."""
-        self.store.maybe_refresh()
+        self.follow()
         return self.next_offset - 1
+
+    def _update_view(self) -> None:
+        """Rebuild the lean get's snapshot after the index, the segments or the commit changed
+        (None where the lean path would be wrong: see the module docstring)."""
+        index = self.index if self.writable else self.current_index()
+        state = self.state
+        if (
+            self.closed
+            or index is None
+            or index.version != VERSION_WORDS
+            or state.may_have_superseded
+            or not self.config.lean_reads
+        ):
+            self._view = None
+            return
+        if state.segments:
+            self.segment(state.segments - 1)  # a reader opens the committed segments now
+        fds = tuple(segment.fd for segment in self.segments[: state.segments])
+        self._view = ReadView(
+            index.map,
+            index.shift,
+            index.mask,
+            index.salt_word,
+            fds,
+            state.segments - 1,
+            state.end,
+            self.config.verify_reads,
+            index,
+        )
+
+    def start_reading(self) -> None:
+        """Reader: map the index and open the committed segments (called once at open). A
+        missing or foreign index file is left for the first get (or `khipu db check`) to
+        report."""
+        try:
+            self._update_view()
+        except (OSError, ValueError):
+            self._view = None
 
     def current_index(self) -> HashIndex | None:
         if self.index is None and self.state.index_generation and not self.writable:
@@ -129,6 +274,7 @@ class HashTopic(TopicLog):
         if state.overwrites != self.state.overwrites:
             self.cache.clear()
         super().apply_state(state)
+        self._update_view()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -137,9 +283,72 @@ class HashTopic(TopicLog):
 
         Raises StoreFull or StoreWriteFailed (after rolling back to the last commit).
         """
+        self.put_many(((key, value),))
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Writer only: put every (key, value) in order, exactly as `put` of each would.
+
+        A key new to the topic (no index entry with its hash, not put since the commit) is
+        encoded straight into the active segment's buffer; any other goes through the general
+        path, which compares values and supersedes. Raises ValueError for a key longer than
+        64 KiB (records before it stay put), StoreFull or StoreWriteFailed (after rolling back
+        to the last commit).
+        """
         self.require_writer()
-        assert self.index is not None
-        hashed = self.index.hash_of(key)
+        index = self.index
+        assert index is not None
+        index_map, shift, mask, salt = index.map, index.shift, index.mask, index.salt_word
+        words = index.version == VERSION_WORDS
+        pending, pending_by_key = self._pending, self._pending_by_key
+        segment = self.segments[-1] if self.segments else None
+        buffer = segment.buffer if segment is not None else bytearray()
+        written = segment.size if segment is not None else 0
+        try:
+            for key, value in items:
+                if words and len(key) == 32:
+                    a, b, c, d = _unpack_words(key)
+                    hashed = (((a ^ b ^ c ^ d ^ salt) * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
+                else:
+                    hashed = index.hash_of(key)
+                known = key in pending_by_key
+                if not known:  # a committed entry with this hash? (almost never for a new key)
+                    slot = hashed >> shift
+                    while True:
+                        entry_hash = _unpack_slot(index_map, SLOTS_START + slot * SLOT_SIZE)[0]
+                        if entry_hash in (hashed, EMPTY):
+                            known = entry_hash == hashed
+                            break
+                        slot = (slot + 1) & mask
+                if known:
+                    self._put_general(key, value, hashed)
+                    segment = self.segments[-1]
+                    buffer, written = segment.buffer, segment.size
+                    continue
+                key_length = len(key)
+                if key_length > MAX_KEY_BYTES:
+                    raise ValueError(f"key of {key_length} bytes is longer than {MAX_KEY_BYTES}")
+                length = HEADER_SIZE + key_length + len(value)
+                position = written + len(buffer)
+                if segment is None or (position > 0 and position + length > self.segment_bytes):
+                    self.roll(self.next_offset)
+                    segment = self.segments[-1]
+                    buffer, written, position = segment.buffer, 0, 0
+                body = _pack_body_header(0, self.next_offset, key_length) + key + value
+                buffer += _pack_length_crc(length, crc32c(body))
+                buffer += body
+                entry = (hashed, segment.ordinal, position, length)
+                pending.append(entry)
+                pending_by_key[key] = entry
+                self.next_offset += 1
+                self.records += 1
+                self._dirty.add(segment.ordinal)
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    segment.flush()
+                    written = segment.size
+        except OSError as error:
+            self.fail(error, self.segments[-1].path if self.segments else self.directory)
+
+    def _put_general(self, key: bytes, value: bytes, hashed: int) -> None:
         current = self._newest(key, hashed)
         if current is not None and not current.tombstone and current.value == value:
             return
@@ -170,22 +379,37 @@ class HashTopic(TopicLog):
         if superseding:
             self.cache.discard(key)
 
-    def publish_indexes(self) -> None:
-        """Commit step 2: enter the fsynced records into the index (a grown copy if it would be
-        too full), then msync it. Raises OSError."""
+    def index_syncs(self) -> list[SyncJob]:
+        """Commit step 2: enter the fsynced records into the index (a grown copy, made durable
+        at once, if it would be too full); return the msync of the index. Raises OSError."""
         index = self.index
         assert index is not None
-        durable = self.config.fsync
         if self._pending:
             needed = self.index_used + len(self._pending)
             if needed > self.config.hash_index_max_load * index.slots:
                 self._grow(index, needed)
-                return
-            for entry in self._pending:
-                index.insert(*entry)
+                return []
+            index.insert_many(self._pending)
             self.index_used += len(self._pending)
-        if durable and (self._pending or self._created_files):
-            index.sync()
+            if self._replay_from is None:
+                self._replay_from = self._pending[0][1], self._pending[0][2]
+            self._unsynced_bytes += sum(entry[3] for entry in self._pending)
+        if not self.config.fsync:
+            return []
+        if self._created_files or self._unsynced_bytes >= self.config.index_sync_bytes:
+            self._replay_from = None  # durable once this step ends, before the commit file
+            self._unsynced_bytes = 0
+            return [index.sync]
+        return []
+
+    def settle_index(self) -> bool:
+        """Writer closing: msync the index if committed entries are not durable yet; True if
+        the commit file should now say so (no replay at the next open). Raises OSError."""
+        if self._replay_from is None or self.index is None or not self.config.fsync:
+            return False
+        self.index.sync()
+        self._replay_from = None
+        return True
 
     def _grow(self, index: HashIndex, needed: int) -> None:
         slots_log2 = index.slots_log2 + 1
@@ -201,9 +425,12 @@ class HashTopic(TopicLog):
             index.salt,
             itertools.chain(live, self._pending),
             self.config.fsync,
+            index.version,
         )
         if self.config.fsync:
             files.fsync_directory(self.directory)
+        self._replay_from = None  # the grown index was built durable
+        self._unsynced_bytes = 0
 
     def proposed_state(self) -> TopicState:
         index = self._grown or self.index
@@ -216,6 +443,9 @@ class HashTopic(TopicLog):
                 index_used=self._grown_used if self._grown else self.index_used,
                 index_slots=index.slots,
                 overwrites=self.state.overwrites + int(self._superseded),
+                superseded=int(self.state.may_have_superseded or self._superseded),
+                replay_segment=self._replay_from[0] if self._replay_from else -1,
+                replay_position=self._replay_from[1] if self._replay_from else 0,
             )
         )
 
@@ -231,6 +461,7 @@ class HashTopic(TopicLog):
         self._pending_by_key = {}
         self._superseded = False
         super().committed(state)
+        self._update_view()
 
     def has_changes(self) -> bool:
         return bool(self._pending) or super().has_changes()
@@ -255,31 +486,23 @@ class HashTopic(TopicLog):
                 raise StoreCorrupted(path, 0, "hash index missing: run `khipu db repair`")
             self.index = HashIndex(path, writable=True)
         extra = self.open_writer_segments()
-        retired = 0
-        for segment, start, end in self.uncommitted_regions(extra):
-            try:
-                for record in scan_records(segment.read, start, end, segment.path, verify=False):
-                    retired += self._retire(record.key, segment.ordinal, record.position)
-            except StoreCorrupted:
-                pass  # a torn tail: records are indexed only after a complete fsync
-            finally:
+        regions = self.uncommitted_regions(extra)
+        try:
+            retired = retire_uncommitted(self.index, regions)
+        finally:
+            for segment, _, _ in regions:
                 if segment.ordinal >= len(self.segments):
                     segment.close()
         self.discard_uncommitted(extra)
         self.index_used = self.state.index_used + retired
-        if retired and self.config.fsync:
+        replay = self.state.replay_from
+        if replay is not None and self.segments:
+            replay_committed(self.index, self.segments, replay, self.state.end)
+        if (retired or replay) and self.config.fsync:
             self.index.sync()
-
-    def _retire(self, key: bytes, ordinal: int, position: int) -> int:
-        assert self.index is not None
-        retired = 0
-        for slot, entry_ordinal, entry_position, _ in self.index.candidates(
-            self.index.hash_of(key)
-        ):
-            if (entry_ordinal, entry_position) == (ordinal, position):
-                self.index.mark_deleted(slot)
-                retired += 1
-        return retired
+        self._replay_from = None  # the index is durable up to the commit now
+        self._unsynced_bytes = 0
+        self._update_view()
 
     def _remove_index_generations(self, keep_from: int, keep_to: int | None = None) -> None:
         for generation in list_index_generations(self.directory):
@@ -303,6 +526,7 @@ class HashTopic(TopicLog):
         super().reset_to_commit()
 
     def _close_indexes(self) -> None:
+        self._view = None
         if self.index is not None:
             self.index.close()
             self.index = None

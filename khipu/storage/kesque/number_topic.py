@@ -18,7 +18,7 @@ from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import OffsetOutOfOrder, StoreCorrupted
 from khipu.storage.kesque.offset_index import OffsetIndex, offset_index_file_name
 from khipu.storage.kesque.segment import HEADER_SIZE, Record, record_crc_ok, scan_records
-from khipu.storage.kesque.topic import StoreLink, TopicLog
+from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 
 
 class NumberTopic(TopicLog):
@@ -42,12 +42,18 @@ class NumberTopic(TopicLog):
 
     def get_at(self, number: int) -> bytes | None:
         """The value stored at block `number`, or None. Raises StoreCorrupted."""
-        self.store.maybe_refresh()
+        if self.commit_counter[0] != self.seen_counter:
+            self.store.follow_commits()
         cached = self.cache.get(number)
         if cached is not None:
             return cached
         record = self.find(number)
-        if record is None and number >= self.next_offset and self.store.refresh():
+        if (
+            record is None
+            and self.refresh_on_miss
+            and number >= self.next_offset
+            and self.store.refresh()
+        ):
             record = self.find(number)
         if record is None:
             return None
@@ -56,7 +62,7 @@ class NumberTopic(TopicLog):
 
     def last_offset(self) -> int:
         """The highest number stored (-1 when the topic is empty)."""
-        self.store.maybe_refresh()
+        self.follow()
         return self.next_offset - 1
 
     def offset_index(self, ordinal: int) -> OffsetIndex:
@@ -96,7 +102,7 @@ class NumberTopic(TopicLog):
     def iter_from(self, first: int, last: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(number, value) of every stored number from `first` to `last` (default: the end),
         ascending, read sequentially. Raises StoreCorrupted at a damaged record."""
-        self.store.maybe_refresh()
+        self.follow()
         stop = self.next_offset - 1 if last is None else min(last, self.next_offset - 1)
         count = self.visible_segments()
         if count == 0 or first > stop:
@@ -161,11 +167,13 @@ class NumberTopic(TopicLog):
         self.offset_indexes.append(OffsetIndex(path, True, capacity, create=True))
         self._last_entry_position = None
 
-    def publish_indexes(self) -> None:
-        """Commit step 2: msync the offset indexes of the segments appended to."""
+    def log_syncs(self) -> list[SyncJob]:
+        """Commit step 1: the segments' fsyncs and the msyncs of their offset indexes (entries
+        past the commit are cut off at the next open, so they need not wait for the logs)."""
+        jobs = super().log_syncs()
         if self.config.fsync:
-            for ordinal in sorted(self._dirty):
-                self.offset_indexes[ordinal].sync()
+            jobs += [self.offset_indexes[ordinal].sync for ordinal in sorted(self._dirty)]
+        return jobs
 
     def files_of_segment(self, base_offset: int) -> list[Path]:
         return [

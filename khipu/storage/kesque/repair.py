@@ -26,8 +26,8 @@ from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.hash_index import (
     build_index,
     index_file_name,
-    key_hash,
     list_index_generations,
+    word_key_hash,
 )
 from khipu.storage.kesque.offset_index import OffsetIndex, offset_index_file_name
 from khipu.storage.kesque.segment import Segment, list_segment_bases, scan_records
@@ -169,6 +169,9 @@ def _rebuild_hash_index(
         index_used=used,
         index_slots=1 << slots_log2,
         overwrites=(committed.overwrites if committed else 0) + 1,
+        superseded=int(committed is None or committed.may_have_superseded),
+        replay_segment=-1,  # the rebuilt index is durable
+        replay_position=0,
     )
 
 
@@ -181,6 +184,6 @@ def _hash_entries(
         try:
             end = state.end if ordinal == state.segments - 1 else segment.size
             for record in scan_records(segment.read, 0, end, segment.path, verify=False):
-                yield key_hash(salt, record.key), ordinal, record.position, record.length
+                yield word_key_hash(salt, record.key), ordinal, record.position, record.length
         finally:
             segment.close()

@@ -28,8 +28,8 @@ from khipu.storage.kesque.errors import StoreCorrupted
 
 RECORD_HEADER = struct.Struct("<IIBQH")
 HEADER_SIZE = RECORD_HEADER.size
-_LENGTH_CRC = struct.Struct("<II")
-_BODY_HEADER = struct.Struct("<BQH")
+LENGTH_CRC = struct.Struct("<II")
+BODY_HEADER = struct.Struct("<BQH")
 FLAG_TOMBSTONE = 1
 MAX_RECORD_BYTES = (1 << 31) - 1
 MAX_KEY_BYTES = (1 << 16) - 1
@@ -65,11 +65,11 @@ def encode_record(offset: int, key: bytes, value: bytes, flags: int = 0) -> byte
     """The bytes of a record; raises ValueError if the key or the record is too large."""
     if len(key) > MAX_KEY_BYTES:
         raise ValueError(f"key of {len(key)} bytes is longer than {MAX_KEY_BYTES}")
-    body = _BODY_HEADER.pack(flags, offset, len(key)) + key + value
+    body = BODY_HEADER.pack(flags, offset, len(key)) + key + value
     length = 8 + len(body)
     if length > MAX_RECORD_BYTES:
         raise ValueError(f"record of {length} bytes is larger than {MAX_RECORD_BYTES}")
-    return _LENGTH_CRC.pack(length, crc32c(body)) + body
+    return LENGTH_CRC.pack(length, crc32c(body)) + body
 
 
 def decode_record(
@@ -98,7 +98,7 @@ def decode_record(
 
 def record_crc_ok(record: Record) -> bool:
     """Whether a record decoded without verification matches its CRC32C."""
-    body = _BODY_HEADER.pack(record.flags, record.offset, len(record.key)) + record.key
+    body = BODY_HEADER.pack(record.flags, record.offset, len(record.key)) + record.key
     return crc32c(body + record.value) == record.crc
 
 
@@ -131,47 +131,51 @@ class Segment:
         self.fd = os.open(self.path, flags, 0o644)
         self.size = os.fstat(self.fd).st_size
         """Bytes written to the file (the buffer comes after them)."""
-        self._buffer = bytearray()
+        self.buffer = bytearray()
+        """Appended bytes not written to the file yet. The writer may extend it directly (it is
+        never replaced, only cleared); whoever does calls `flush()` once it passes
+        WRITE_BUFFER_BYTES."""
 
     @property
     def end(self) -> int:
         """Where the next appended record will start."""
-        return self.size + len(self._buffer)
+        return self.size + len(self.buffer)
 
     def append(self, record: bytes) -> int:
         """Buffer `record` at the end of the segment and return its position. Raises OSError."""
         position = self.end
-        self._buffer += record
-        if len(self._buffer) >= WRITE_BUFFER_BYTES:
+        self.buffer += record
+        if len(self.buffer) >= WRITE_BUFFER_BYTES:
             self.flush()
         return position
 
     def flush(self) -> None:
         """Write the buffered records to the file (not yet durable). Raises OSError."""
-        if self._buffer:
+        if self.buffer:
             with files.naming(self.path):
-                files.write_at(self.fd, self._buffer, self.size)
-            self.size += len(self._buffer)
-            self._buffer = bytearray()
+                files.write_at(self.fd, self.buffer, self.size)
+            self.size += len(self.buffer)
+            self.buffer.clear()
 
     def sync(self) -> None:
-        """Flush and fsync. Raises OSError."""
+        """Flush and fsync (the flush is a no-op when the caller flushed already, so the fsync
+        may run on another thread). Raises OSError."""
         self.flush()
         with files.naming(self.path):
             files.fsync(self.fd)
 
     def read(self, position: int, length: int) -> bytes:
         """`length` bytes at `position` (fewer at the end), from the file or the write buffer."""
-        if position >= self.size and self._buffer:
+        if position >= self.size and self.buffer:
             start = position - self.size
-            return bytes(self._buffer[start : start + length])
-        if position + length > self.size and self._buffer:
+            return bytes(self.buffer[start : start + length])
+        if position + length > self.size and self.buffer:
             self.flush()
         return files.read_at(self.fd, length, position)
 
     def truncate(self, size: int) -> None:
         """Drop everything from `size` on, buffered or written."""
-        self._buffer = bytearray()
+        self.buffer.clear()
         if self.size != size:
             os.ftruncate(self.fd, size)
             self.size = size

@@ -7,9 +7,11 @@
     with Kesque.open(path, readonly=True) as kq:   # any number of processes
         kq.topic("account").get(key)                # bytes or None
 
-A commit fsyncs the logs, enters the new records into the indexes, then replaces the commit file
-(write-temp + fsync + rename); readers see exactly what the commit file names. Opening never scans
-the logs: a writer reopening after a crash reads only the bytes past the last commit.
+A commit fsyncs the logs, enters the new records into the indexes and msyncs them, then writes
+the commit file's spare slot and fdatasyncs it (commit_file.py); readers see exactly what the
+commit file names, and learn that it changed from the commit counter (commit_counter.py).
+Opening never scans the logs: a writer reopening after a crash reads only the bytes past the
+last commit.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import fcntl
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, NoReturn, overload
 
-from khipu.storage.kesque import files
+from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import (
     COMMIT_FILE_NAME,
+    SLOT_BYTES,
+    CommitSlots,
     CommitState,
-    decode_commit,
-    encode_commit,
+    decode_commit_file,
     read_commit,
+    write_commit,
 )
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import (
@@ -43,8 +48,10 @@ from khipu.storage.kesque.errors import (
 from khipu.storage.kesque.hash_topic import HashTopic
 from khipu.storage.kesque.number_topic import NumberTopic
 from khipu.storage.kesque.segment import list_segment_bases
+from khipu.storage.kesque.topic import SyncJob
 
 LOCK_FILE_NAME = "LOCK"
+SYNC_THREADS = 8
 HashTopicName = Literal["account", "storage", "evmcode"]
 NumberTopicName = Literal["header", "body", "receipts", "td"]
 
@@ -63,6 +70,9 @@ class Kesque:
         self._refresh_lock = threading.Lock()
         self._last_refresh = time.monotonic()
         self._commit_bytes = b""
+        self._counter: CommitCounter | None = None
+        self._sync_pool: ThreadPoolExecutor | None = None
+        self._commit_slots: CommitSlots | None = None
         self.state = CommitState()
         self.hash_topics: dict[str, HashTopic] = {}
         self.number_topics: dict[str, NumberTopic] = {}
@@ -91,23 +101,43 @@ class Kesque:
         return store
 
     def _open_reader(self) -> None:
+        self._counter = CommitCounter.open_reader(self.path)
+        seen = self._counter.value if self._counter else 0  # read before the commit file
         try:
             self.state, self._commit_bytes = read_commit(self.commit_path)
         except FileNotFoundError:
             raise StoreMissing(self.path) from None
         self._make_topics(writable=False)
+        self._watch_counter(seen)
+        for hash_topic in self.hash_topics.values():
+            hash_topic.start_reading()
+
+    def _watch_counter(self, seen: int) -> None:
+        """Point every topic at the commit counter (or, without one, at a counter that always
+        differs, so each read asks `follow_commits` to look at the clock)."""
+        counter = self._counter or CommitCounter.private(1)
+        for topic in self.all_topics():
+            topic.commit_counter = counter.view
+            topic.seen_counter = seen
+            topic.refresh_on_miss = self._counter is None
 
     def _open_writer(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = acquire_writer_lock(self.path)
         try:
-            self.state, self._commit_bytes = read_commit(self.commit_path)
+            self.state, data = read_commit(self.commit_path)
         except FileNotFoundError:
             self._create_empty_store()
+        else:
+            if len(data) != 2 * SLOT_BYTES:  # an older store's single-document file
+                write_commit(self.commit_path, self.state, self.config.fsync)
+        self._commit_slots = CommitSlots(self.commit_path)
         for name in (*self.config.hash_topics, *self.config.number_topics):
             (self.path / name).mkdir(exist_ok=True)
         self._make_topics(writable=True)
         self._recover_topics()
+        self._counter = CommitCounter.open_writer(self.path)
+        self._counter.bump()  # a commit published just before a crash may not have been told
 
     def _create_empty_store(self) -> None:
         for name in (*self.config.hash_topics, *self.config.number_topics):
@@ -117,8 +147,7 @@ class Kesque:
                     self.commit_path, 0, "commit file missing but logs exist: run `khipu db repair`"
                 )
         self.state = CommitState()
-        self._commit_bytes = encode_commit(self.state)
-        files.write_file_atomically(self.commit_path, self._commit_bytes, self.config.fsync)
+        write_commit(self.commit_path, self.state, self.config.fsync)
 
     def _make_topics(self, writable: bool) -> None:
         for name in self.config.hash_topics:
@@ -183,39 +212,76 @@ class Kesque:
         if not topics:
             return
         try:
-            for topic in topics:
-                topic.sync_logs()
-            for topic in topics:
-                topic.publish_indexes()
+            self._run_syncs([job for topic in topics for job in topic.log_syncs()])
+            self._run_syncs([job for topic in topics for job in topic.index_syncs()])
         except OSError as error:
             self.fail_write(error, Path(error.filename) if error.filename else self.path)
         new_topics = dict(self.state.topics)
         for topic in topics:
             new_topics[topic.name] = topic.proposed_state()
         state = CommitState(self.state.sequence + 1, new_topics)
-        data = encode_commit(state)
+        assert self._commit_slots is not None
         try:
-            files.write_file_atomically(self.commit_path, data, self.config.fsync)
+            self._commit_slots.write(state)
+        except OSError as error:  # a torn slot is no commit: readers take the other one
+            self.fail_write(error, self.commit_path)
+        self._adopt(state, topics)
+        self._tell_readers()
+        if self.config.fsync:
+            try:
+                self._commit_slots.make_durable()
+            except OSError as error:
+                raise StoreWriteFailed(
+                    self.commit_path, f"commit published but not made durable: {error}"
+                ) from error
+
+    def _tell_readers(self) -> None:
+        if self._counter is not None:
+            self._counter.bump()
+
+    def _run_syncs(self, jobs: list[SyncJob]) -> None:
+        """Run the fsyncs/msyncs of one commit step side by side (they release the GIL, and the
+        disk merges their flushes); return when all are done. Raises the first OSError."""
+        if len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        if self._sync_pool is None:
+            self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="kesque-sync")
+        futures = [self._sync_pool.submit(job) for job in jobs[1:]]
+        errors: list[OSError] = []
+        try:
+            jobs[0]()
         except OSError as error:
-            if not self._commit_file_is(data):
-                self.fail_write(error, self.commit_path)
-            self._adopt(state, data, topics)
-            raise StoreWriteFailed(
-                self.commit_path, f"commit published but not made durable: {error}"
-            ) from error
-        self._adopt(state, data, topics)
+            errors.append(error)
+        for future in futures:  # every job ends before a rollback may close its file
+            try:
+                future.result()
+            except OSError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
-    def _commit_file_is(self, data: bytes) -> bool:
+    def _settle_indexes(self) -> None:
+        """Writer closing: make the hash indexes durable and publish the last commit again,
+        saying so, so the next open re-enters nothing. A failure only leaves that to the next
+        open."""
         try:
-            return self.commit_path.read_bytes() == data
+            settled = [topic.name for topic in self.hash_topics.values() if topic.settle_index()]
+            if settled and self._commit_slots is not None:
+                topics = dict(self.state.topics)
+                for name in settled:
+                    topics[name] = topics[name].with_changes(replay_segment=-1, replay_position=0)
+                state = CommitState(self.state.sequence + 1, topics)
+                self._commit_slots.write(state)
+                self._commit_slots.make_durable()
+                self.state = state
+                self._tell_readers()
         except OSError:
-            return False
+            pass
 
-    def _adopt(
-        self, state: CommitState, data: bytes, topics: list[HashTopic | NumberTopic]
-    ) -> None:
+    def _adopt(self, state: CommitState, topics: list[HashTopic | NumberTopic]) -> None:
         self.state = state
-        self._commit_bytes = data
         for topic in topics:
             topic.committed(state.topic(topic.name))
 
@@ -246,6 +312,15 @@ class Kesque:
         ):
             self.refresh()
 
+    def follow_commits(self) -> None:
+        """Reader: adopt the newest commit; called by a topic whose commit counter moved, or on
+        every read where the store has no counter (then at most every
+        `reader_refresh_seconds`)."""
+        if self._counter is None:
+            self.maybe_refresh()
+        else:
+            self.refresh()
+
     def refresh(self) -> bool:
         """Reader: adopt the latest commit; True if there was a newer one. The writer: False.
 
@@ -254,6 +329,13 @@ class Kesque:
         if not self.readonly or self._closed:
             return False
         with self._refresh_lock:
+            if self._counter is None:
+                self._counter = CommitCounter.open_reader(self.path)  # a writer made one since
+                if self._counter is not None:
+                    self._watch_counter(self._counter.value - 1)
+            seen = self._counter.value if self._counter else 0  # before the commit file
+            for topic in self.all_topics():
+                topic.seen_counter = seen
             for _ in range(10):
                 self._last_refresh = time.monotonic()
                 try:
@@ -262,7 +344,7 @@ class Kesque:
                     raise StoreMissing(self.path) from None
                 if data == self._commit_bytes:
                     return False
-                state = decode_commit(data, self.commit_path)
+                state = decode_commit_file(data, self.commit_path)
                 if state.sequence < self.state.sequence:
                     return False
                 try:
@@ -282,8 +364,17 @@ class Kesque:
         if self._closed:
             return
         self._closed = True
+        if not self.readonly and self._commit_slots is not None:
+            self._settle_indexes()
         for topic in self.all_topics():
             topic.close()
+        if self._commit_slots is not None:
+            self._commit_slots.close()
+        if self._counter is not None:
+            self._counter.close()
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown()
+            self._sync_pool = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

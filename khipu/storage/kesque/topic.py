@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
 
 from khipu.storage.kesque import files
+from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreClosed, StoreCorrupted
 from khipu.storage.kesque.segment import Segment, encode_record, list_segment_bases
+
+_UNMOVED = CommitCounter.private(0)
+
+SyncJob = Callable[[], None]
+"""One fsync or msync of a commit (may run on another thread; raises OSError)."""
 
 
 class StoreLink(Protocol):
@@ -27,6 +34,10 @@ class StoreLink(Protocol):
 
     def maybe_refresh(self) -> None:
         """Reader: re-read the commit file if it was not read for a while."""
+        ...
+
+    def follow_commits(self) -> None:
+        """Reader: a topic saw the commit counter move (or has none): adopt the newest commit."""
         ...
 
     def refresh(self) -> bool:
@@ -62,6 +73,17 @@ class TopicLog:
         self._created_files = False
         self.closed = False
         self._open_lock = threading.Lock()
+        self.commit_counter: memoryview = _UNMOVED.view
+        """The store's commit counter (index 0); a read compares it with `seen_counter` and asks
+        the store to follow the commits when they differ (commit_counter.py)."""
+        self.seen_counter = 0
+        self.refresh_on_miss = False
+        """A reader without a commit counter re-reads the commit file when a key is missing."""
+
+    def follow(self) -> None:
+        """Reader: adopt the newest commit if the commit counter moved since it was last read."""
+        if self.commit_counter[0] != self.seen_counter:
+            self.store.follow_commits()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -141,19 +163,25 @@ class TopicLog:
         if not self.writable:
             raise PermissionError(f"topic {self.name} is open read-only")
 
-    def sync_logs(self) -> None:
-        """Writer, commit step 1: write and fsync every segment appended to. Raises OSError."""
+    def log_syncs(self) -> list[SyncJob]:
+        """Writer, commit step 1: write out every segment appended to; return the fsyncs that
+        make them (and new directory entries) durable, for the store to run side by side with
+        other topics'. Raises OSError."""
+        jobs: list[SyncJob] = []
         for ordinal in sorted(self._dirty):
             segment = self.segments[ordinal]
+            segment.flush()
             if self.config.fsync:
-                segment.sync()
-            else:
-                segment.flush()
+                jobs.append(segment.sync)
         if self._created_files and self.config.fsync:
-            files.fsync_directory(self.directory)
+            directory = self.directory
+            jobs.append(lambda: files.fsync_directory(directory))
+        return jobs
 
-    def publish_indexes(self) -> None:
-        """Writer, commit step 2: make the indexes durable (subclasses). Raises OSError."""
+    def index_syncs(self) -> list[SyncJob]:
+        """Writer, commit step 2 (the logs are durable now): update the indexes; return the
+        syncs that make them durable (subclasses). Raises OSError."""
+        return []
 
     def proposed_state(self) -> TopicState:
         """Writer, commit step 3: the state the commit file will publish."""
@@ -249,4 +277,5 @@ class TopicLog:
 
     def close(self) -> None:
         self.close_segments()
+        self.commit_counter = _UNMOVED.view  # the store unmaps its counter
         self.closed = True

@@ -54,7 +54,6 @@ def assert_store_holds(store_dir: Path, config: KesqueConfig, count: int) -> Non
         ("fsync", 0),
         ("fsync", 2),
         ("fsync", 5),
-        ("write_file_atomically", 0),
     ],
 )
 def test_failure_during_commit_rolls_back(
@@ -112,24 +111,18 @@ def test_other_io_errors_are_typed_too(
     assert_store_holds(store_dir, small_config, 0)
 
 
-def test_directory_fsync_failure_after_publishing(
+def test_commit_file_sync_failure_after_publishing(
     store_dir: Path, small_config: KesqueConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = KesqueConfig(**{**small_config.__dict__, "fsync": True})
-    real = files.fsync_directory
-
-    def fail_for_store_directory(path: Path) -> None:
-        if path == store_dir:
-            raise OSError(errno.EIO, "injected failure")
-        real(path)
-
     with Kesque.open(store_dir, config=config) as writer:
         fill(writer, 0, 10)
-        monkeypatch.setattr(files, "fsync_directory", fail_for_store_directory)
+        monkeypatch.setattr(files, "sync_data", failing_after(0, files.sync_data, errno.EIO))
         with pytest.raises(StoreWriteFailed) as caught:
             writer.commit()
         assert "published" in str(caught.value)
+        assert "COMMIT" in str(caught.value)
         monkeypatch.undo()
-        # the commit file was renamed into place: readers see it, and so does the writer
+        # the commit slot was written: readers see it, and so does the writer
         assert writer.topic("header").last_offset() == 9
     assert_store_holds(store_dir, config, 10)

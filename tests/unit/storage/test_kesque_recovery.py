@@ -15,10 +15,10 @@ def crash_mid_commit(writer: Kesque) -> None:
     """Do a commit's first steps (logs fsynced, indexes updated) but never publish it, then
     drop the writer as a killed process would."""
     topics = [topic for topic in writer.all_topics() if topic.has_changes()]
-    for topic in topics:
-        topic.sync_logs()
-    for topic in topics:
-        topic.publish_indexes()
+    for job in [job for topic in topics for job in topic.log_syncs()]:
+        job()
+    for job in [job for topic in topics for job in topic.index_syncs()]:
+        job()
     for topic in writer.all_topics():
         topic.close()
     os.close(writer._lock_fd)
