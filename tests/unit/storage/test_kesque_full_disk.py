@@ -124,7 +124,8 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+        # lazy: a store or child process still holding a file must not leave the mount behind
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
 
 
 def test_full_tmpfs_gives_store_full_and_keeps_every_commit(small_tmpfs: Path) -> None:
