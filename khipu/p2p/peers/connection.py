@@ -216,13 +216,16 @@ class PeerConnection:
         loop = asyncio.get_running_loop()
         link = PeerLink(loop, self.connection_id, self.direction, peer, asyncio.current_task())
         cap = self.session.capability("eth")
-        protocols: dict[str, object] = {
-            "eth": {
-                "version": cap.version if cap else 0,
-                "head": "0x" + status.head_hash.hex(),
-                "difficulty": status.total_difficulty,
-            }
+        eth_info: dict[str, object] = {
+            "version": cap.version if cap else 0,
+            "head": "0x" + status.head_hash.hex(),
         }
+        if status.total_difficulty is not None:
+            eth_info["difficulty"] = status.total_difficulty
+        if status.block_range is not None:
+            eth_info["earliestBlock"] = status.block_range.earliest
+            eth_info["latestBlock"] = status.block_range.latest
+        protocols: dict[str, object] = {"eth": eth_info}
         if self.session.capability("snap") is not None:
             protocols["snap"] = {"version": 1}
         future, reply = loop_reply(loop)

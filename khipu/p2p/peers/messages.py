@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from khipu.p2p.errors import DisconnectReason
+from khipu.p2p.eth.messages import BlockRange
 from khipu.p2p.peers.roster import Admission, Direction
 from khipu.p2p.peers.scoring import Offence
 
@@ -135,3 +136,10 @@ class AnnounceBlock:
 
     block_hash: bytes
     number: int
+
+
+@dataclass(frozen=True)
+class AnnounceRange:
+    """Tell an eth/69 peer the full blocks we now serve (BlockRangeUpdate)."""
+
+    block_range: BlockRange
