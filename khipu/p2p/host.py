@@ -1,7 +1,7 @@
 """The node's devp2p presence: the RLPx listener and dialler and discv4, on an asyncio loop in a
 thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread). Peers are served
-eth/69 or eth/68 (the highest both speak) from the node's chain, and snap/1 from its state when the host is given a StateReader
-(only then is snap/1 advertised).
+eth/69 or eth/68 (the highest both speak) from the node's chain, and snap/1 from its state when
+the host is given a StateReader (only then is snap/1 advertised).
 
 The host keeps the sockets; the PeerManager actor (khipu.p2p.peers) decides: every connection
 past Hello, inbound or dialled, is run by a PeerConnection that asks the manager whether it may

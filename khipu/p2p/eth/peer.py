@@ -1,5 +1,5 @@
-"""An eth/68 or eth/69 peer: the Status exchange with fork id checks, then a message loop that serves our
-chain, matches responses to our requests by id, and hands announcements to the owner.
+"""An eth/68 or eth/69 peer: the Status exchange with fork id checks, then a message loop that
+serves our chain, matches responses to our requests by id, and hands announcements to the owner.
 
 The class holds no threads and no actor: whoever owns it (a PeerManager actor's asyncio loop, a
 CLI command, a test) awaits `run()` in a task and calls the request methods alongside.

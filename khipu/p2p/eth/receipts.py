@@ -67,9 +67,7 @@ def decode_network_receipts(item: wire.Item, what: str = "eth/69 receipts") -> l
 def encode_consensus_list(receipts: list[bytes]) -> bytes:
     """The eth/68 (and storage) form of a block's receipts from their consensus encodings:
     legacy receipts inline as lists, typed ones as byte strings."""
-    return wire.encode_raw_list(
-        [r if r[:1] and r[0] >= 0xC0 else wire.encode(r) for r in receipts]
-    )
+    return wire.encode_raw_list([r if r[:1] and r[0] >= 0xC0 else wire.encode(r) for r in receipts])
 
 
 def to_network_receipts(receipts_rlp: bytes) -> bytes:
