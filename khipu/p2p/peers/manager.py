@@ -8,7 +8,8 @@ announces new pre-merge heads (NewBlockHashes) and, to eth/69 peers, the new ser
 
 The peer actors are temporary children: a crashed one is not restarted, its peer is
 disconnected, and the manager goes on. A restarted manager starts with no peers (the old
-incarnation's actors were stopped with it, which disconnected their peers) and an empty bad list.
+incarnation's actors were stopped with it, which disconnected their peers); its bad list is read
+back from the settings' `bad_list_path` (empty without one).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +101,7 @@ class PeerSettings:
     boot_nodes: tuple[Enode, ...] = ()
     dial: bool = True  # False: accept inbound only
     bad_peer_expiry: float = 3600.0
+    bad_list_path: Path | None = None  # kept there across restarts (DATADIR/badpeers.json)
     tick_interval: float = 1.0
     request_timeout: float = 10.0
     range_update_blocks: int = 32  # EIP-7642: a BlockRangeUpdate at most once per 32 blocks
@@ -125,7 +128,7 @@ class PeerManager(Supervisor):
         self.board = board if board is not None else PeerBoard()
         self.board.max_peers = settings.limits.max_peers
         self.metrics = metrics if metrics is not None else PeerMetrics()
-        self.bad_list = BadList(settings.bad_peer_expiry, clock)
+        self.bad_list = BadList(settings.bad_peer_expiry, clock, settings.bad_list_path)
         self.roster = PeerRoster(host.node_id, settings.limits, self.bad_list, clock)
         self.plan = settings.dial_plan()
         self.links: dict[int, PeerLink] = {}
