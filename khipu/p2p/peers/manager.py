@@ -18,8 +18,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pykka
