@@ -33,6 +33,7 @@ from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap import serving as snap_serving
 from khipu.p2p.snap.abc import StateReader
 from khipu.p2p.snap.messages import AccountRange, StorageRanges
+from khipu.p2p.snap.trie_node_check import NodeLookup, check_request, match_trie_nodes
 from khipu.p2p.snap.trie_nodes import BadProof
 
 STATUS_TIMEOUT = 5.0
@@ -357,12 +358,31 @@ class EthPeer:
         return codes
 
     async def get_trie_nodes(
-        self, root: bytes, paths: list[list[bytes]], response_bytes: int = snap.SOFT_RESPONSE_LIMIT
-    ) -> list[bytes]:
-        """Trie nodes by path (`[[account path, storage path...], ...]`), as returned; the caller
-        checks each against the hash its parent node expects."""
+        self,
+        root: bytes,
+        paths: list[list[bytes]],
+        known: NodeLookup | None = None,
+        response_bytes: int = snap.SOFT_RESPONSE_LIMIT,
+    ) -> list[bytes | None]:
+        """Trie nodes by path (`[[account path], [account hash, storage path, ...], ...]`), one
+        entry per requested node in request order: the node, or None where the peer had none
+        (or cut its answer short). Each node is checked against the hash its parent references
+        at that path, walking from `root` through the nodes `known` knows (by hash) and the
+        nodes of this answer that checked out before it.
+
+        Raises UnverifiablePath before sending if a path could not be checked that way, and
+        PeerMisbehaved (after disconnecting) for a node that is not the one asked for.
+        """
+        lookup: NodeLookup = known if known is not None else _no_nodes
+        check_request(root, paths, lookup)
         fields = await self.snap_request(snap.GET_TRIE_NODES, [root, paths, response_bytes])
-        return snap.decode_byte_strings(fields, "TrieNodes")
+        nodes = snap.decode_byte_strings(fields, "TrieNodes")
+        try:
+            return match_trie_nodes(root, paths, nodes, lookup)
+        except BadProof as exc:
+            error = PeerMisbehaved(f"{self.peer_label}: {exc}")
+            await self.session.disconnect(error.reason)
+            raise error from exc
 
     async def get_block_headers(
         self, request: HeaderRequest, timeout: float = REQUEST_TIMEOUT
@@ -439,3 +459,8 @@ def check_header_sequence(request: HeaderRequest, headers: list[bytes]) -> None:
             raise PeerMisbehaved(f"header #{current.number} does not link to its parent")
         if step == -1 and previous.parent_hash != current.block_hash:
             raise PeerMisbehaved(f"header #{previous.number} does not link to its parent")
+
+
+def _no_nodes(_node_hash: bytes) -> bytes | None:
+    """A NodeLookup that knows nothing: only the state root itself can be checked."""
+    return None
