@@ -149,3 +149,23 @@ def test_a_moved_head_reaches_eth69_peers_as_block_range_update(
             20,
             "BlockRangeUpdate",
         )
+
+
+def test_devp2p_tools_speak_either_version(
+    prague_chain: MemoryChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from khipu import cli
+
+    folder = require_testdata("rpc-compat-prague")
+    with running_host(prague_chain, LOCAL) as server:
+        enode = str(server.enode)
+        genesis = ["--genesis", str(folder / "genesis.json")]
+        for offered, agreed in (([], 69), (["--eth", "68"], 68)):
+            args = ["devp2p", "eth", "headers", enode, "--from", "44", "--count", "2", *genesis]
+            assert cli.main([*args, *offered, "--json"]) == 0
+            result = json.loads(capsys.readouterr().out)
+            assert result["eth_version"] == agreed
+            assert [h["number"] for h in result["headers"]] == [44, 45]
+        assert cli.main(["devp2p", "rlpx", "ping", enode, "--json"]) == 0
+        hello = json.loads(capsys.readouterr().out)
+        assert "eth/69" in hello["shared"] and {"eth/68", "eth/69"} <= set(hello["capabilities"])

@@ -33,9 +33,11 @@ from khipu.p2p.handshake import SessionSecrets
 from khipu.p2p.keys import keccak256, public_key_bytes, sign_recoverable
 from khipu.p2p.session import Hello, decode_disconnect
 from khipu.p2p.snap import messages as snap
+from khipu.p2p.snap.trie_node_check import match_trie_nodes
 from khipu.p2p.transport import split_message_id
 from tests.unit.p2p.chainfile import MemoryChain
 from tests.unit.p2p.receipt_samples import sample_receipts
+from tests.unit.p2p.snap_states import random_state
 
 FULL = os.environ.get("KHIPU_CONFORMANCE") == "full"
 FUZZ = settings(
@@ -356,6 +358,21 @@ def _eth69_decoders(chain: MemoryChain) -> list[Callable[[bytes], object]]:
         to_network_receipts,  # our own stored side: typed errors too, never a crash
         lambda d: serving.answer(chain, eth.GET_RECEIPTS, d, 69),
     ]
+
+
+TRIE_STATE = random_state(41, 40, (5,))
+TRIE_PATHS = [[b""], *[[bytes([0x10 | n])] for n in range(16)]]
+
+
+@FUZZ
+@given(data=st.data())
+def test_trie_node_answers_raise_only_bad_proof(data: st.DataObject) -> None:
+    """A TrieNodes answer is arbitrary bytes: the check gives places or BadProof, nothing else."""
+    root_node = TRIE_STATE.state.nodes[TRIE_STATE.root]
+    node = data.draw(fuzz_input(root_node))
+    answer = data.draw(st.sampled_from([[node], [root_node, node], [node, root_node]]))
+    known = data.draw(st.sampled_from([TRIE_STATE.state.nodes.get, lambda _h: None]))
+    typed_only(lambda _: match_trie_nodes(TRIE_STATE.root, TRIE_PATHS, answer, known), node)
 
 
 @FUZZ
