@@ -149,6 +149,11 @@ def test_a_moved_head_reaches_eth69_peers_as_block_range_update(
             20,
             "BlockRangeUpdate",
         )
+        wait_for(
+            lambda: client.host.peer_infos()[0]["protocols"]["eth"]["latestBlock"] == 45,
+            20,
+            "the new range in admin_peers",
+        )
 
 
 def test_devp2p_tools_speak_either_version(

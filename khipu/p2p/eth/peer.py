@@ -143,6 +143,7 @@ class EthPeer:
         self.server = server
         self.remote_status: Status | None = None
         self.remote_range: BlockRange | None = None  # eth/69: from Status, then BlockRangeUpdate
+        self.on_block_range: Callable[[BlockRange], None] | None = None  # told of each update
         self.ended: P2PError | None = None
         self._pending: dict[int, tuple[str, int, asyncio.Future[wire.Item]]] = {}
         self._request_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
@@ -243,6 +244,8 @@ class EthPeer:
             wire.decode(payload, "transaction announcement")  # well-formed, then ignored
         elif code == eth.BLOCK_RANGE_UPDATE and self.version >= 69:
             self.remote_range = BlockRange.decode(payload)
+            if self.on_block_range is not None:
+                self.on_block_range(self.remote_range)
         elif code == eth.STATUS:
             raise PeerMisbehaved(f"{self.peer_label} sent a second Status")
         else:

@@ -49,6 +49,7 @@ from khipu.p2p.peers.messages import (
     DialFailed,
     DropPeer,
     PeerLeft,
+    PeerRangeUpdated,
     PeerReady,
     PeerTick,
     Penalise,
@@ -164,6 +165,8 @@ class PeerManager(Supervisor):
         elif isinstance(message, DialConnected):
             self.plan.connected(message.node_id)
             self.metrics.dials.labels("connected").inc()
+        elif isinstance(message, PeerRangeUpdated):
+            self._range_updated(message)
         elif isinstance(message, PeerTick):
             self._tick()
         else:
@@ -279,6 +282,22 @@ class PeerManager(Supervisor):
             self.metrics.offences.labels(message.offence.value).inc()
             if connection.score.penalise(message.offence, message.why):
                 self._bad_list(connection.node_id, connection.label, message.why)
+        self._publish_peers()
+
+    def _range_updated(self, message: PeerRangeUpdated) -> None:
+        """Show an eth/69 peer's new range (and head) in admin_peers."""
+        connection = self.roster.connections.get(message.connection_id)
+        if connection is None:
+            return
+        current = connection.protocols.get("eth")
+        info: dict[str, object] = dict(current) if isinstance(current, dict) else {}
+        block_range = message.block_range
+        info.update(
+            head="0x" + block_range.latest_hash.hex(),
+            earliestBlock=block_range.earliest,
+            latestBlock=block_range.latest,
+        )
+        connection.protocols = {**connection.protocols, "eth": info}
         self._publish_peers()
 
     def _stop_actor(self, connection: Connection) -> None:

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class PeerRangeUpdated:
+    """An eth/69 peer announced a new served block range (BlockRangeUpdate)."""
+
+    connection_id: int
+    block_range: BlockRange
+
+
+@dataclass(frozen=True)
 class AdmitPeer:
     """A connection finished Hello: may it stay? Answered with an Admission through `reply`."""
 
