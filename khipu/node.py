@@ -270,6 +270,7 @@ class Node:
         return P2PHost(config, key, reader, self.peer_board, state=state)
 
     def _peer_manager_spec(self, host: P2PHost) -> ChildSpec:
+        from khipu.p2p.peers.bad_list_file import FILE_NAME as BAD_LIST_FILE
         from khipu.p2p.peers.board import PeerMetrics
         from khipu.p2p.peers.manager import PeerSettings, peer_manager_spec
         from khipu.p2p.peers.roster import PeerLimits
@@ -281,6 +282,7 @@ class Node:
             boot_nodes=host.bootnodes,
             dial=config.dial,
             bad_peer_expiry=config.bad_peer_expiry,
+            bad_list_path=self.selection.datadir / BAD_LIST_FILE,
         )
         metrics = PeerMetrics(self.metrics.registry)
         return peer_manager_spec(host, settings, self.peer_board, metrics)

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(hello)
     hello.set_defaults(handler=lambda args: _run(args, _rlpx_ping))
 
-    eth = groups.add_parser("eth", help="the eth/68 protocol")
+    eth = groups.add_parser("eth", help="the eth protocol (eth/69 or eth/68)")
     eth_commands = eth.add_subparsers(dest="eth_command", required=True)
     headers = eth_commands.add_parser("headers", help="download block headers")
     _common(headers)
@@ -93,6 +93,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--datadir", type=Path, help="use DATADIR/nodekey instead of a new key")
+    parser.add_argument(
+        "--eth",
+        type=int,
+        action="append",
+        choices=(68, 69),
+        help="eth version to offer (repeatable; default 69 and 68, the highest shared wins)",
+    )
 
 
 def _run(
@@ -100,6 +107,7 @@ def _run(
 ) -> int:
     from khipu.p2p.errors import P2PError
 
+    args.eth = sorted(set(args.eth or (69, 68)), reverse=True)
     try:
         result = asyncio.run(asyncio.wait_for(job(args), args.timeout))
     except (P2PError, TimeoutError, OSError) as exc:
@@ -165,13 +173,13 @@ async def _discv4_ping(args: argparse.Namespace) -> Output:
 async def _rlpx_ping(args: argparse.Namespace) -> Output:
     from khipu.p2p import session as p2p
     from khipu.p2p.errors import DisconnectReason, PeerDisconnected
-    from khipu.p2p.eth.messages import ETH68, MESSAGE_COUNT
+    from khipu.p2p.eth.messages import capabilities
     from khipu.p2p.keys import Enode
     from khipu.p2p.snap.messages import MESSAGE_COUNT as SNAP_COUNT
     from khipu.p2p.snap.messages import SNAP1
 
     remote = Enode.parse(args.enode)
-    caps = {ETH68: MESSAGE_COUNT, SNAP1: SNAP_COUNT}
+    caps = capabilities(tuple(args.eth)) | {SNAP1: SNAP_COUNT}
     session = await p2p.dial(remote.ip, remote.tcp_port, _key(args), remote.node_id, caps)
     try:
         started = time.monotonic()
@@ -223,7 +231,7 @@ async def _connect_eth(args: argparse.Namespace, with_snap: bool = False) -> Any
         head_time=identity.genesis.timestamp,
         total_difficulty=identity.genesis.difficulty,
     )
-    caps = {eth.ETH68: eth.MESSAGE_COUNT}
+    caps = eth.capabilities(tuple(args.eth))
     if with_snap:
         from khipu.p2p.snap import messages as snap
 
@@ -253,6 +261,7 @@ async def _eth_headers(args: argparse.Namespace) -> Output:
     return {
         "node": args.enode,
         "client": peer.session.remote_hello.client_id,
+        "eth_version": peer.version,
         "fork_id": str(status.fork_id),
         "head": "0x" + status.head_hash.hex(),
         "headers": [
@@ -309,6 +318,7 @@ async def _eth_download(args: argparse.Namespace) -> Output:
     return {
         "node": args.enode,
         "client": peer.session.remote_hello.client_id,
+        "eth_version": peer.version,
         "headers": len(headers),
         "headers_per_s": round(len(headers) / max(header_seconds, 1e-9), 1),
         "bodies": body_count,

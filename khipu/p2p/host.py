@@ -1,7 +1,7 @@
 """The node's devp2p presence: the RLPx listener and dialler and discv4, on an asyncio loop in a
 thread of its own (DESIGN.md: network I/O runs on asyncio in its own thread). Peers are served
-eth/68 from the node's chain, and snap/1 from its state when the host is given a StateReader
-(only then is snap/1 advertised).
+eth/69 or eth/68 (the highest both speak) from the node's chain, and snap/1 from its state when
+the host is given a StateReader (only then is snap/1 advertised).
 
 The host keeps the sockets; the PeerManager actor (khipu.p2p.peers) decides: every connection
 past Hello, inbound or dialled, is run by a PeerConnection that asks the manager whether it may
@@ -45,7 +45,7 @@ log = logging.getLogger("khipu.p2p")
 DEFAULT_PORT = 30303
 DEFAULT_MAX_PEERS = 50
 DEFAULT_BAD_PEER_EXPIRY = 3600.0
-CAPABILITIES = {eth.ETH68: eth.MESSAGE_COUNT}
+CAPABILITIES = eth.capabilities()  # eth/69 and eth/68
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
@@ -63,6 +63,7 @@ class P2PConfig:
     bad_peer_expiry: float = DEFAULT_BAD_PEER_EXPIRY  # seconds a dropped peer stays refused
     dial: bool = True  # False: no outbound dials (geth's --nodial)
     client_id: str = "khipu"
+    eth_versions: tuple[int, ...] = eth.SUPPORTED_VERSIONS  # offered in Hello; (68,): eth/68 only
     port_chosen: bool = True  # False: the default port; if it is busy the node runs without
 
 
@@ -115,10 +116,12 @@ class P2PHost:
 
     @property
     def capabilities(self) -> dict[Capability, int]:
-        """What Hello offers: eth/68, and snap/1 when there is state to serve it from."""
+        """What Hello offers: eth/69 and eth/68 (or the configured versions), and snap/1 when
+        there is state to serve it from."""
+        offered = eth.capabilities(self.config.eth_versions)
         if self.state is None:
-            return dict(CAPABILITIES)
-        return CAPABILITIES | {snap.SNAP1: snap.MESSAGE_COUNT}
+            return offered
+        return offered | {snap.SNAP1: snap.MESSAGE_COUNT}
 
     def start(self) -> Enode:
         """Bind RLPx (TCP) and discv4 (UDP) and start serving; return our enode URL.

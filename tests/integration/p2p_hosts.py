@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coincurve import PrivateKey
@@ -54,9 +55,10 @@ def running_host(
     request_timeout: float = 3.0,
     dial_plan: Callable[[], DialPlan] | None = None,
     state: StateReader | None = None,
+    bad_list_path: Path | None = None,
 ) -> Iterator[RunningHost]:
     """Start a host with its PeerManager (ticking every `tick` s; serving snap/1 from `state`
-    when given); stop both on exit."""
+    when given; its bad list kept in `bad_list_path` when given); stop both on exit."""
     host = P2PHost(config, key or PrivateKey(), chain, state=state)
     settings = PeerSettings(
         PeerLimits(config.max_peers),
@@ -64,6 +66,7 @@ def running_host(
         boot_nodes=host.bootnodes,
         dial=config.dial,
         bad_peer_expiry=config.bad_peer_expiry,
+        bad_list_path=bad_list_path,
         tick_interval=tick,
         request_timeout=request_timeout,
     )

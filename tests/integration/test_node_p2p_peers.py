@@ -19,7 +19,8 @@ from khipu.p2p import session as p2p
 from khipu.p2p.errors import DisconnectReason, PeerDisconnected
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import EthPeer, LocalChain
-from khipu.p2p.keys import Enode
+from khipu.p2p.keys import Enode, public_key_bytes
+from khipu.p2p.peers import bad_list_file
 from tests.conftest import require_testdata
 from tests.integration.node_helpers import wait_until
 from tests.integration.test_node_p2p import RunningNode
@@ -39,8 +40,9 @@ def rpc(url: str, method: str) -> Any:
 class Node:
     """A running node with its enode and URLs."""
 
-    def __init__(self, running: RunningNode) -> None:
+    def __init__(self, running: RunningNode, datadir: Path) -> None:
         self.running = running
+        self.datadir = datadir
         self.enode = running.wait_for(r"devp2p serving.* enode=(enode://\S+)").group(1)
         self.rpc_url = running.wait_for(r'msg="json-rpc serving" url=(\S+)').group(1)
         self.metrics_url = running.wait_for(r"metrics at (http[^\s\"]+)").group(1)
@@ -75,11 +77,11 @@ def nodes(suite: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     )
     started: list[RunningNode] = [a_run]
     try:
-        a = Node(a_run)
+        a = Node(a_run, folder / "a")
         a_run.wait_for(rf'msg="import finished" head={BLOCKS}\b')
         b_run = RunningNode([*common, "--datadir", str(folder / "b"), "--bootnodes", a.enode])
         started.append(b_run)
-        b = Node(b_run)
+        b = Node(b_run, folder / "b")
         yield a, b
     finally:
         codes = [running.stop() for running in reversed(started)]
@@ -95,7 +97,9 @@ def test_b_finds_a_through_its_boot_node_and_both_show_one_peer(nodes: tuple[Nod
     assert a_sees["enode"].startswith(f"enode://{b_key}@127.0.0.1:")
     assert b_sees["enode"].startswith(f"enode://{a_key}@127.0.0.1:")
     assert a_sees["network"]["inbound"] != b_sees["network"]["inbound"]
-    assert a_sees["caps"] == ["eth/68", "snap/1"] and a_sees["protocols"]["eth"]["version"] == 68
+    assert a_sees["caps"] == ["eth/69", "eth/68", "snap/1"]  # both nodes agree on eth/69
+    assert a_sees["protocols"]["eth"]["version"] == 69 == b_sees["protocols"]["eth"]["version"]
+    assert b_sees["protocols"]["eth"]["latestBlock"] == BLOCKS  # A's range, from its Status
     assert b_sees["name"].startswith("khipu")
     assert rpc(a.rpc_url, "net_peerCount") == "0x1" == rpc(b.rpc_url, "net_peerCount")
     # B's peer actor checked A's head: A's block 45 header and body, served and valid
@@ -152,3 +156,6 @@ def test_a_hostile_peer_is_dropped_bad_listed_and_refused_while_a_serves(
     assert a.metric('khipu_p2p_offences_total{offence="malformed"}') == 1
     assert a.metric('khipu_p2p_refused_total{reason="useless_peer"}') == 1
     assert a.metric("khipu_p2p_bad_listed ") == 1
+    # kept in A's datadir, so a restarted A still refuses it
+    [stored] = bad_list_file.load(a.datadir / bad_list_file.FILE_NAME)
+    assert stored.node_id == public_key_bytes(key)

@@ -30,7 +30,7 @@ from tests.conftest import require_testdata
 from tests.integration.p2p_peers import ServingPeer, installed_peer, start_serving_peer
 from tests.unit.p2p.chainfile import MemoryChain
 
-ETH_CAPS = {eth.ETH68: eth.MESSAGE_COUNT}
+ETH_CAPS = eth.capabilities()  # we offer eth/69 and eth/68; EthereumJS speaks up to eth/68
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,8 @@ async def connect(peer: ServingPeer, local: LocalChain) -> EthPeer:
     )
     assert session.remote_hello.client_id.startswith("ethjs-devp2p-serve")
     assert session.connection.compression  # both sides speak p2p v5
+    shared = session.capability("eth")
+    assert shared is not None and shared.version == 68  # the highest version both speak
     eth_peer = EthPeer(session, local)
     await eth_peer.exchange_status()
     return eth_peer

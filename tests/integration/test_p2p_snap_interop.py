@@ -70,7 +70,7 @@ def test_account_range_paging_with_proofs(snap_peer: ServingPeer) -> None:
             storage_root, b"\0" * 32, ranges.slots[0], list(ranges.proof)
         )
         assert not more
-        assert await peer.get_trie_nodes(state_root, [[b""]]) == []  # not served by this peer
+        assert await peer.get_trie_nodes(state_root, [[b""]]) == [None]  # not served by this peer
         await peer.session.disconnect(DisconnectReason.CLIENT_QUITTING)
         await asyncio.wait_for(runner, 5)
 

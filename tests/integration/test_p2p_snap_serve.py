@@ -201,7 +201,10 @@ def test_bytecodes_and_trie_nodes_check_by_hash(node: ServingNode) -> None:
         account = sorted(accounts)[len(accounts) // 2]
         nibbles = key_nibbles(account)
         paths = [[compact(nibbles[:length])] for length in range(0, 65)]
-        nodes = await peer.get_trie_nodes(root, paths)
+        answered = await peer.get_trie_nodes(root, paths)  # each checked against its parent
+        assert len(answered) == 65
+        nodes = [node for node in answered if node is not None]
+        assert answered[: len(nodes)] == nodes  # the path ends at the leaf: nothing after it
         assert keccak256(nodes[0]) == root and len(nodes) >= 2
         for parent, child in itertools.pairwise(nodes):
             assert keccak256(child) in parent
@@ -220,14 +223,15 @@ def test_unknown_roots_and_hostile_requests(node: ServingNode) -> None:
         unknown = b"\x5a" * 32
         assert await peer.get_account_range(unknown) == snap.AccountRange((), ())
         assert await peer.get_storage_ranges(unknown, [b"\x01" * 32]) == snap.StorageRanges((), ())
-        assert await peer.get_trie_nodes(unknown, [[b""]]) == []
+        assert await peer.get_trie_nodes(unknown, [[b""]]) == [None]
         assert await peer.get_byte_codes([unknown]) == []
         root = node.state_root(45)
         huge = await peer.get_account_range(root, response_bytes=2**64 - 1)
         assert not snap.verify_account_range(root, ZERO_HASH, huge)  # all of it, bounded
         garbage = [[bytes([0x3F, i]) * (1 + i % 40)] for i in range(256)]
         garbage.append([b"\xff" * 32, b"\x00"])  # an account that does not exist
-        assert await peer.get_trie_nodes(root, garbage) == []
+        fields = [root, garbage, 10**6]  # unverifiable paths: sent raw, not through the check
+        assert await peer.snap_request(snap.GET_TRIE_NODES, fields) == [[]]
         await peer.session.send("snap", snap.GET_ACCOUNT_RANGE, wire.encode([1, b"short", 5]))
         with pytest.raises(PeerDisconnected) as dropped:
             await peer.get_account_range(root)

@@ -1,5 +1,5 @@
-"""An eth/68 peer: the Status exchange with fork id checks, then a message loop that serves our
-chain, matches responses to our requests by id, and hands announcements to the owner.
+"""An eth/68 or eth/69 peer: the Status exchange with fork id checks, then a message loop that
+serves our chain, matches responses to our requests by id, and hands announcements to the owner.
 
 The class holds no threads and no actor: whoever owns it (a PeerManager actor's asyncio loop, a
 CLI command, a test) awaits `run()` in a task and calls the request methods alongside.
@@ -26,12 +26,14 @@ from khipu.p2p.errors import (
 )
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth import serving
-from khipu.p2p.eth.messages import HeaderRequest, Status
+from khipu.p2p.eth.messages import BlockRange, HeaderRequest, Status
+from khipu.p2p.eth.receipts import decode_network_receipts, encode_consensus_list
 from khipu.p2p.session import Session
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap import serving as snap_serving
 from khipu.p2p.snap.abc import StateReader
 from khipu.p2p.snap.messages import AccountRange, StorageRanges
+from khipu.p2p.snap.trie_node_check import NodeLookup, check_request, match_trie_nodes
 from khipu.p2p.snap.trie_nodes import BadProof
 
 STATUS_TIMEOUT = 5.0
@@ -49,6 +51,7 @@ class LocalChain:
     head_number: int
     head_time: int
     total_difficulty: int
+    earliest_block: int = 0  # the first block whose body and receipts we serve (eth/69)
 
     @classmethod
     def from_reader(cls, chain: ChainReader) -> LocalChain:
@@ -64,10 +67,26 @@ class LocalChain:
             chain.head_total_difficulty(),
         )
 
-    def status(self) -> Status:
+    @property
+    def block_range(self) -> BlockRange:
+        """The full blocks we serve, as eth/69 announces them."""
+        return BlockRange(self.earliest_block, self.head_number, self.head_hash)
+
+    def status(self, version: int = 68) -> Status:
+        """Our Status in the layout of eth `version`."""
         fork_id = self.fork_points.fork_id(self.head_number, self.head_time)
+        if version >= 69:
+            return Status(
+                version,
+                self.network_id,
+                None,
+                self.head_hash,
+                self.genesis_hash,
+                fork_id,
+                self.block_range,
+            )
         return Status(
-            eth.ETH_VERSION,
+            version,
             self.network_id,
             self.total_difficulty,
             self.head_hash,
@@ -100,7 +119,11 @@ RequestServer = Callable[[int, bytes], Awaitable[tuple[int, bytes] | None]]
 
 
 class EthPeer:
-    """One eth/68 session over an established devp2p Session."""
+    """One eth session (eth/68 or eth/69, as Hello agreed) over an established devp2p Session.
+
+    Receipts are handed out in their eth/68 (consensus) form whatever the version: an eth/69
+    peer's are rebuilt with their blooms, and ours are served to it without.
+    """
 
     def __init__(
         self,
@@ -119,9 +142,17 @@ class EthPeer:
         self.on_announcement = on_announcement
         self.server = server
         self.remote_status: Status | None = None
+        self.remote_range: BlockRange | None = None  # eth/69: from Status, then BlockRangeUpdate
+        self.on_block_range: Callable[[BlockRange], None] | None = None  # told of each update
         self.ended: P2PError | None = None
         self._pending: dict[int, tuple[str, int, asyncio.Future[wire.Item]]] = {}
         self._request_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    @property
+    def version(self) -> int:
+        """The agreed eth version (0 if the peer speaks no eth)."""
+        cap = self.session.capability("eth")
+        return cap.version if cap is not None else 0
 
     @property
     def peer_label(self) -> str:
@@ -136,12 +167,12 @@ class EthPeer:
         cap = self.session.capability("eth")
         if cap is None:
             raise IncompatiblePeer(f"{self.peer_label} does not speak eth")
-        await self.session.send("eth", eth.STATUS, self.local.status().encode())
+        await self.session.send("eth", eth.STATUS, self.local.status(cap.version).encode())
         try:
             name, code, payload = await asyncio.wait_for(self.session.receive(), timeout)
             if (name, code) != ("eth", eth.STATUS):
                 raise PeerMisbehaved(f"{self.peer_label} sent {name} 0x{code:02x} before Status")
-            status = Status.decode(payload)
+            status = Status.decode(payload, cap.version)
             check_status(self.local, status, cap.version)
         except TimeoutError:
             await self.session.disconnect(DisconnectReason.DISCONNECT_REQUESTED)
@@ -150,7 +181,15 @@ class EthPeer:
             await self.session.disconnect(exc.reason)
             raise
         self.remote_status = status
+        self.remote_range = status.block_range
         return status
+
+    async def send_block_range(self, block_range: BlockRange) -> bool:
+        """Announce our served range with BlockRangeUpdate; False (nothing sent) on eth/68."""
+        if self.version < 69:
+            return False
+        await self.session.send("eth", eth.BLOCK_RANGE_UPDATE, block_range.encode())
+        return True
 
     async def run(self) -> P2PError:
         """Serve and dispatch messages until the session ends; return why it ended.
@@ -189,7 +228,7 @@ class EthPeer:
         if self.server is not None and code in eth.RESPONSE_TO:
             reply = await self.server(code, payload)
         else:
-            reply = serving.answer(self.chain, code, payload)
+            reply = serving.answer(self.chain, code, payload, self.version)
         if reply is not None:
             await self.session.send("eth", *reply)
         elif code in (eth.BLOCK_HEADERS, eth.BLOCK_BODIES, eth.RECEIPTS, eth.POOLED_TRANSACTIONS):
@@ -203,6 +242,10 @@ class EthPeer:
             self._announce(code, payload)
         elif code in (eth.TRANSACTIONS, eth.NEW_POOLED_TRANSACTION_HASHES):
             wire.decode(payload, "transaction announcement")  # well-formed, then ignored
+        elif code == eth.BLOCK_RANGE_UPDATE and self.version >= 69:
+            self.remote_range = BlockRange.decode(payload)
+            if self.on_block_range is not None:
+                self.on_block_range(self.remote_range)
         elif code == eth.STATUS:
             raise PeerMisbehaved(f"{self.peer_label} sent a second Status")
         else:
@@ -318,12 +361,31 @@ class EthPeer:
         return codes
 
     async def get_trie_nodes(
-        self, root: bytes, paths: list[list[bytes]], response_bytes: int = snap.SOFT_RESPONSE_LIMIT
-    ) -> list[bytes]:
-        """Trie nodes by path (`[[account path, storage path...], ...]`), as returned; the caller
-        checks each against the hash its parent node expects."""
+        self,
+        root: bytes,
+        paths: list[list[bytes]],
+        known: NodeLookup | None = None,
+        response_bytes: int = snap.SOFT_RESPONSE_LIMIT,
+    ) -> list[bytes | None]:
+        """Trie nodes by path (`[[account path], [account hash, storage path, ...], ...]`), one
+        entry per requested node in request order: the node, or None where the peer had none
+        (or cut its answer short). Each node is checked against the hash its parent references
+        at that path, walking from `root` through the nodes `known` knows (by hash) and the
+        nodes of this answer that checked out before it.
+
+        Raises UnverifiablePath before sending if a path could not be checked that way, and
+        PeerMisbehaved (after disconnecting) for a node that is not the one asked for.
+        """
+        lookup: NodeLookup = known if known is not None else _no_nodes
+        check_request(root, paths, lookup)
         fields = await self.snap_request(snap.GET_TRIE_NODES, [root, paths, response_bytes])
-        return snap.decode_byte_strings(fields, "TrieNodes")
+        nodes = snap.decode_byte_strings(fields, "TrieNodes")
+        try:
+            return match_trie_nodes(root, paths, nodes, lookup)
+        except BadProof as exc:
+            error = PeerMisbehaved(f"{self.peer_label}: {exc}")
+            await self.session.disconnect(error.reason)
+            raise error from exc
 
     async def get_block_headers(
         self, request: HeaderRequest, timeout: float = REQUEST_TIMEOUT
@@ -354,11 +416,26 @@ class EthPeer:
     async def get_receipts(
         self, hashes: list[bytes], timeout: float = REQUEST_TIMEOUT
     ) -> list[bytes]:
-        """Receipt lists (RLP) of the blocks `hashes`, in order; the peer may return fewer."""
+        """Receipt lists (RLP, in eth/68's consensus form whatever the version) of the blocks
+        `hashes`, in order; the peer may return fewer.
+
+        Raises PeerMisbehaved (and disconnects) for more lists than asked or, from an eth/69
+        peer, a list that is not made of eth/69 receipts.
+        """
         body = await self.request(eth.GET_RECEIPTS, hashes, timeout)
-        receipts = eth.encode_items(body, "Receipts")
-        if len(receipts) > len(hashes):
-            raise PeerMisbehaved(f"{self.peer_label} sent {len(receipts)} receipt lists")
+        try:
+            if self.version >= 69:
+                receipts = [
+                    encode_consensus_list(decode_network_receipts(block, "eth/69 receipts"))
+                    for block in wire.as_list(body, "Receipts")
+                ]
+            else:
+                receipts = eth.encode_items(body, "Receipts")
+            if len(receipts) > len(hashes):
+                raise PeerMisbehaved(f"{self.peer_label} sent {len(receipts)} receipt lists")
+        except PeerMisbehaved as exc:
+            await self.session.disconnect(exc.reason)
+            raise
         return receipts
 
 
@@ -385,3 +462,8 @@ def check_header_sequence(request: HeaderRequest, headers: list[bytes]) -> None:
             raise PeerMisbehaved(f"header #{current.number} does not link to its parent")
         if step == -1 and previous.parent_hash != current.block_hash:
             raise PeerMisbehaved(f"header #{previous.number} does not link to its parent")
+
+
+def _no_nodes(_node_hash: bytes) -> bytes | None:
+    """A NodeLookup that knows nothing: only the state root itself can be checked."""
+    return None

@@ -1,13 +1,16 @@
-"""The serving side of eth/68: answers GetBlockHeaders, GetBlockBodies and GetReceipts from a
-ChainReader, within the limits go-ethereum applies so that one request cannot hog the node."""
+"""The serving side of eth/68 and eth/69: answers GetBlockHeaders, GetBlockBodies and GetReceipts
+from a ChainReader, within the limits go-ethereum applies so that one request cannot hog the node.
+An eth/69 peer gets the stored receipts rebuilt without their blooms."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from khipu.p2p.abc import ChainReader
+from khipu.p2p.errors import P2PError, PeerMisbehaved
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest
+from khipu.p2p.eth.receipts import to_network_receipts
 
 MAX_HEADERS_SERVED = 1024
 MAX_BODIES_SERVED = 1024
@@ -52,9 +55,28 @@ def select_bodies(chain: ChainReader, hashes: list[bytes]) -> list[bytes]:
     return _select(chain.body_by_hash, hashes, MAX_BODIES_SERVED)
 
 
-def select_receipts(chain: ChainReader, hashes: list[bytes]) -> list[bytes]:
-    """The receipt lists of the known blocks among `hashes`, in order, unknown ones left out."""
-    return _select(chain.receipts_by_hash, hashes, MAX_RECEIPTS_SERVED)
+class StoredReceiptsInvalid(P2PError):
+    """Receipts our own chain holds do not decode as receipts (a corrupt store: our fault, not
+    the asking peer's)."""
+
+
+def select_receipts(chain: ChainReader, hashes: list[bytes], version: int = 68) -> list[bytes]:
+    """The receipt lists of the known blocks among `hashes`, in order, unknown ones left out;
+    for eth/69 (`version` 69) without blooms. Raises StoredReceiptsInvalid naming the block
+    whose stored receipts cannot be rebuilt."""
+    if version < 69:
+        return _select(chain.receipts_by_hash, hashes, MAX_RECEIPTS_SERVED)
+
+    def network_receipts(block_hash: bytes) -> bytes | None:
+        stored = chain.receipts_by_hash(block_hash)
+        if stored is None:
+            return None
+        try:
+            return to_network_receipts(stored)
+        except PeerMisbehaved as exc:
+            raise StoredReceiptsInvalid(f"receipts of block 0x{block_hash.hex()}: {exc}") from None
+
+    return _select(network_receipts, hashes, MAX_RECEIPTS_SERVED)
 
 
 def _select(lookup: Callable[[bytes], bytes | None], hashes: list[bytes], cap: int) -> list[bytes]:
@@ -71,11 +93,14 @@ def _select(lookup: Callable[[bytes], bytes | None], hashes: list[bytes], cap: i
     return found
 
 
-def answer(chain: ChainReader | None, code: int, payload: bytes) -> tuple[int, bytes] | None:
-    """The response `(code, payload)` to an eth request, or None if `code` is no request.
+def answer(
+    chain: ChainReader | None, code: int, payload: bytes, version: int = 68
+) -> tuple[int, bytes] | None:
+    """The response `(code, payload)` to a request of eth `version`, or None if `code` is no
+    request.
 
     A node without a chain answers every request with an empty list. Raises PeerMisbehaved for
-    a malformed request.
+    a malformed request, StoredReceiptsInvalid for receipts of ours that cannot be served.
     """
     if code not in eth.RESPONSE_TO:
         return None
@@ -87,7 +112,8 @@ def answer(chain: ChainReader | None, code: int, payload: bytes) -> tuple[int, b
         elif code == eth.GET_BLOCK_BODIES:
             items = select_bodies(chain, eth.decode_hash_list(body, "GetBlockBodies"))
         elif code == eth.GET_RECEIPTS:
-            items = select_receipts(chain, eth.decode_hash_list(body, "GetReceipts"))
+            hashes = eth.decode_hash_list(body, "GetReceipts")
+            items = select_receipts(chain, hashes, version)
         else:  # GetPooledTransactions: we keep no pool
             eth.decode_hash_list(body, "GetPooledTransactions")
     return eth.RESPONSE_TO[code], eth.encode_raw_response(request_id, items)

@@ -3,6 +3,7 @@
 - roster.py     who is connected; admission (limits after geth's dial ratio, bad list, duplicates)
 - dialing.py    which nodes to dial next, with backoff
 - scoring.py    offences, scores and the bad list
+- bad_list_file.py the bad list on disk (DATADIR/badpeers.json), so it survives restarts
 - validation.py checks of what peers send (bodies against header roots)
 - connection.py the event-loop side of a connection, and the PeerLink actors act through
 - peer_actor.py one peer's logic: serving, the head check, its score

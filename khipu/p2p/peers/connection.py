@@ -20,8 +20,15 @@ from khipu.p2p.errors import (
     PeerDisconnected,
     PeerMisbehaved,
 )
+from khipu.p2p.eth.messages import BlockRange
 from khipu.p2p.eth.peer import EthPeer, LocalChain
-from khipu.p2p.peers.messages import AdmitPeer, PeerLeft, PeerReady, ServeRequest
+from khipu.p2p.peers.messages import (
+    AdmitPeer,
+    PeerLeft,
+    PeerRangeUpdated,
+    PeerReady,
+    ServeRequest,
+)
 from khipu.p2p.peers.roster import Admission, Direction
 from khipu.p2p.peers.scoring import Offence
 from khipu.p2p.session import Session
@@ -216,13 +223,16 @@ class PeerConnection:
         loop = asyncio.get_running_loop()
         link = PeerLink(loop, self.connection_id, self.direction, peer, asyncio.current_task())
         cap = self.session.capability("eth")
-        protocols: dict[str, object] = {
-            "eth": {
-                "version": cap.version if cap else 0,
-                "head": "0x" + status.head_hash.hex(),
-                "difficulty": status.total_difficulty,
-            }
+        eth_info: dict[str, object] = {
+            "version": cap.version if cap else 0,
+            "head": "0x" + status.head_hash.hex(),
         }
+        if status.total_difficulty is not None:
+            eth_info["difficulty"] = status.total_difficulty
+        if status.block_range is not None:
+            eth_info["earliestBlock"] = status.block_range.earliest
+            eth_info["latestBlock"] = status.block_range.latest
+        protocols: dict[str, object] = {"eth": eth_info}
         if self.session.capability("snap") is not None:
             protocols["snap"] = {"version": 1}
         future, reply = loop_reply(loop)
@@ -235,8 +245,15 @@ class PeerConnection:
         if self._actor is None:
             await self.session.disconnect(DisconnectReason.TOO_MANY_PEERS)
             return "no peer actor", None, "no_peer_actor"
+        peer.on_block_range = self._range_updated
         ended = await peer.run()
         return str(ended), offence_of(ended), reason_label(ended)
+
+    def _range_updated(self, block_range: BlockRange) -> None:
+        try:
+            self.tell_manager(PeerRangeUpdated(self.connection_id, block_range))
+        except Exception as exc:  # the manager is restarting: the next update will tell it
+            log.debug("could not report the range of %s: %r", self.label, exc)
 
     async def _ask_actor(self, code: int, payload: bytes) -> tuple[int, bytes] | None:
         """The peer actor's answer to request `code`; raises what ends the connection if the

@@ -3,11 +3,13 @@
 It admits or refuses every connection past Hello (limits, bad list, duplicates), starts a
 PeerActor for each peer that exchanged Status, dials static, boot and discovered nodes into the
 free outbound slots with backoff, drops and bad-lists peers whose score fell to the threshold,
-announces new pre-merge heads, and publishes the peers for admin_peers, khipu_health and metrics.
+announces new pre-merge heads (NewBlockHashes) and, to eth/69 peers, the new served block range
+(BlockRangeUpdate), and publishes the peers for admin_peers, khipu_health and metrics.
 
 The peer actors are temporary children: a crashed one is not restarted, its peer is
 disconnected, and the manager goes on. A restarted manager starts with no peers (the old
-incarnation's actors were stopped with it, which disconnected their peers) and an empty bad list.
+incarnation's actors were stopped with it, which disconnected their peers); its bad list is read
+back from the settings' `bad_list_path` (empty without one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pykka
@@ -33,7 +36,7 @@ from khipu.actors import (
 from khipu.logs import event
 from khipu.p2p.abc import ChainReader
 from khipu.p2p.errors import DisconnectReason
-from khipu.p2p.eth.messages import header_facts
+from khipu.p2p.eth.messages import BlockRange, header_facts
 from khipu.p2p.keys import Enode
 from khipu.p2p.peers.board import PeerBoard, PeerMetrics
 from khipu.p2p.peers.connection import PeerLink
@@ -41,10 +44,12 @@ from khipu.p2p.peers.dialing import DialPlan
 from khipu.p2p.peers.messages import (
     AdmitPeer,
     AnnounceBlock,
+    AnnounceRange,
     DialConnected,
     DialFailed,
     DropPeer,
     PeerLeft,
+    PeerRangeUpdated,
     PeerReady,
     PeerTick,
     Penalise,
@@ -97,8 +102,11 @@ class PeerSettings:
     boot_nodes: tuple[Enode, ...] = ()
     dial: bool = True  # False: accept inbound only
     bad_peer_expiry: float = 3600.0
+    bad_list_path: Path | None = None  # kept there across restarts (DATADIR/badpeers.json)
     tick_interval: float = 1.0
     request_timeout: float = 10.0
+    range_update_blocks: int = 32  # EIP-7642: a BlockRangeUpdate at most once per 32 blocks
+    range_update_interval: float = 120.0  # devp2p: or about every two minutes when it moved
     dial_plan: Callable[[], DialPlan] = field(default=DialPlan)
 
 
@@ -121,12 +129,13 @@ class PeerManager(Supervisor):
         self.board = board if board is not None else PeerBoard()
         self.board.max_peers = settings.limits.max_peers
         self.metrics = metrics if metrics is not None else PeerMetrics()
-        self.bad_list = BadList(settings.bad_peer_expiry, clock)
+        self.bad_list = BadList(settings.bad_peer_expiry, clock, settings.bad_list_path)
         self.roster = PeerRoster(host.node_id, settings.limits, self.bad_list, clock)
         self.plan = settings.dial_plan()
         self.links: dict[int, PeerLink] = {}
         self._static_ids = {enode.node_id for enode in settings.static_nodes}
         self._head: bytes | None = None
+        self._range_sent: tuple[int, float] | None = None  # (latest block, when) last announced
 
     def on_start(self) -> None:
         super().on_start()
@@ -156,6 +165,8 @@ class PeerManager(Supervisor):
         elif isinstance(message, DialConnected):
             self.plan.connected(message.node_id)
             self.metrics.dials.labels("connected").inc()
+        elif isinstance(message, PeerRangeUpdated):
+            self._range_updated(message)
         elif isinstance(message, PeerTick):
             self._tick()
         else:
@@ -273,6 +284,22 @@ class PeerManager(Supervisor):
                 self._bad_list(connection.node_id, connection.label, message.why)
         self._publish_peers()
 
+    def _range_updated(self, message: PeerRangeUpdated) -> None:
+        """Show an eth/69 peer's new range (and head) in admin_peers."""
+        connection = self.roster.connections.get(message.connection_id)
+        if connection is None:
+            return
+        current = connection.protocols.get("eth")
+        info: dict[str, object] = dict(current) if isinstance(current, dict) else {}
+        block_range = message.block_range
+        info.update(
+            head="0x" + block_range.latest_hash.hex(),
+            earliestBlock=block_range.earliest,
+            latestBlock=block_range.latest,
+        )
+        connection.protocols = {**connection.protocols, "eth": info}
+        self._publish_peers()
+
     def _stop_actor(self, connection: Connection) -> None:
         if connection.actor_name is None:
             return
@@ -361,12 +388,30 @@ class PeerManager(Supervisor):
             return
         facts = header_facts(header)
         previous, self._head = self._head, facts.block_hash
+        self._announce_range(facts.number, facts.block_hash)
         if previous is None or previous == facts.block_hash or not is_proof_of_work(header):
             return
+        self._tell_active(AnnounceBlock(facts.block_hash, facts.number))
+
+    def _announce_range(self, latest: int, latest_hash: bytes) -> None:
+        """Send BlockRangeUpdate to the eth/69 peers (their actors skip eth/68 ones) once the
+        head moved `range_update_blocks` past the last announced one, or moved at all after
+        `range_update_interval` seconds. (A new peer learns the range from our Status.)"""
+        if self._range_sent is None:  # the first look at the head: what Status told peers
+            self._range_sent = (latest, self.clock())
+        last_latest, last_time = self._range_sent
+        moved = abs(latest - last_latest)
+        due = self.clock() - last_time >= self.settings.range_update_interval
+        if moved >= self.settings.range_update_blocks or (moved and due):
+            self._range_sent = (latest, self.clock())
+            # earliest 0: an archive node serves every block's body and receipts
+            self._tell_active(AnnounceRange(BlockRange(0, latest, latest_hash)))
+
+    def _tell_active(self, message: Any) -> None:
         for connection in list(self.roster.connections.values()):
             ref = self._peer_actor(connection) if connection.active else None
             if ref is not None:
-                ref.tell(AnnounceBlock(facts.block_hash, facts.number))
+                ref.tell(message)
 
     def _publish_peers(self) -> None:
         connections = list(self.roster.connections.values())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from khipu.p2p.errors import DisconnectReason
+from khipu.p2p.eth.messages import BlockRange
 from khipu.p2p.peers.roster import Admission, Direction
 from khipu.p2p.peers.scoring import Offence
 
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
 
 
 # -- from the event loop to the PeerManager ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeerRangeUpdated:
+    """An eth/69 peer announced a new served block range (BlockRangeUpdate)."""
+
+    connection_id: int
+    block_range: BlockRange
 
 
 @dataclass(frozen=True)
@@ -135,3 +144,10 @@ class AnnounceBlock:
 
     block_hash: bytes
     number: int
+
+
+@dataclass(frozen=True)
+class AnnounceRange:
+    """Tell an eth/69 peer the full blocks we now serve (BlockRangeUpdate)."""
+
+    block_range: BlockRange

@@ -29,6 +29,7 @@ from khipu.p2p.peers.board import PeerMetrics
 from khipu.p2p.peers.connection import PeerLink
 from khipu.p2p.peers.messages import (
     AnnounceBlock,
+    AnnounceRange,
     DropPeer,
     Penalise,
     RequestFinished,
@@ -91,6 +92,9 @@ class PeerActor(SupervisedActor):
             self._finished(message)
         elif isinstance(message, Penalise):
             self.penalise(message.offence, message.detail)
+        elif isinstance(message, AnnounceRange):
+            if self.link.eth.version >= 69:
+                self.link.send("eth", eth.BLOCK_RANGE_UPDATE, message.block_range.encode())
         elif isinstance(message, AnnounceBlock):
             payload = wire.encode([[message.block_hash, message.number]])
             self.link.send("eth", eth.NEW_BLOCK_HASHES, payload)
@@ -104,7 +108,7 @@ class PeerActor(SupervisedActor):
         """The answer to eth request `code` from our chain; the PeerMisbehaved (returned, not
         raised: the peer is at fault, not this actor) for a malformed request."""
         try:
-            return serving.answer(self.chain, code, payload)
+            return serving.answer(self.chain, code, payload, self.link.eth.version)
         except PeerMisbehaved as exc:
             return exc
 

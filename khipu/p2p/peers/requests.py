@@ -6,9 +6,12 @@ the peer's offences reported to the PeerManager, so that every component scores 
     headers = requests.headers(HeaderRequest(1000, 192)).result()
     bodies = requests.bodies(headers).result()      # each checked against its header's roots
 
+    nodes = requests.trie_nodes(state_root, [[b""]], known=store.trie_node).result()
+
 A future fails with the error that ended the request: RequestTimeout (counted SLOW),
-PeerMisbehaved or InvalidAnswer (LYING: headers not chained, a body off its roots), or the
-error that closed the connection (not the peer's offence).
+PeerMisbehaved or InvalidAnswer (LYING: headers not chained, a body off its roots, a trie node
+that is not the one asked for), or the error that closed the connection (not the peer's
+offence).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from khipu.p2p.errors import PeerMisbehaved, RequestTimeout
 from khipu.p2p.eth.messages import HeaderRequest
@@ -25,6 +28,9 @@ from khipu.p2p.peers.connection import PeerLink
 from khipu.p2p.peers.messages import ReportOffence
 from khipu.p2p.peers.scoring import Offence
 from khipu.p2p.peers.validation import check_body
+from khipu.p2p.snap.trie_node_check import NodeLookup
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -70,10 +76,22 @@ class PeerRequests:
 
         return self._scored(self.link.submit(fetch), f"{len(hashes)} bodies")
 
+    def trie_nodes(
+        self, root: bytes, paths: list[list[bytes]], known: NodeLookup | None = None
+    ) -> concurrent.futures.Future[list[bytes | None]]:
+        """Trie nodes of the state `root` by path over snap/1, one entry per requested node
+        (None where the peer had none), each checked against the hash its parent references
+        (see EthPeer.get_trie_nodes); a node that is not the one asked for counts as LYING.
+        The future fails with UnverifiablePath, before anything is sent, for a path that could
+        not be checked from `known`."""
+        eth = self.link.eth
+        future = self.link.submit(lambda: eth.get_trie_nodes(root, paths, known))
+        return self._scored(future, f"trie nodes of 0x{root.hex()[:16]}")
+
     def _scored(
-        self, future: concurrent.futures.Future[list[bytes]], what: str
-    ) -> concurrent.futures.Future[list[bytes]]:
-        def done(finished: concurrent.futures.Future[list[bytes]]) -> None:
+        self, future: concurrent.futures.Future[T], what: str
+    ) -> concurrent.futures.Future[T]:
+        def done(finished: concurrent.futures.Future[T]) -> None:
             if finished.cancelled():
                 return
             error = finished.exception()

@@ -81,3 +81,20 @@ def hashed_proof(trie_root: bytes, db: dict[bytes, bytes], key: bytes) -> list[b
     trie = HexaryTrie(db, trie_root)
     nodes = [rlp.encode(node) for node in trie.get_proof(key)]
     return [n for i, n in enumerate(nodes) if i == 0 or len(n) >= 32]
+
+
+def compact(nibbles: tuple[int, ...]) -> bytes:
+    """The hex-prefix form of an extension path (no terminator)."""
+    padded = [1, *nibbles] if len(nibbles) % 2 else [0, 0, *nibbles]
+    return bytes((padded[i] << 4) | padded[i + 1] for i in range(0, len(padded), 2))
+
+
+class LyingState(DictState):
+    """A state that answers one node hash with altered bytes (one child hash of that branch
+    changed: still a well-formed node, so the server hands it out)."""
+
+    def __init__(self, base: DictState, victim: bytes) -> None:
+        super().__init__(dict(base.nodes), dict(base.codes))
+        node = bytearray(self.nodes[victim])
+        node[10] ^= 1  # inside the first child's hash
+        self.nodes[victim] = bytes(node)

@@ -1,5 +1,5 @@
 """Fuzz every decoder that reads what a peer sends: discv4 packets and records, the RLPx auth and
-ack, frames and the message id, Hello/Disconnect, and every eth and snap message.
+ack, frames and the message id, Hello/Disconnect, and every eth (68 and 69) and snap message.
 
 Each takes arbitrary bytes, well-formed RLP of the wrong shape, and mutated valid messages; the
 promise is a P2PError subclass (what the peer loop turns into a Disconnect or a dropped packet),
@@ -10,6 +10,7 @@ runs many more examples.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,18 @@ from khipu.p2p.enr import decode_record, make_record
 from khipu.p2p.errors import P2PError
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth import serving
+from khipu.p2p.eth.peer import LocalChain
+from khipu.p2p.eth.receipts import decode_network_receipts, to_network_receipts
 from khipu.p2p.frames import FrameCodec
 from khipu.p2p.handshake import SessionSecrets
 from khipu.p2p.keys import keccak256, public_key_bytes, sign_recoverable
 from khipu.p2p.session import Hello, decode_disconnect
 from khipu.p2p.snap import messages as snap
+from khipu.p2p.snap.trie_node_check import match_trie_nodes
 from khipu.p2p.transport import split_message_id
 from tests.unit.p2p.chainfile import MemoryChain
+from tests.unit.p2p.receipt_samples import sample_receipts
+from tests.unit.p2p.snap_states import random_state
 
 FULL = os.environ.get("KHIPU_CONFORMANCE") == "full"
 FUZZ = settings(
@@ -321,6 +327,77 @@ def test_eth_samples_are_valid(eth_samples: dict[int, bytes], prague_chain: Memo
     _, body = eth.decode_request(reply[1], "BlockHeaders")
     assert [eth.header_facts(h).number for h in eth.encode_items(body, "h")] == [1, 2, 3]
     assert eth.decode_new_block(eth_samples[eth.NEW_BLOCK])[1] == 5
+
+
+# -- eth/69 -------------------------------------------------------------------------------------
+
+
+def _eth69_samples(chain: MemoryChain) -> list[bytes]:
+    """Valid eth/69 Status, BlockRangeUpdate and Receipts (response) payloads."""
+    head = eth.header_facts(chain.head_header())
+    status = LocalChain.from_reader(chain).status(69)
+    network = to_network_receipts(sample_receipts())
+    return [
+        status.encode(),
+        eth.BlockRange(0, head.number, head.block_hash).encode(),
+        eth.encode_raw_response(7, [network, network]),
+        network,
+    ]
+
+
+def _eth69_decoders(chain: MemoryChain) -> list[Callable[[bytes], object]]:
+    def receipts_response(payload: bytes) -> object:
+        _, body = eth.decode_request(payload, "Receipts")
+        return [decode_network_receipts(block) for block in wire.as_list(body, "Receipts")]
+
+    return [
+        lambda d: eth.Status.decode(d, 69),
+        eth.BlockRange.decode,
+        receipts_response,
+        lambda d: decode_network_receipts(wire.decode(d)),
+        to_network_receipts,  # our own stored side: typed errors too, never a crash
+        lambda d: serving.answer(chain, eth.GET_RECEIPTS, d, 69),
+    ]
+
+
+TRIE_STATE = random_state(41, 40, (5,))
+TRIE_PATHS = [[b""], *[[bytes([0x10 | n])] for n in range(16)]]
+
+
+@FUZZ
+@given(data=st.data())
+def test_trie_node_answers_raise_only_bad_proof(data: st.DataObject) -> None:
+    """A TrieNodes answer is arbitrary bytes: the check gives places or BadProof, nothing else."""
+    root_node = TRIE_STATE.state.nodes[TRIE_STATE.root]
+    node = data.draw(fuzz_input(root_node))
+    answer = data.draw(st.sampled_from([[node], [root_node, node], [node, root_node]]))
+    known = data.draw(st.sampled_from([TRIE_STATE.state.nodes.get, lambda _h: None]))
+    typed_only(lambda _: match_trie_nodes(TRIE_STATE.root, TRIE_PATHS, answer, known), node)
+
+
+@FUZZ
+@given(data=st.data())
+def test_eth69_decoders_raise_only_p2p_errors(
+    data: st.DataObject, prague_chain: MemoryChain
+) -> None:
+    chain = copy.copy(prague_chain)
+    chain.receipts = _receipts_by_hash(prague_chain)
+    payload = data.draw(fuzz_input(*_eth69_samples(chain)))
+    for decode in _eth69_decoders(chain):
+        typed_only(decode, payload)
+
+
+def _receipts_by_hash(chain: MemoryChain) -> dict[bytes, bytes]:
+    return {chain.hashes[n]: sample_receipts() for n in (1, 2, 3)}
+
+
+def test_eth69_samples_are_valid(prague_chain: MemoryChain) -> None:
+    """The eth/69 seeds decode, so the fuzzer starts inside the grammar."""
+    status, block_range, response, network = _eth69_samples(prague_chain)
+    assert eth.Status.decode(status, 69).block_range == eth.BlockRange.decode(block_range)
+    assert len(decode_network_receipts(wire.decode(network))) == 4
+    _, body = eth.decode_request(response, "Receipts")
+    assert len(wire.as_list(body, "Receipts")) == 2
 
 
 # -- snap ---------------------------------------------------------------------------------------
