@@ -1,6 +1,7 @@
 """`khipu devp2p ...`: talk to one peer from the command line.
 
     khipu devp2p discv4 ping ENODE [--enr]
+    khipu devp2p discv4 resolve ENODE [--bootnodes ENODES]
     khipu devp2p rlpx ping ENODE
     khipu devp2p eth headers ENODE --from N --count K (--network NAME | --genesis FILE)
     khipu devp2p eth download ENODE --genesis FILE [--from N --count K] (headers/s, bodies/s)
@@ -35,6 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _common(ping)
     ping.add_argument("--enr", action="store_true", help="also fetch its node record")
     ping.set_defaults(handler=lambda args: _run(args, _discv4_ping))
+    resolve = discv4_commands.add_parser(
+        "resolve", help="find a node's current record: from the node, else by a DHT lookup"
+    )
+    _common(resolve)
+    resolve.add_argument(
+        "--bootnodes", default="", help="comma-separated enode URLs to look the node up through"
+    )
+    resolve.set_defaults(handler=lambda args: _run(args, _discv4_resolve))
 
     rlpx = groups.add_parser("rlpx", help="the RLPx transport")
     rlpx_commands = rlpx.add_subparsers(dest="rlpx_command", required=True)
@@ -168,6 +177,64 @@ async def _discv4_ping(args: argparse.Namespace) -> Output:
         return result
     finally:
         discovery.close()
+
+
+async def _discv4_resolve(args: argparse.Namespace) -> Output:
+    """As geth's `devp2p discv4 resolve`: ask the node for its record (EIP-868) where the
+    enode says it is; if it does not answer there, look its id up through the boot nodes and
+    ask it where the DHT says it is now. Raises P2PError when neither finds it."""
+    from khipu.p2p.discv4.packets import Endpoint
+    from khipu.p2p.discv4.service import start_discovery
+    from khipu.p2p.errors import P2PError
+    from khipu.p2p.keys import Enode
+
+    remote = Enode.parse(args.enode)
+    bootnodes = [Enode.parse(url) for url in args.bootnodes.split(",") if url.strip()]
+    local_host = "127.0.0.1" if remote.ip.startswith("127.") else "0.0.0.0"
+    discovery = await start_discovery(_key(args), local_host, 0)
+    try:
+        endpoints = [Endpoint(remote.ip, remote.udp_port, remote.tcp_port)]
+        failures: list[str] = []
+        found_by = "direct"
+        for attempt in range(2):
+            for endpoint in endpoints:
+                try:
+                    await discovery.ping(endpoint, remote.node_id)  # bond: then it answers
+                    record = await discovery.request_enr(endpoint, remote.node_id)
+                except P2PError as exc:
+                    failures.append(f"{endpoint.ip}:{endpoint.udp_port}: {exc}")
+                    continue
+                return _resolved(record, found_by, endpoint)
+            if attempt or not bootnodes:
+                break
+            found_by = "lookup"
+            await discovery.bootstrap(
+                [(b.node_id, Endpoint(b.ip, b.udp_port, b.tcp_port)) for b in bootnodes]
+            )
+            nearest = await discovery.lookup(remote.node_id)
+            endpoints = [n.endpoint for n in nearest if n.node_id == remote.node_id]
+            if not endpoints:
+                failures.append(f"not among the {len(nearest)} nodes nearest its id")
+        raise P2PError(f"cannot resolve {remote.node_id.hex()[:16]}: " + "; ".join(failures))
+    finally:
+        discovery.close()
+
+
+def _resolved(record: Any, found_by: str, endpoint: Any) -> Output:
+    """What `discv4 resolve` prints for the record it found."""
+    from khipu.p2p.keys import Enode
+
+    ip = record.ip or endpoint.ip
+    tcp = record.port(b"tcp") or endpoint.tcp_port
+    udp = record.port(b"udp") or endpoint.udp_port
+    fork_id = record.fork_id
+    return {
+        "node": str(Enode(record.node_id, ip, tcp, udp)),
+        "found_by": found_by,
+        "seq": record.seq,
+        "enr": record.text(),
+        "fork_id": str(fork_id) if fork_id else None,
+    }
 
 
 async def _rlpx_ping(args: argparse.Namespace) -> Output:
