@@ -1,7 +1,8 @@
 """Interop with the real EthereumJS execution client (@ethereumjs/client 0.10.5): Hello, Status
 with fork ids, header and body download checked against chain.rlp.
 
-Slow (npm install of the client, ~10 s start-up), so it runs only with KHIPU_CONFORMANCE=full.
+The client takes ~10 s to start (and an `npm ci` on the first run); it runs by default, since
+the issue asks for interop in CI, and skips with a reason where Node.js or the peers are missing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.messages import HeaderRequest
 from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import Enode
-from tests.conftest import conformance_full, require_testdata
+from tests.conftest import require_testdata
 from tests.integration.p2p_peers import ExecutionClient, start_ejs_client
 from tests.unit.p2p.chainfile import MemoryChain
 
@@ -29,8 +30,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ejs_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutionClient]:
-    if not conformance_full():
-        pytest.skip("slow interop with @ethereumjs/client: set KHIPU_CONFORMANCE=full")
     folder = require_testdata("rpc-compat-prague")
     datadir: Path = tmp_path_factory.mktemp("ejs")
     client = start_ejs_client(folder / "genesis.json", folder / "chain.rlp", datadir)
