@@ -32,6 +32,7 @@ from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
 from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.execution.state_root import BatchedAccountDB
 from khipu.execution.rwset import (
     FieldKey,
     ReadWriteSet,
@@ -167,7 +168,10 @@ def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
     """The VM class of `vm_class`'s fork that records rw-sets and merges speculation."""
     parallel = _VM_CLASSES.get(vm_class)
     if parallel is None:
-        state_class = recording_state_class(vm_class.get_state_class())
+        recording = recording_state_class(vm_class.get_state_class())
+        # The merged state's end-of-block root is computed with batched trie updates.
+        state_class = type("Batched" + recording.__name__, (recording,),
+                           {"account_db_class": BatchedAccountDB})  # fmt: skip
         parallel = type("Parallel" + vm_class.__name__, (ParallelVMMixin, vm_class),
                         {"_state_class": state_class})  # fmt: skip
         _VM_CLASSES[vm_class] = parallel
