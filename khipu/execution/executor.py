@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, WithdrawalAPI
+from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.byzantium import ByzantiumVM
 from eth_utils import ValidationError
@@ -32,7 +33,6 @@ from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
 from khipu.execution.pool import PoolLimits, WorkerPool
-from khipu.execution.state_root import BatchedAccountDB
 from khipu.execution.rwset import (
     FieldKey,
     ReadWriteSet,
@@ -40,6 +40,8 @@ from khipu.execution.rwset import (
     conflicts,
     recording_state_class,
 )
+from khipu.execution.state_root import BatchedAccountDB
+from khipu.execution.trie_batch import ordered_trie
 
 log = logging.getLogger("khipu.execution")
 
@@ -56,6 +58,9 @@ class TxOutcome:
     receipt: bytes | None
     rwset: ReadWriteSet | None
     error: str | None = None
+    # (address, RLP of the account in the parent state) for every existing account it
+    # touched: the merge seeds its account cache with them instead of walking the trie again.
+    parent_accounts: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class ParallelVMMixin:
         vm: Any = self
         state = cast(RecordingStateMixin, vm.state)
         builder = vm.get_receipt_builder()
+        seed_parent_accounts(vm.state, self.speculation)
         written: set[FieldKey] = set()
         receipts: list[ReceiptAPI] = []
         header = base_header
@@ -143,22 +149,82 @@ class ParallelVMMixin:
             receipts.append(receipt)
         return header, tuple(receipts), ()
 
+    def set_block_transactions_and_withdrawals(
+        self,
+        base_block: BlockAPI,
+        new_header: BlockHeaderAPI,
+        transactions: Sequence[SignedTransactionAPI],
+        receipts: Sequence[ReceiptAPI],
+        withdrawals: Sequence[WithdrawalAPI] | None = None,
+    ) -> BlockAPI:
+        """py-evm's, with the transaction, receipt and withdrawal tries built in one pass."""
+        vm: Any = self
+        fields: dict[str, Any] = {"transactions": transactions}
+        roots: dict[str, Any] = {}
+        lists: list[tuple[str, Sequence[Any]]] = [
+            ("transaction_root", transactions), ("receipt_root", receipts)
+        ]  # fmt: skip
+        if withdrawals:
+            fields["withdrawals"] = withdrawals
+            lists.append(("withdrawals_root", withdrawals))
+        for name, items in lists:
+            trie = ordered_trie([item.encode() for item in items])
+            vm.chaindb.persist_trie_data_dict(trie.nodes)
+            roots[name] = trie.root_hash
+        fields["header"] = new_header.copy(**roots)
+        return base_block.copy(**fields)
+
 
 def apply_writes(state: Any, rwset: ReadWriteSet) -> None:
-    """Apply a transaction's recorded writes to `state` (balance deltas add to what is there)."""
+    """Apply a transaction's recorded writes to `state` (balance deltas add to what is there).
+
+    Balance, nonce and existence go to the account in one write (py-evm's setters copy the
+    account once per field). Raises ValidationError if a balance would leave 0..2**256-1.
+    """
+    account_db = state._account_db
     for address, write in rwset.writes.items():
-        if write.balance is not None:
-            state.set_balance(address, write.balance)
-        elif write.balance_delta is not None:
-            state.delta_balance(address, write.balance_delta)
-        if write.nonce is not None:
-            state.set_nonce(address, write.nonce)
+        if (
+            write.balance is not None
+            or write.balance_delta
+            or write.nonce is not None
+            or write.exists
+        ):
+            account = account_db._get_account(address)
+            if write.balance is not None:
+                balance = write.balance
+            else:
+                balance = account.balance + (write.balance_delta or 0)
+            if not 0 <= balance < 2**256:
+                raise ValidationError(f"balance of 0x{address.hex()} would become {balance}")
+            nonce = account.nonce if write.nonce is None else write.nonce
+            account_db._set_account(
+                address, Account(nonce, balance, account.storage_root, account.code_hash)
+            )
         if write.code is not None:
             state.set_code(address, write.code)
         for slot, value in write.storage:
-            state.set_storage(address, slot, value)
-        if write.exists is True and not state.account_exists(address):
-            state.touch_account(address)
+            account_db.set_storage(address, slot, value)
+
+
+def seed_parent_accounts(state: Any, speculation: Sequence[TxOutcome]) -> None:
+    """Put the parent-state accounts the workers read into the state's trie cache, where a
+    read of the parent trie would have put them (py-evm resets that cache at each persist)."""
+    cached = state._account_db._trie_cache._cached_values
+    for outcome in speculation:
+        for address, encoded in outcome.parent_accounts:
+            cached[address] = encoded
+
+
+def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
+    """The parent-state RLP of every existing account `rwset` read or wrote."""
+    account_db = state._account_db
+    addresses = {key[1] for key in rwset.reads} | set(rwset.writes)
+    accounts = []
+    for address in addresses:
+        encoded = account_db._get_encoded_account(address, from_journal=False)
+        if encoded:
+            accounts.append((address, bytes(encoded)))
+    return tuple(accounts)
 
 
 _VM_CLASSES: dict[type[Any], type[Any]] = {}
@@ -220,8 +286,13 @@ def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
             state.revert(snapshot)
             outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
             continue
-        outcomes.append(TxOutcome(index, receipt.encode(), state.finish_recording()))
+        rwset = state.finish_recording()
         state.revert(snapshot)
+        outcomes.append(
+            TxOutcome(
+                index, receipt.encode(), rwset, parent_accounts=parent_accounts_of(state, rwset)
+            )
+        )
     return outcomes
 
 

@@ -88,7 +88,11 @@ class BatchedAccountDB(AccountDB):
         store.lock_changes()
         lookup = store._storage_lookup
         # A wipe, or a root already made by py-evm this block: py-evm finishes what it began.
-        if lookup._historical_write_tries or lookup.has_changed_root or store._locked_changes.has_clear():
+        if (
+            lookup._historical_write_tries
+            or lookup.has_changed_root
+            or store._locked_changes.has_clear()
+        ):
             store.make_storage_root()
             by_pyevm.append(store)
             return Hash32(store.get_changed_root()) if store.has_changed_root else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import rlp
 from eth_hash.auto import keccak
@@ -27,7 +27,7 @@ from eth_typing import Hash32
 BLANK_ROOT = Hash32(keccak(b"\x80"))
 
 Nibbles = tuple[int, ...]
-Raw = Union[bytes, list[Any]]  # a node as RLP-decoded: b"" (blank), a hash, or a list
+Raw = bytes | list[Any]  # a node as RLP-decoded: b"" (blank), a hash, or a list
 
 
 class NodeStore(Protocol):
@@ -71,7 +71,7 @@ class _Leaf:
 
 
 class _Extension:
-    __slots__ = ("path", "child")
+    __slots__ = ("child", "path")
 
     def __init__(self, path: Nibbles, child: Node) -> None:
         self.path = path
@@ -87,8 +87,8 @@ class _Branch:
 
 
 # None: blank. bytes (a hash) or list (an embedded node): an untouched subtree as stored.
-Node = Union[None, bytes, list[Any], _Leaf, _Extension, _Branch]
-Loaded = Union[None, _Leaf, _Extension, _Branch]
+Node = None | bytes | list[Any] | _Leaf | _Extension | _Branch
+Loaded = None | _Leaf | _Extension | _Branch
 Update = tuple[Nibbles, bytes]  # full key in nibbles, new value (b"": delete)
 
 
@@ -97,7 +97,9 @@ def key_nibbles(key: bytes) -> Nibbles:
     return tuple(n for byte in key for n in (byte >> 4, byte & 0x0F))
 
 
-def update_trie(store: NodeStore, root_hash: bytes, updates: Mapping[bytes, bytes | None]) -> TrieUpdate:
+def update_trie(
+    store: NodeStore, root_hash: bytes, updates: Mapping[bytes, bytes | None]
+) -> TrieUpdate:
     """Apply `updates` (trie key -> new value; None or b"" deletes) to the trie at `root_hash`.
 
     Returns the new root and the new nodes, exactly as `HexaryTrie` would compute them (the
@@ -112,13 +114,19 @@ def update_trie(store: NodeStore, root_hash: bytes, updates: Mapping[bytes, byte
     return TrieUpdate(batch.finish(new_root), batch.nodes)
 
 
-def ordered_trie_root(values: Sequence[bytes]) -> Hash32:
-    """The root of the trie mapping rlp(index) -> value for each value (tx, receipt roots)."""
+def ordered_trie(values: Sequence[bytes]) -> TrieUpdate:
+    """The trie mapping rlp(index) -> value for each value (transactions, receipts,
+    withdrawals): its root and all its nodes, as py-evm's `make_trie_root_and_nodes` gives."""
     batch = _Batch({}, BLANK_ROOT)
     items = sorted(
         (key_nibbles(rlp.encode(index)), value) for index, value in enumerate(values) if value
     )
-    return batch.finish(batch.build(items, 0))
+    return TrieUpdate(batch.finish(batch.build(items, 0)), batch.nodes)
+
+
+def ordered_trie_root(values: Sequence[bytes]) -> Hash32:
+    """The root of `ordered_trie(values)`."""
+    return ordered_trie(values).root_hash
 
 
 class _Batch:
@@ -174,7 +182,9 @@ class _Batch:
             end = start + 1
             while end < len(updates) and updates[end][0][depth] == nibble:
                 end += 1
-            branch.children[nibble] = self.update(branch.children[nibble], updates[start:end], depth + 1)
+            branch.children[nibble] = self.update(
+                branch.children[nibble], updates[start:end], depth + 1
+            )
             start = end
         return self.normalize_branch(branch, updates[0][0][:depth])
 
@@ -186,7 +196,7 @@ class _Batch:
         if not used:
             return _Leaf((), branch.value) if branch.value else None
         nibble = used[0]
-        return self.join((nibble,), branch.children[nibble], prefix + (nibble,))
+        return self.join((nibble,), branch.children[nibble], (*prefix, nibble))
 
     def join(self, path: Nibbles, child: Node, prefix: Nibbles) -> Node:
         """An extension by `path` to `child`, merged with the child if that is not a branch."""

@@ -1,4 +1,4 @@
-"""The batched trie update gives exactly py-trie's HexaryTrie root, and stores every node it needs."""
+"""The batched trie update gives exactly HexaryTrie's root and stores every node it needs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from trie import HexaryTrie
 from khipu.execution.trie_batch import (
     BLANK_ROOT,
     MissingTrieNodeError,
+    TrieUpdate,
     encode_rlp,
+    ordered_trie,
     ordered_trie_root,
     update_trie,
 )
@@ -20,7 +22,9 @@ from khipu.execution.trie_batch import (
 # (a key that is a prefix of another) and embedded nodes under 32 bytes all occur.
 short_keys = st.binary(min_size=0, max_size=3).map(lambda b: bytes(x % 4 for x in b))
 hashed_keys = st.binary(min_size=1, max_size=6).map(keccak)
-values = st.one_of(st.just(b""), st.binary(min_size=1, max_size=3), st.binary(min_size=30, max_size=40))
+values = st.one_of(
+    st.just(b""), st.binary(min_size=1, max_size=3), st.binary(min_size=30, max_size=40)
+)
 updates_of = lambda keys: st.dictionaries(keys, values, max_size=24)  # noqa: E731
 
 
@@ -71,19 +75,25 @@ def check_against_hexary(initial: dict[bytes, bytes], updates: dict[bytes, bytes
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(initial=updates_of(short_keys), updates=updates_of(short_keys))
-def test_short_keys_match_hexary_trie(initial: dict[bytes, bytes], updates: dict[bytes, bytes]) -> None:
+def test_short_keys_match_hexary_trie(
+    initial: dict[bytes, bytes], updates: dict[bytes, bytes]
+) -> None:
     check_against_hexary(initial, updates)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(initial=updates_of(hashed_keys), updates=updates_of(hashed_keys))
-def test_hashed_keys_match_hexary_trie(initial: dict[bytes, bytes], updates: dict[bytes, bytes]) -> None:
+def test_hashed_keys_match_hexary_trie(
+    initial: dict[bytes, bytes], updates: dict[bytes, bytes]
+) -> None:
     check_against_hexary(initial, updates)
 
 
 @settings(max_examples=100, deadline=None)
 @given(initial=updates_of(hashed_keys), data=st.data())
-def test_deleting_existing_keys_collapses_branches(initial: dict[bytes, bytes], data: st.DataObject) -> None:
+def test_deleting_existing_keys_collapses_branches(
+    initial: dict[bytes, bytes], data: st.DataObject
+) -> None:
     present = sorted(key for key, value in initial.items() if value)
     doomed = data.draw(st.lists(st.sampled_from(present), unique=True) if present else st.just([]))
     check_against_hexary(initial, {key: b"" for key in doomed})
@@ -122,8 +132,17 @@ def test_ordered_root_matches_hexary_trie(items: list[bytes]) -> None:
     for index, value in enumerate(items):
         reference[rlp.encode(index)] = value
     assert ordered_trie_root(items) == reference.root_hash
+    assert ordered_trie(items) == TrieUpdate(*make_trie_root_and_nodes_of(items))
 
 
-@given(st.recursive(st.binary(max_size=70), lambda inner: st.lists(inner, max_size=5), max_leaves=12))
+def make_trie_root_and_nodes_of(items: list[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    from eth.db.trie import _make_trie_root_and_nodes
+
+    return _make_trie_root_and_nodes(tuple(items))
+
+
+@given(
+    st.recursive(st.binary(max_size=70), lambda inner: st.lists(inner, max_size=5), max_leaves=12)
+)
 def test_rlp_encoding_matches_pyrlp(item: bytes | list[object]) -> None:
     assert encode_rlp(item) == rlp.encode(item)
