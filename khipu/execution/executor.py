@@ -27,11 +27,19 @@ from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, 
 from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.byzantium import ByzantiumVM
-from eth_utils import ValidationError
+from eth.vm.forks.frontier.validation import validate_frontier_transaction_against_header
+from eth.vm.forks.prague.constants import (
+    DEPOSIT_CONTRACT_ADDRESS,
+    DEPOSIT_EVENT_SIGNATURE_HASH,
+    DEPOSIT_REQUEST_TYPE,
+)
+from eth_bloom.bloom import BloomFilter
+from eth_utils import ValidationError, to_bytes
 
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
+from khipu.execution.merged_receipt import MergedReceipt
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rwset import (
     FieldKey,
@@ -46,6 +54,9 @@ from khipu.execution.trie_batch import ordered_trie
 log = logging.getLogger("khipu.execution")
 
 # Header fields the parallel result must share with the header (else the block runs serially).
+# Blob transactions always go through py-evm (blob gas accounting on the header).
+BLOB_TRANSACTION_TYPE = 3
+
 CHECKED_FIELDS = ("state_root", "receipt_root", "bloom", "gas_used", "requests_hash")
 
 
@@ -88,6 +99,7 @@ class ParallelVMMixin:
 
     speculation: Sequence[TxOutcome] = ()
     reexecuted: int = 0
+    merged_receipts: Sequence[Any] = ()
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
         """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
@@ -116,11 +128,17 @@ class ParallelVMMixin:
     ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[Any, ...]]:
         vm: Any = self
         state = cast(RecordingStateMixin, vm.state)
-        builder = vm.get_receipt_builder()
         seed_parent_accounts(vm.state, self.speculation)
+        # Only Frontier's gas-limit check is known to need nothing but gas from the header;
+        # with any other check every transaction gets a header of its own, as in py-evm.
+        gas_check_only = (
+            type(vm).validate_transaction_against_header
+            is validate_frontier_transaction_against_header
+        )
         written: set[FieldKey] = set()
-        receipts: list[ReceiptAPI] = []
+        receipts: list[Any] = []
         header = base_header
+        gas_used, bloom = header.gas_used, int(header.bloom)
         for index, transaction in enumerate(transactions):
             outcome = self.speculation[index] if index < len(self.speculation) else None
             rwset = None if outcome is None else outcome.rwset
@@ -130,24 +148,60 @@ class ParallelVMMixin:
                 or rwset is None
                 or rwset.has_wipe
                 or conflicts(rwset, written)
+                or getattr(transaction, "type_id", None) == BLOB_TRANSACTION_TYPE
             ):
+                header = _header_at(header, gas_used, bloom)
                 state.start_recording()
                 try:
                     receipt, _computation = vm.apply_transaction(header, transaction)
                 finally:
                     rwset = state.finish_recording()
                 self.reexecuted += 1
+                header = vm.add_receipt_to_header(header, receipt)
+                header = vm.increment_blob_gas_used(header, transaction)
+                gas_used, bloom = header.gas_used, int(header.bloom)
             else:
-                vm.validate_transaction_against_header(header, transaction)
+                if gas_check_only:
+                    if gas_used + transaction.gas > header.gas_limit:
+                        header = _header_at(header, gas_used, bloom)
+                        vm.validate_transaction_against_header(header, transaction)  # raises
+                else:
+                    header = _header_at(header, gas_used, bloom)
+                    vm.validate_transaction_against_header(header, transaction)
                 vm.state.lock_changes()
                 apply_writes(vm.state, rwset)
-                speculative = builder.decode(outcome.receipt)
-                receipt = speculative.copy(gas_used=header.gas_used + speculative.gas_used)
+                receipt = MergedReceipt(outcome.receipt, gas_used)
+                gas_used, bloom = receipt.gas_used, bloom | receipt.bloom
             written |= rwset.written_keys()
-            header = vm.add_receipt_to_header(header, receipt)
-            header = vm.increment_blob_gas_used(header, transaction)
             receipts.append(receipt)
-        return header, tuple(receipts), ()
+        self.merged_receipts = receipts
+        return _header_at(header, gas_used, bloom), tuple(receipts), ()
+
+    def process_deposit_request_data(self, block: BlockAPI) -> None:
+        """Prague's deposit requests, from the receipts in memory instead of re-reading the
+        receipt trie; a block whose bloom does not name the deposit contract has none."""
+        vm: Any = self
+        if DEPOSIT_CONTRACT_ADDRESS not in BloomFilter(block.header.bloom):
+            block.block_requests.append(DEPOSIT_REQUEST_TYPE)
+            return
+        builder = vm.get_receipt_builder()
+        data = b""
+        for merged in self.merged_receipts:
+            receipt = merged.decoded(builder) if isinstance(merged, MergedReceipt) else merged
+            for entry in receipt.logs:
+                if (
+                    entry.address == DEPOSIT_CONTRACT_ADDRESS
+                    and entry.topics
+                    and to_bytes(entry.topics[0]) == DEPOSIT_EVENT_SIGNATURE_HASH
+                ):
+                    # The layout of py-evm's (EIP-6110): key, credentials, amount, signature,
+                    # index out of the ABI-encoded event data.
+                    log_data = entry.data
+                    data += (
+                        log_data[192:240] + log_data[288:320] + log_data[352:360]
+                        + log_data[416:512] + log_data[544:552]
+                    )  # fmt: skip
+        block.block_requests.append(DEPOSIT_REQUEST_TYPE + data)
 
     def set_block_transactions_and_withdrawals(
         self,
@@ -173,6 +227,13 @@ class ParallelVMMixin:
             roots[name] = trie.root_hash
         fields["header"] = new_header.copy(**roots)
         return base_block.copy(**fields)
+
+
+def _header_at(header: BlockHeaderAPI, gas_used: int, bloom: int) -> BlockHeaderAPI:
+    """`header` with the block's gas and bloom so far (copied only if they changed)."""
+    if header.gas_used == gas_used and header.bloom == bloom:
+        return header
+    return header.copy(gas_used=gas_used, bloom=bloom)
 
 
 def apply_writes(state: Any, rwset: ReadWriteSet) -> None:

@@ -14,20 +14,35 @@ py-evm 0.12.1b1); `tests/unit/execution/test_state_root.py` compares it with `Ac
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from eth.abc import MetaWitnessAPI
+from eth.abc import AtomicDatabaseAPI, DatabaseAPI, MetaWitnessAPI
 from eth.constants import BLANK_ROOT_HASH
+from eth.db.accesslog import KeyAccessLoggerDB
 from eth.db.account import AccountDB
+from eth.db.cache import CacheDB
+from eth.db.hash_trie import HashTrie
+from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
 
+from khipu.execution.node_cache import NodeCachingTrie
 from khipu.execution.trie_batch import update_trie
 
 
 class BatchedAccountDB(AccountDB):
-    """An AccountDB whose `persist` updates the storage tries and account trie in batches."""
+    """An AccountDB whose `persist` updates the storage tries and account trie in batches,
+    and whose account reads go through the per-process decoded-node cache."""
+
+    def __init__(self, db: AtomicDatabaseAPI, state_root: Hash32 = BLANK_ROOT_HASH) -> None:
+        super().__init__(db, state_root)
+        # py-evm's read pipeline over the account trie, rebuilt on a node-caching trie.
+        caching = NodeCachingTrie(self._batchtrie, state_root, prune=True)
+        self._trie = HashTrie(cast(DatabaseAPI, caching))
+        self._trie_logger = KeyAccessLoggerDB(self._trie, log_missing_keys=False)
+        self._trie_cache = CacheDB(self._trie_logger)
+        self._journaltrie = JournalDB(self._trie_cache)
 
     def persist(self) -> MetaWitnessAPI:
         """Write the block's storage, code and account changes; same result as AccountDB's.

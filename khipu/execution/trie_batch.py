@@ -18,22 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import rlp
 from eth_hash.auto import keccak
 from eth_typing import Hash32
 
+from khipu.execution.node_cache import NodeStore, decoded_node
+
 BLANK_ROOT = Hash32(keccak(b"\x80"))
 
 Nibbles = tuple[int, ...]
 Raw = bytes | list[Any]  # a node as RLP-decoded: b"" (blank), a hash, or a list
-
-
-class NodeStore(Protocol):
-    """Where trie nodes are read: node hash -> RLP-encoded node, KeyError if absent."""
-
-    def __getitem__(self, key: bytes) -> bytes: ...
 
 
 class MissingTrieNodeError(LookupError):
@@ -246,7 +242,7 @@ class _Batch:
             if node == b"":
                 return None
             try:
-                raw = rlp.decode(self.store[node])
+                raw = decoded_node(self.store, node)
             except KeyError:
                 raise MissingTrieNodeError(node, self.root_hash, prefix) from None
         return _from_raw(raw, node)
