@@ -16,16 +16,22 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from eth.abc import AtomicDatabaseAPI, DatabaseAPI, MetaWitnessAPI
+from eth.abc import (
+    AccountStorageDatabaseAPI,
+    AtomicDatabaseAPI,
+    DatabaseAPI,
+    MetaWitnessAPI,
+)
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.accesslog import KeyAccessLoggerDB
 from eth.db.account import AccountDB
 from eth.db.cache import CacheDB
 from eth.db.hash_trie import HashTrie
 from eth.db.journal import JournalDB
-from eth.db.storage import AccountStorageDB
+from eth.db.storage import AccountStorageDB, StorageLookup
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
+from trie.hexary import HexaryTrie
 
 from khipu.execution.node_cache import NodeCachingTrie
 from khipu.execution.trie_batch import update_trie
@@ -43,6 +49,14 @@ class BatchedAccountDB(AccountDB):
         self._trie_logger = KeyAccessLoggerDB(self._trie, log_missing_keys=False)
         self._trie_cache = CacheDB(self._trie_logger)
         self._journaltrie = JournalDB(self._trie_cache)
+
+    def _get_address_store(self, address: Address) -> AccountStorageDatabaseAPI:
+        known = address in self._account_stores
+        store = super()._get_address_store(address)
+        if not known:
+            # Storage reads of the parent trie go through the decoded-node cache too.
+            cast(Any, store)._storage_lookup.__class__ = CachingStorageLookup
+        return store
 
     def persist(self) -> MetaWitnessAPI:
         """Write the block's storage, code and account changes; same result as AccountDB's.
@@ -121,3 +135,12 @@ class BatchedAccountDB(AccountDB):
         result = update_trie(lookup._db, lookup._starting_root_hash, updates)
         nodes.update(result.nodes)
         return result.root_hash
+
+
+class CachingStorageLookup(StorageLookup):
+    """py-evm's StorageLookup reading the unchanged storage trie through the node cache."""
+
+    def _get_read_trie(self) -> HexaryTrie:
+        if self._write_trie is not None:
+            return self._write_trie
+        return NodeCachingTrie(self._db, root_hash=self._starting_root_hash)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import rlp
 from eth_hash.auto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trie import HexaryTrie
+from trie.exceptions import MissingTrieNode
 
+from khipu.execution.node_cache import NodeCachingTrie, lookup
 from khipu.execution.trie_batch import (
     BLANK_ROOT,
     MissingTrieNodeError,
@@ -146,3 +149,39 @@ def make_trie_root_and_nodes_of(items: list[bytes]) -> tuple[bytes, dict[bytes, 
 )
 def test_rlp_encoding_matches_pyrlp(item: bytes | list[object]) -> None:
     assert encode_rlp(item) == rlp.encode(item)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=updates_of(short_keys), probes=st.lists(short_keys, max_size=10))
+def test_caching_trie_reads_match_hexary_trie(
+    entries: dict[bytes, bytes], probes: list[bytes]
+) -> None:
+    db: dict[bytes, bytes] = {}
+    reference = HexaryTrie(db)
+    for key, value in entries.items():
+        reference[key] = value
+    caching = NodeCachingTrie(db, reference.root_hash)
+    for key in [*entries, *probes]:
+        # py-trie's own get fails on a key that ends inside an extension (never the case
+        # with keys of one length, as Ethereum's are): compare with the entries instead.
+        assert caching.get(key) == entries.get(key, b"")
+        assert lookup(db, reference.root_hash, key) == entries.get(key, b"")
+    # Writes through the caching trie must not corrupt the shared decoded nodes.
+    for key in probes:
+        caching[key] = b"new value that is long enough to be hashed"
+        reference[key] = b"new value that is long enough to be hashed"
+    assert caching.root_hash == reference.root_hash
+    model = {**entries, **dict.fromkeys(probes, b"new value that is long enough to be hashed")}
+    for key, value in model.items():
+        assert NodeCachingTrie(db, reference.root_hash).get(key) == value
+
+
+def test_lookup_names_a_missing_node() -> None:
+    db: dict[bytes, bytes] = {}
+    reference = HexaryTrie(db)
+    for index in range(20):
+        reference[keccak(bytes([index]))] = b"v" * 40
+    root = reference.root_hash
+    pruned = {key: value for key, value in db.items() if key != root}
+    with pytest.raises(MissingTrieNode):
+        lookup(pruned, root, keccak(b"\x01"))
