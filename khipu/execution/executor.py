@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -383,6 +384,7 @@ def execute_block_parallel(
     workers: int = 2,
     tasks_per_worker: int = 1,
     min_transactions: int = 2,
+    speculate_here: bool = True,
 ) -> BlockExecution:
     """Execute `block` on its parent state in parallel; results equal serial execution's.
 
@@ -397,14 +399,15 @@ def execute_block_parallel(
     if not supports_parallel(vm_class) or count < max(1, min_transactions):
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     encoded = block.encode() if hasattr(block, "encode") else _encode(block)
-    tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers * tasks_per_worker)]
     started = time.perf_counter()
     if pool is None:
+        tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers)]
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
             results = own_pool.map(tasks)
     else:
-        results = pool.map(tasks)
+        results = _speculate_with(chain, pool, encoded, count, workers * tasks_per_worker,
+                                  speculate_here)  # fmt: skip
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
     speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
@@ -425,6 +428,28 @@ def execute_block_parallel(
     return BlockExecution(
         imported, "parallel", count, vm.reexecuted, speculated - started, merged - speculated
     )
+
+
+def _speculate_with(
+    chain: KhipuChain,
+    pool: WorkerPool[SpeculationTask, list[TxOutcome]],
+    encoded: bytes,
+    count: int,
+    shares: int,
+    speculate_here: bool,
+) -> list[list[TxOutcome]]:
+    """Every transaction's outcome, in `shares` runs on the pool; with `speculate_here`, one
+    more run in this process while the pool works (it would only wait otherwise)."""
+    runs = chunks(count, shares + (1 if speculate_here else 0))
+    tasks = [SpeculationTask(encoded, run) for run in runs]
+    if not speculate_here or len(tasks) < 2:
+        return pool.map(tasks)
+    local = tasks.pop(0)
+    with ThreadPoolExecutor(1, thread_name_prefix="khipu-speculation") as runner:
+        remote = runner.submit(pool.map, tasks)
+        results = [speculate(chain, local)]
+        results += remote.result()
+    return results
 
 
 def _encode(block: BlockAPI) -> bytes:
