@@ -289,6 +289,30 @@ def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, by
     return tuple(accounts)
 
 
+class ShallowCopyBlockMixin:
+    """Mixed in before a fork's block class: `copy` keeps the unchanged fields as they are.
+
+    rlp's `Serializable.copy` deep-copies every field not given, so each of py-evm's several
+    `block.copy(header=...)` per import copies every transaction again; nothing mutates them.
+    """
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        block: Any = self
+        if args:
+            return super().copy(*args, **kwargs)  # type: ignore[misc]
+        fields = {name: getattr(block, name) for name in block._meta.field_names}
+        fields.update(kwargs)
+        return type(block)(**fields)
+
+
+def as_block_class(block: BlockAPI, block_class: type[Any]) -> BlockAPI:
+    """`block` as an instance of `block_class` (the fork's own), sharing its fields."""
+    if type(block) is block_class:
+        return block
+    fields = {name: getattr(block, name) for name in block_class._meta.field_names}
+    return cast(BlockAPI, block_class(**fields))
+
+
 _VM_CLASSES: dict[type[Any], type[Any]] = {}
 
 
@@ -300,8 +324,10 @@ def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
         # The merged state's end-of-block root is computed with batched trie updates.
         state_class = type("Batched" + recording.__name__, (recording,),
                            {"account_db_class": BatchedAccountDB})  # fmt: skip
+        base_block = vm_class.get_block_class()
+        block_class = type(base_block.__name__, (ShallowCopyBlockMixin, base_block), {})
         parallel = type("Parallel" + vm_class.__name__, (ParallelVMMixin, vm_class),
-                        {"_state_class": state_class})  # fmt: skip
+                        {"_state_class": state_class, "block_class": block_class})  # fmt: skip
         _VM_CLASSES[vm_class] = parallel
     return parallel
 
@@ -413,7 +439,7 @@ def execute_block_parallel(
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
     vm.speculation = speculation
     try:
-        imported = cast(BlockAPI, vm.import_block(block).block)
+        imported = as_block_class(vm.import_block(block).block, vm_class.get_block_class())
     except ValidationError as exc:
         log.warning("block #%d: parallel merge raised %s; re-running serially",
                     block.number, exc)  # fmt: skip
@@ -444,12 +470,11 @@ def _speculate_with(
     tasks = [SpeculationTask(encoded, run) for run in runs]
     if not speculate_here or len(tasks) < 2:
         return pool.map(tasks)
-    local = tasks.pop(0)
+    local = tasks.pop()
     with ThreadPoolExecutor(1, thread_name_prefix="khipu-speculation") as runner:
         remote = runner.submit(pool.map, tasks)
         results = [speculate(chain, local)]
-        results += remote.result()
-    return results
+    return remote.result() + results
 
 
 def _encode(block: BlockAPI) -> bytes:
