@@ -101,17 +101,9 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
     lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, None)]
     for count in worker_counts:
         result = results[count]
-        lines.append(
-            _line(
-                folder.name,
-                f"{count} worker{'s' if count > 1 else ''}",
-                len(blocks),
-                txs,
-                sum(result.seconds),
-                serial,
-                result,
-            )  # fmt: skip
-        )
+        label = f"{count} worker{'s' if count > 1 else ''}"
+        seconds = sum(result.seconds)
+        lines.append(_line(folder.name, label, len(blocks), txs, seconds, serial, result))
     return lines
 
 

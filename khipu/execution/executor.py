@@ -42,6 +42,7 @@ from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
 from khipu.execution.merged_receipt import MergedReceipt
 from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.execution.rlp_items import encode_list, list_items
 from khipu.execution.rwset import (
     FieldKey,
     ReadWriteSet,
@@ -77,10 +78,27 @@ class TxOutcome:
 
 @dataclass(frozen=True)
 class SpeculationTask:
-    """Transactions `indices` of the block `block_rlp` to run on its parent state."""
+    """Transactions `indices` of the block `block_rlp` to run on its parent state. If
+    `partial`, `block_rlp` holds only those transactions, in that order (see partial_block)."""
 
     block_rlp: bytes
     indices: tuple[int, ...]
+    partial: bool = False
+
+
+def partial_block(block_rlp: bytes, runs: Sequence[tuple[int, ...]]) -> list[bytes]:
+    """For each run of transaction indices, the block with only those transactions (same
+    header, uncles and withdrawals): a worker then decodes only what it runs.
+
+    Raises RlpItemError if `block_rlp` is not an RLP list holding a list of transactions.
+    """
+    items = list_items(block_rlp)
+    transactions = list_items(items[1])
+    blocks = []
+    for run in runs:
+        items[1] = encode_list([transactions[index] for index in run])
+        blocks.append(encode_list(items))
+    return blocks
 
 
 @dataclass
@@ -351,6 +369,18 @@ def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
 def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
     """Run the task's transactions, each alone on the parent state, recording rw-sets."""
     block = decode_block(task.block_rlp, chain.rules)
+    positions = {index: position for position, index in enumerate(task.indices)}
+    return speculate_block(chain, block, task.indices, positions if task.partial else None)
+
+
+def speculate_block(
+    chain: KhipuChain,
+    block: BlockAPI,
+    indices: Sequence[int],
+    positions: dict[int, int] | None = None,
+) -> list[TxOutcome]:
+    """Run transactions `indices` of `block` (found at `positions[index]` in
+    `block.transactions` if given), each alone on the parent state, recording rw-sets."""
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
     vm = _new_vm(chain, vm_class, block)
@@ -360,8 +390,8 @@ def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
     # One state for the whole task: each transaction runs from a snapshot of the parent state
     # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
     # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
-    for index in task.indices:
-        transaction = block.transactions[index]
+    for index in indices:
+        transaction = block.transactions[index if positions is None else positions[index]]
         snapshot = state.snapshot()
         state.start_recording()
         try:
@@ -432,8 +462,8 @@ def execute_block_parallel(
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
             results = own_pool.map(tasks)
     else:
-        results = _speculate_with(chain, pool, encoded, count, workers * tasks_per_worker,
-                                  speculate_here)  # fmt: skip
+        shares = workers * tasks_per_worker
+        results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
     speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
@@ -459,6 +489,7 @@ def execute_block_parallel(
 def _speculate_with(
     chain: KhipuChain,
     pool: WorkerPool[SpeculationTask, list[TxOutcome]],
+    block: BlockAPI,
     encoded: bytes,
     count: int,
     shares: int,
@@ -467,13 +498,16 @@ def _speculate_with(
     """Every transaction's outcome, in `shares` runs on the pool; with `speculate_here`, one
     more run in this process while the pool works (it would only wait otherwise)."""
     runs = chunks(count, shares + (1 if speculate_here else 0))
-    tasks = [SpeculationTask(encoded, run) for run in runs]
-    if not speculate_here or len(tasks) < 2:
+    local = runs.pop() if speculate_here and len(runs) > 1 else None
+    tasks = [
+        SpeculationTask(partial, run, partial=True)
+        for partial, run in zip(partial_block(encoded, runs), runs, strict=True)
+    ]
+    if local is None:
         return pool.map(tasks)
-    local = tasks.pop()
     with ThreadPoolExecutor(1, thread_name_prefix="khipu-speculation") as runner:
         remote = runner.submit(pool.map, tasks)
-        results = [speculate(chain, local)]
+        results = [speculate_block(chain, block, local)]
     return remote.result() + results
 
 

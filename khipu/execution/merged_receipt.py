@@ -12,6 +12,7 @@ from typing import Any
 
 from eth.abc import ReceiptBuilderAPI
 
+from khipu.execution.rlp_items import RlpItemError, item_end, list_payload, list_prefix
 from khipu.execution.trie_batch import encode_rlp
 
 
@@ -31,12 +32,12 @@ class MergedReceipt:
         typed = bool(speculative) and speculative[0] < 0x80
         prefix = speculative[:1] if typed else b""
         try:
-            start, end = _list_payload(speculative, len(prefix))
-            status_end = _item_end(speculative, start)
-            gas_end = _item_end(speculative, status_end)
-            bloom_end = _item_end(speculative, gas_end)
-        except IndexError:
-            raise ReceiptEncodingError(f"truncated receipt 0x{speculative.hex()}") from None
+            start, end = list_payload(speculative, len(prefix))
+            status_end = item_end(speculative, start)
+            gas_end = item_end(speculative, status_end)
+            bloom_end = item_end(speculative, gas_end)
+        except RlpItemError as exc:
+            raise ReceiptEncodingError(f"receipt 0x{speculative.hex()}: {exc}") from None
         if bloom_end > end:
             raise ReceiptEncodingError(f"receipt items overrun its list: 0x{speculative.hex()}")
         self.own_gas = int.from_bytes(_payload(speculative, status_end, gas_end), "big")
@@ -46,7 +47,7 @@ class MergedReceipt:
         payload = (
             speculative[start:status_end] + encode_rlp(gas) + speculative[gas_end:end]
         )  # fmt: skip
-        self.encoded = prefix + _list_prefix(len(payload)) + payload
+        self.encoded = prefix + list_prefix(len(payload)) + payload
 
     def encode(self) -> bytes:
         """The receipt's encoding as it goes into the receipt trie."""
@@ -57,33 +58,6 @@ class MergedReceipt:
         return builder.decode(self.encoded)
 
 
-def _list_payload(data: bytes, pos: int) -> tuple[int, int]:
-    """Start and end of the payload of the RLP list at `pos`."""
-    first = data[pos]
-    if first < 0xC0:
-        raise ReceiptEncodingError(f"receipt is not an RLP list: 0x{data.hex()}")
-    if first < 0xF8:
-        return pos + 1, pos + 1 + first - 0xC0
-    size = first - 0xF7
-    length = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
-    return pos + 1 + size, pos + 1 + size + length
-
-
-def _item_end(data: bytes, pos: int) -> int:
-    first = data[pos]
-    if first < 0x80:
-        return pos + 1
-    if first < 0xB8:
-        return pos + 1 + first - 0x80
-    if first < 0xC0:
-        size = first - 0xB7
-        return pos + 1 + size + int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
-    if first < 0xF8:
-        return pos + 1 + first - 0xC0
-    size = first - 0xF7
-    return pos + 1 + size + int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
-
-
 def _payload(data: bytes, start: int, end: int) -> bytes:
     """The bytes of the RLP string item spanning start..end."""
     first = data[start]
@@ -92,10 +66,3 @@ def _payload(data: bytes, start: int, end: int) -> bytes:
     if first < 0xB8:
         return data[start + 1 : end]
     return data[start + 1 + first - 0xB7 : end]
-
-
-def _list_prefix(length: int) -> bytes:
-    if length < 56:
-        return bytes((0xC0 + length,))
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(size),)) + size
