@@ -22,13 +22,16 @@ from eth.abc import (
     DatabaseAPI,
     MetaWitnessAPI,
 )
-from eth.constants import BLANK_ROOT_HASH
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.accesslog import KeyAccessLoggerDB
 from eth.db.account import AccountDB
 from eth.db.cache import CacheDB
 from eth.db.hash_trie import HashTrie
 from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB, StorageLookup
+from eth.rlp.accounts import Account
+from eth.validation import validate_canonical_address, validate_uint64, validate_uint256
+from eth.vm.interrupt import MissingBytecode
 from eth_hash.auto import keccak
 from eth_typing import Address, Hash32
 from trie.hexary import HexaryTrie
@@ -49,6 +52,42 @@ class BatchedAccountDB(AccountDB):
         self._trie_logger = KeyAccessLoggerDB(self._trie, log_missing_keys=False)
         self._trie_cache = CacheDB(self._trie_logger)
         self._journaltrie = JournalDB(self._trie_cache)
+
+    # py-evm's setters copy the account (rlp's copy deep-copies every unchanged field) and
+    # get_code copies the whole set of keys read so far: these build the account directly
+    # and look the key up in place, with the same checks and the same effect.
+
+    def set_balance(self, address: Address, balance: int) -> None:
+        validate_canonical_address(address, title="Storage Address")
+        validate_uint256(balance, title="Account Balance")
+        account = self._get_account(address)
+        self._set_account(
+            address, Account(account.nonce, balance, account.storage_root, account.code_hash)
+        )
+
+    def set_nonce(self, address: Address, nonce: int) -> None:
+        validate_canonical_address(address, title="Storage Address")
+        validate_uint64(nonce, title="Nonce")
+        account = self._get_account(address)
+        self._set_account(
+            address, Account(nonce, account.balance, account.storage_root, account.code_hash)
+        )
+
+    def increment_nonce(self, address: Address) -> None:
+        self.set_nonce(address, self.get_nonce(address) + 1)
+
+    def get_code(self, address: Address) -> bytes:
+        validate_canonical_address(address, title="Storage Address")
+        code_hash = self.get_code_hash(address)
+        if code_hash == EMPTY_SHA3:
+            return b""
+        try:
+            return bytes(self._journaldb[code_hash])
+        except KeyError:
+            raise MissingBytecode(code_hash) from KeyError
+        finally:
+            if code_hash in self._raw_store_db._keys_read:
+                self._accessed_bytecodes.add(address)
 
     def _get_address_store(self, address: Address) -> AccountStorageDatabaseAPI:
         known = address in self._account_stores
