@@ -2,8 +2,10 @@
 
 For each profile a dev chain is generated and imported into memory; then every block is executed
 on its parent state in this run: serially (py-evm's `import_block`, khipu's serial import) and in
-parallel with each worker count asked for (a long-lived pool of forked workers speculating, then
-the in-order merge here). Nothing is stored by either.
+parallel with each worker count asked for (a long-lived pool of forked workers speculating, this
+process speculating one more share meanwhile, then the in-order merge here). 0 workers means
+everything speculated here first, then merged: what the batched state root, the caches and the
+merge gain without any parallelism. Nothing is stored by either.
 
 The machine is shared, so the modes are interleaved block by block and the whole pass is repeated
 `--rounds` times; each block's time in each mode is the best of its rounds. Printed per mode:
@@ -11,7 +13,7 @@ blocks/s, tx/s, the speedup over serial, the parallel rate (transactions committ
 speculative pass), re-executions, and where the parallel time went (speculation in the workers
 vs the merge and block work here), summed over the best rounds.
 
-    python -m benchmarks.parallel_execution [--blocks 4] [--txs 100] [--workers 1,2] [--rounds 3]
+    python -m benchmarks.parallel_execution [--blocks 4] [--txs 100] [--workers 0,1,2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -54,10 +56,27 @@ class MemoryChainSpeculator:
 
 @dataclass
 class ModeResult:
-    """The best time of each block in one mode, and the execution that gave it."""
+    """The best time of each block in one mode, the execution that gave it, and the CPU
+    seconds that run used in this process and in the workers."""
 
     seconds: list[float]
     executions: list[BlockExecution | None]
+    main_cpu: list[float]
+    worker_cpu: list[float]
+
+
+def workers_cpu(pool: WorkerPool[SpeculationTask, list[TxOutcome]] | None) -> float:
+    """CPU seconds used so far by the pool's live workers (Linux /proc; 0 elsewhere)."""
+    if pool is None:
+        return 0.0
+    total = 0.0
+    for pid in pool.worker_pids().values():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[str]:
@@ -71,46 +90,63 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
         importer.import_block(block)
     txs = sum(len(block.transactions) for block in blocks)
 
-    pools = {
-        n: WorkerPool(MemoryChainSpeculator(chain), PoolLimits(workers=n)) for n in worker_counts
+    pools: dict[int, Any] = {
+        n: WorkerPool(MemoryChainSpeculator(chain), PoolLimits(workers=n)) if n else None
+        for n in worker_counts
     }
+    n = len(blocks)
     results = {
-        mode: ModeResult([float("inf")] * len(blocks), [None] * len(blocks))
+        mode: ModeResult([float("inf")] * n, [None] * n, [0.0] * n, [0.0] * n)
         for mode in ["serial", *worker_counts]
     }
     try:
         for pool in pools.values():
-            pool.map([])  # nothing: the workers fork on the first block
+            if pool is not None:
+                pool.map([])  # nothing: the workers fork on the first block
         for _round in range(rounds):
             for position, block in enumerate(blocks):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 execute_block_serial(chain, block)
-                _keep_best(results["serial"], position, time.perf_counter() - started, None)
+                elapsed = time.perf_counter() - started
+                _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
                 for count, pool in pools.items():
-                    started = time.perf_counter()
+                    before = workers_cpu(pool)
+                    started, cpu = time.perf_counter(), time.process_time()
                     execution = execute_block_parallel(chain, block, pool, workers=count)
                     elapsed = time.perf_counter() - started
+                    main_cpu = time.process_time() - cpu
                     if execution.block.header.hash != block.header.hash:
                         raise AssertionError(f"block #{block.number}: parallel result differs")
-                    _keep_best(results[count], position, elapsed, execution)
+                    _keep_best(results[count], position, elapsed, execution, main_cpu,
+                               workers_cpu(pool) - before)  # fmt: skip
     finally:
         for pool in pools.values():
-            pool.close()
+            if pool is not None:
+                pool.close()
 
     serial = sum(results["serial"].seconds)
-    lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, None)]
+    lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, results["serial"])]
     for count in worker_counts:
         result = results[count]
-        label = f"{count} worker{'s' if count > 1 else ''}"
+        label = f"{count} worker{'s' if count != 1 else ''}"
         seconds = sum(result.seconds)
         lines.append(_line(folder.name, label, len(blocks), txs, seconds, serial, result))
     return lines
 
 
-def _keep_best(result: ModeResult, position: int, seconds: float, execution: Any) -> None:
+def _keep_best(
+    result: ModeResult,
+    position: int,
+    seconds: float,
+    execution: Any,
+    main_cpu: float,
+    worker_cpu: float = 0.0,
+) -> None:
     if seconds < result.seconds[position]:
         result.seconds[position] = seconds
         result.executions[position] = execution
+        result.main_cpu[position] = main_cpu
+        result.worker_cpu[position] = worker_cpu
 
 
 def _line(
@@ -120,14 +156,16 @@ def _line(
     txs: int,
     seconds: float,
     serial: float,
-    result: ModeResult | None,
+    result: ModeResult,
 ) -> str:
     line = (
         f"{profile:10s} {mode:10s} {blocks / seconds:6.2f} blk/s {txs / seconds:7.1f} tx/s  "
         f"speedup {serial / seconds:4.2f}x"
     )
-    if result is None:
-        return line + f"  ({seconds:5.2f}s)"
+    cpu = f"cpu {sum(result.main_cpu):5.2f}s here"
+    if mode == "serial":
+        return line + f"  ({seconds:5.2f}s; {cpu})"
+    cpu += f" + {sum(result.worker_cpu):5.2f}s workers"
     executions = [e for e in result.executions if e is not None]
     reexecuted = sum(e.reexecuted for e in executions)
     modes = sorted({e.mode for e in executions})
@@ -136,7 +174,7 @@ def _line(
     return line + (
         f"  parallel rate {100 * (txs - reexecuted) / max(1, txs):5.1f}%  "
         f"re-executed {reexecuted}/{txs}  ({seconds:5.2f}s: speculation {speculating:5.2f}s, "
-        f"merge+block work {merging:5.2f}s; modes {','.join(modes)})"
+        f"merge+block work {merging:5.2f}s; {cpu}; modes {','.join(modes)})"
     )
 
 
@@ -144,7 +182,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--txs", type=int, default=100)
-    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument(
+        "--workers",
+        default="0,1,2",
+        help="worker counts, comma-separated (0: speculate here, then merge: no parallelism)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profiles", default=",".join(PROFILES))
     args = parser.parse_args(argv)

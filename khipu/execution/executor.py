@@ -447,8 +447,10 @@ def execute_block_parallel(
     With no `pool`, a pool forked now from this process (so it sees the parent state as it is in
     memory) runs the speculation and is closed afterwards. A given pool's handler must be
     `speculate` bound to a chain that can read the parent state (or a `DatadirSpeculator`).
-    Blocks before Byzantium and blocks of fewer than `min_transactions` transactions run
-    serially. Raises py-evm's ValidationError if the block is invalid (as serial execution would).
+    With `workers` 0 every transaction is speculated here, before the merge (no pool: the
+    batched state root and the merge without parallelism). Blocks before Byzantium and blocks
+    of fewer than `min_transactions` transactions run serially. Raises py-evm's
+    ValidationError if the block is invalid (as serial execution would).
     """
     vm_class = chain.rules.vm_class_for_header(block.header)
     count = len(block.transactions)
@@ -456,7 +458,9 @@ def execute_block_parallel(
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     encoded = block.encode() if hasattr(block, "encode") else _encode(block)
     started = time.perf_counter()
-    if pool is None:
+    if workers == 0:
+        results = [speculate_block(chain, block, range(count))]
+    elif pool is None:
         tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers)]
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
