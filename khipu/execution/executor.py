@@ -254,8 +254,10 @@ def _speculate_with(
     shares: int,
     speculate_here: bool,
 ) -> list[list[TxOutcome]]:
-    """Every transaction's outcome, in `shares` runs on the pool; with `speculate_here`, one
-    more run in this process while the pool works (it would only wait otherwise)."""
+    """Every transaction's outcome, in `shares` runs on the pool; with `speculate_here` (and a
+    pool that will not fork meanwhile, see _forks_nothing), one more run in this process while
+    the pool works (it would only wait otherwise)."""
+    speculate_here = speculate_here and _forks_nothing(pool)
     runs = chunks(count, shares + (1 if speculate_here else 0))
     local = runs.pop() if speculate_here and len(runs) > 1 else None
     tasks = [
@@ -268,6 +270,21 @@ def _speculate_with(
         remote = runner.submit(pool.map, tasks)
         results = [speculate_block(chain, block, local)]
     return remote.result() + results
+
+
+def _forks_nothing(pool: Any) -> bool:
+    """True if `pool.map` will not fork a worker: all its workers are up and none is recycled.
+
+    This process speculates its share in this thread while another thread waits in
+    `pool.map`; a fork then would copy into the child whatever lock this thread holds (an
+    import lock, a store's lock) and the child would hang on it. A worker that dies mid-map is
+    still replaced by a fork: that rare case keeps the hazard.
+    """
+    limits = getattr(pool, "limits", None)
+    worker_pids = getattr(pool, "worker_pids", None)
+    if limits is None or worker_pids is None or limits.max_tasks is not None:
+        return False
+    return bool(len(worker_pids()) >= limits.workers)
 
 
 def _encode(block: BlockAPI) -> bytes:
