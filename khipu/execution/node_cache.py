@@ -19,7 +19,8 @@ from trie.exceptions import MissingTrieNode
 from trie.hexary import HexaryTrie
 from trie.typing import Nibbles
 
-MAX_CACHED_NODES = 200_000
+# About 1.3 KB per decoded branch node: some 65 MB per process when full.
+MAX_CACHED_NODES = 50_000
 
 _decoded: dict[bytes, Any] = {}
 
