@@ -4,8 +4,9 @@ For each profile a dev chain is generated and imported into memory; then every b
 on its parent state in this run: serially (py-evm's `import_block`, khipu's serial import) and in
 parallel with each worker count asked for (a long-lived pool of forked workers speculating, this
 process speculating one more share meanwhile, then the in-order merge here). 0 workers means
-everything speculated here first, then merged: what the batched state root, the caches and the
-merge gain without any parallelism. Nothing is stored by either.
+everything speculated here first, then merged; "batched" is every transaction executed in order
+on the merging VM with no speculation (execute_block_batched). Both show what the batched state
+root, the caches and the cheaper block work gain without any parallelism. Nothing is stored.
 
 The machine is shared, so the modes are interleaved block by block and the whole pass is repeated
 `--rounds` times; each block's time in each mode is the best of its rounds. Printed per mode:
@@ -35,6 +36,7 @@ from khipu.execution.executor import (
     BlockExecution,
     SpeculationTask,
     TxOutcome,
+    execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
     speculate,
@@ -97,7 +99,7 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
     n = len(blocks)
     results = {
         mode: ModeResult([float("inf")] * n, [None] * n, [0.0] * n, [0.0] * n)
-        for mode in ["serial", *worker_counts]
+        for mode in ["serial", "batched", *worker_counts]
     }
     try:
         for pool in pools.values():
@@ -109,6 +111,13 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
                 execute_block_serial(chain, block)
                 elapsed = time.perf_counter() - started
                 _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
+                started, cpu = time.perf_counter(), time.process_time()
+                in_order = execute_block_batched(chain, block)
+                elapsed = time.perf_counter() - started
+                if in_order.block.header.hash != block.header.hash:
+                    raise AssertionError(f"block #{block.number}: batched result differs")
+                _keep_best(results["batched"], position, elapsed, in_order,
+                           time.process_time() - cpu)  # fmt: skip
                 for count, pool in pools.items():
                     before = workers_cpu(pool)
                     started, cpu = time.perf_counter(), time.process_time()
@@ -126,6 +135,9 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
 
     serial = sum(results["serial"].seconds)
     lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, results["serial"])]
+    in_order = results["batched"]
+    seconds = sum(in_order.seconds)
+    lines.append(_line(folder.name, "batched", len(blocks), txs, seconds, serial, in_order))
     for count in worker_counts:
         result = results[count]
         label = f"{count} worker{'s' if count != 1 else ''}"
@@ -171,8 +183,9 @@ def _line(
     modes = sorted({e.mode for e in executions})
     speculating = sum(e.speculate_seconds for e in executions)
     merging = sum(e.merge_seconds for e in executions)
+    rate = "n/a" if mode == "batched" else f"{100 * (txs - reexecuted) / max(1, txs):5.1f}%"
     return line + (
-        f"  parallel rate {100 * (txs - reexecuted) / max(1, txs):5.1f}%  "
+        f"  parallel rate {rate}  "
         f"re-executed {reexecuted}/{txs}  ({seconds:5.2f}s: speculation {speculating:5.2f}s, "
         f"merge+block work {merging:5.2f}s; {cpu}; modes {','.join(modes)})"
     )

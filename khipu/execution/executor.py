@@ -42,6 +42,7 @@ __all__ = [
     "SpeculationTask",
     "TxOutcome",
     "chunks",
+    "execute_block_batched",
     "execute_block_parallel",
     "execute_block_serial",
     "partial_block",
@@ -86,7 +87,9 @@ class BlockExecution:
     """The executed block and how it was executed."""
 
     block: BlockAPI
-    mode: str  # "parallel", "serial" (not handled) or "serial-fallback" (parallel disagreed)
+    # "parallel", "batched" (execute_block_batched), "serial" (not handled) or
+    # "serial-fallback" (the parallel or batched result disagreed with the header)
+    mode: str
     transactions: int
     reexecuted: int = 0
     speculate_seconds: float = 0.0  # workers running every transaction on the parent state
@@ -224,24 +227,51 @@ def execute_block_parallel(
         shares = workers * tasks_per_worker
         results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
+    return _merge(chain, block, vm_class, speculation, started)
+
+
+def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
+    """Execute `block` in order in this process on the merging VM, with no speculation: every
+    transaction runs as in py-evm, but the state root is batched and the block work is the
+    merge's (no deep block copies, receipts kept encoded). For blocks whose transactions mostly
+    conflict. Same results as serial; any disagreement with the header re-runs it serially.
+    """
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    if not supports_parallel(vm_class):
+        return BlockExecution(execute_block_serial(chain, block), "serial", len(block.transactions))
+    return _merge(chain, block, vm_class, (), time.perf_counter(), mode="batched")
+
+
+def _merge(
+    chain: KhipuChain,
+    block: BlockAPI,
+    vm_class: type[Any],
+    speculation: Sequence[TxOutcome],
+    started: float,
+    mode: str = "parallel",
+) -> BlockExecution:
+    """Import `block` on the merging VM with `speculation` (sorted by index) and check the
+    result against the header; on a disagreement or a merge error, the serial result."""
+    count = len(block.transactions)
     speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
     vm.speculation = speculation
     try:
         imported = as_block_class(vm.import_block(block).block, vm_class.get_block_class())
     except ValidationError as exc:
-        log.warning("block #%d: parallel merge raised %s; re-running serially",
-                    block.number, exc)  # fmt: skip
+        log.warning("block #%d: %s merge raised %s; re-running serially",
+                    block.number, mode, exc)  # fmt: skip
         return BlockExecution(execute_block_serial(chain, block), "serial-fallback", count)
     for name in CHECKED_FIELDS:
         if getattr(imported.header, name, None) != getattr(block.header, name, None):
-            log.warning("block #%d: parallel %s differs from the header; re-running serially",
-                        block.number, name)  # fmt: skip
+            log.warning("block #%d: %s %s differs from the header; re-running serially",
+                        block.number, mode, name)  # fmt: skip
             serial = execute_block_serial(chain, block)
             return BlockExecution(serial, "serial-fallback", count, vm.reexecuted)
     merged = time.perf_counter()
+    reexecuted = vm.reexecuted if speculation else 0
     return BlockExecution(
-        imported, "parallel", count, vm.reexecuted, speculated - started, merged - speculated
+        imported, mode, count, reexecuted, speculated - started, merged - speculated
     )
 
 

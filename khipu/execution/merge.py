@@ -103,6 +103,14 @@ class ParallelVMMixin:
         for index, transaction in enumerate(transactions):
             outcome = self.speculation[index] if index < len(self.speculation) else None
             rwset = None if outcome is None else outcome.rwset
+            if not self.speculation:  # execute_block_batched: nothing to record or compare
+                header = _header_at(header, gas_used, bloom)
+                receipt, _computation = vm.apply_transaction(header, transaction)
+                header = vm.add_receipt_to_header(header, receipt)
+                header = vm.increment_blob_gas_used(header, transaction)
+                gas_used, bloom = header.gas_used, int(header.bloom)
+                receipts.append(receipt)
+                continue
             if (
                 outcome is None
                 or outcome.receipt is None
