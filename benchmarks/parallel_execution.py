@@ -135,9 +135,9 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
 
     serial = sum(results["serial"].seconds)
     lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, results["serial"])]
-    in_order = results["batched"]
-    seconds = sum(in_order.seconds)
-    lines.append(_line(folder.name, "batched", len(blocks), txs, seconds, serial, in_order))
+    batched_result = results["batched"]
+    seconds = sum(batched_result.seconds)
+    lines.append(_line(folder.name, "batched", len(blocks), txs, seconds, serial, batched_result))
     for count in worker_counts:
         result = results[count]
         label = f"{count} worker{'s' if count != 1 else ''}"
