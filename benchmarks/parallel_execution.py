@@ -1,12 +1,20 @@
 """Serial against parallel block execution on generated chains of every workload profile.
 
 For each profile a dev chain is generated and imported into memory; then every block is executed
-on its parent state twice in this run: serially (py-evm's `import_block`) and in parallel (a
-long-lived pool of forked workers speculating, then the in-order merge here). Nothing is stored
-by either. Prints blocks/s for both, the ratio, how many transactions the merge re-executed, and
-where the parallel time went (speculation in the workers vs the merge and block work here).
+on its parent state in this run: serially (py-evm's `import_block`, khipu's serial import) and in
+parallel with each worker count asked for (a long-lived pool of forked workers speculating, this
+process speculating one more share meanwhile, then the in-order merge here). 0 workers means
+everything speculated here first, then merged; "batched" is every transaction executed in order
+on the merging VM with no speculation (execute_block_batched). Both show what the batched state
+root, the caches and the cheaper block work gain without any parallelism. Nothing is stored.
 
-    python -m benchmarks.parallel_execution [--blocks 4] [--txs 40] [--workers N]
+The machine is shared, so the modes are interleaved block by block and the whole pass is repeated
+`--rounds` times; each block's time in each mode is the best of its rounds. Printed per mode:
+blocks/s, tx/s, the speedup over serial, the parallel rate (transactions committed from the
+speculative pass), re-executions, and where the parallel time went (speculation in the workers
+vs the merge and block work here), summed over the best rounds.
+
+    python -m benchmarks.parallel_execution [--blocks 4] [--txs 100] [--workers 0,1,2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,14 +25,18 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from khipu.chain.block_files import iter_rlp_blocks
 from khipu.chain.importer import BlockImporter, decode_block
 from khipu.devnet.generate import generate_chain
 from khipu.execution.executor import (
+    BlockExecution,
     SpeculationTask,
     TxOutcome,
+    execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
     speculate,
@@ -34,8 +46,43 @@ from khipu.execution.pool import PoolLimits, WorkerPool
 PROFILES = ("transfers", "erc20", "amm", "mixed")
 
 
-def bench_profile(folder: Path, workers: int) -> str:
-    """One result line for the chain in `folder`."""
+class MemoryChainSpeculator:
+    """A pool handler speculating on a chain held in memory (the workers fork with it)."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain
+
+    def __call__(self, task: SpeculationTask) -> list[TxOutcome]:
+        return speculate(self.chain, task)
+
+
+@dataclass
+class ModeResult:
+    """The best time of each block in one mode, the execution that gave it, and the CPU
+    seconds that run used in this process and in the workers."""
+
+    seconds: list[float]
+    executions: list[BlockExecution | None]
+    main_cpu: list[float]
+    worker_cpu: list[float]
+
+
+def workers_cpu(pool: WorkerPool[SpeculationTask, list[TxOutcome]] | None) -> float:
+    """CPU seconds used so far by the pool's live workers (Linux /proc; 0 elsewhere)."""
+    if pool is None:
+        return 0.0
+    total = 0.0
+    for pid in pool.worker_pids().values():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[str]:
+    """Result lines (serial, then one per worker count) for the chain in `folder`."""
     from tests.chain_helpers import memory_chain
 
     chain, rules = memory_chain(json.loads((folder / "genesis.json").read_text()))
@@ -43,48 +90,130 @@ def bench_profile(folder: Path, workers: int) -> str:
     blocks = [decode_block(raw, rules) for raw in iter_rlp_blocks(folder / "chain.rlp")]
     for block in blocks:
         importer.import_block(block)
+    txs = sum(len(block.transactions) for block in blocks)
 
-    started = time.perf_counter()
-    for block in blocks:
-        execute_block_serial(chain, block)
-    serial = time.perf_counter() - started
-
-    txs = reexecuted = 0
-    speculating = merging = 0.0
-    pool: WorkerPool[SpeculationTask, list[TxOutcome]]
-    with WorkerPool(lambda task: speculate(chain, task), PoolLimits(workers=workers)) as pool:
-        pool.map([])  # nothing: the workers fork on the first block
-        started = time.perf_counter()
-        for block in blocks:
-            execution = execute_block_parallel(chain, block, pool, workers=workers)
-            assert execution.block.header.hash == block.header.hash, block.number
-            txs += execution.transactions
-            reexecuted += execution.reexecuted
-            speculating += execution.speculate_seconds
-            merging += execution.merge_seconds
-        parallel = time.perf_counter() - started
+    pools: dict[int, Any] = {
+        n: WorkerPool(MemoryChainSpeculator(chain), PoolLimits(workers=n)) if n else None
+        for n in worker_counts
+    }
     n = len(blocks)
-    return (
-        f"{folder.name:10s} serial {n / serial:6.2f} blk/s  parallel {n / parallel:6.2f} blk/s  "
-        f"ratio {serial / parallel:4.2f}x  re-executed {reexecuted}/{txs}  "
-        f"parallel time: speculation {speculating:5.2f}s, merge+block work {merging:5.2f}s, "
-        f"other {parallel - speculating - merging:5.2f}s (serial {serial:5.2f}s)"
+    results = {
+        mode: ModeResult([float("inf")] * n, [None] * n, [0.0] * n, [0.0] * n)
+        for mode in ["serial", "batched", *worker_counts]
+    }
+    try:
+        for pool in pools.values():
+            if pool is not None:
+                pool.map([])  # nothing: the workers fork on the first block
+        for _round in range(rounds):
+            for position, block in enumerate(blocks):
+                started, cpu = time.perf_counter(), time.process_time()
+                execute_block_serial(chain, block)
+                elapsed = time.perf_counter() - started
+                _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
+                started, cpu = time.perf_counter(), time.process_time()
+                in_order = execute_block_batched(chain, block)
+                elapsed = time.perf_counter() - started
+                if in_order.block.header.hash != block.header.hash:
+                    raise AssertionError(f"block #{block.number}: batched result differs")
+                _keep_best(results["batched"], position, elapsed, in_order,
+                           time.process_time() - cpu)  # fmt: skip
+                for count, pool in pools.items():
+                    before = workers_cpu(pool)
+                    started, cpu = time.perf_counter(), time.process_time()
+                    execution = execute_block_parallel(chain, block, pool, workers=count)
+                    elapsed = time.perf_counter() - started
+                    main_cpu = time.process_time() - cpu
+                    if execution.block.header.hash != block.header.hash:
+                        raise AssertionError(f"block #{block.number}: parallel result differs")
+                    _keep_best(results[count], position, elapsed, execution, main_cpu,
+                               workers_cpu(pool) - before)  # fmt: skip
+    finally:
+        for pool in pools.values():
+            if pool is not None:
+                pool.close()
+
+    serial = sum(results["serial"].seconds)
+    lines = [_line(folder.name, "serial", len(blocks), txs, serial, serial, results["serial"])]
+    batched_result = results["batched"]
+    seconds = sum(batched_result.seconds)
+    lines.append(_line(folder.name, "batched", len(blocks), txs, seconds, serial, batched_result))
+    for count in worker_counts:
+        result = results[count]
+        label = f"{count} worker{'s' if count != 1 else ''}"
+        seconds = sum(result.seconds)
+        lines.append(_line(folder.name, label, len(blocks), txs, seconds, serial, result))
+    return lines
+
+
+def _keep_best(
+    result: ModeResult,
+    position: int,
+    seconds: float,
+    execution: Any,
+    main_cpu: float,
+    worker_cpu: float = 0.0,
+) -> None:
+    if seconds < result.seconds[position]:
+        result.seconds[position] = seconds
+        result.executions[position] = execution
+        result.main_cpu[position] = main_cpu
+        result.worker_cpu[position] = worker_cpu
+
+
+def _line(
+    profile: str,
+    mode: str,
+    blocks: int,
+    txs: int,
+    seconds: float,
+    serial: float,
+    result: ModeResult,
+) -> str:
+    line = (
+        f"{profile:10s} {mode:10s} {blocks / seconds:6.2f} blk/s {txs / seconds:7.1f} tx/s  "
+        f"speedup {serial / seconds:4.2f}x"
+    )
+    cpu = f"cpu {sum(result.main_cpu):5.2f}s here"
+    if mode == "serial":
+        return line + f"  ({seconds:5.2f}s; {cpu})"
+    cpu += f" + {sum(result.worker_cpu):5.2f}s workers"
+    executions = [e for e in result.executions if e is not None]
+    reexecuted = sum(e.reexecuted for e in executions)
+    modes = sorted({e.mode for e in executions})
+    speculating = sum(e.speculate_seconds for e in executions)
+    merging = sum(e.merge_seconds for e in executions)
+    rate = "n/a" if mode == "batched" else f"{100 * (txs - reexecuted) / max(1, txs):5.1f}%"
+    return line + (
+        f"  parallel rate {rate}  "
+        f"re-executed {reexecuted}/{txs}  ({seconds:5.2f}s: speculation {speculating:5.2f}s, "
+        f"merge+block work {merging:5.2f}s; {cpu}; modes {','.join(modes)})"
     )
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=4)
-    parser.add_argument("--txs", type=int, default=40)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--txs", type=int, default=100)
+    parser.add_argument(
+        "--workers",
+        default="0,1,2",
+        help="worker counts, comma-separated (0: speculate here, then merge: no parallelism)",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profiles", default=",".join(PROFILES))
     args = parser.parse_args(argv)
-    print(f"parallel execution: {args.blocks} blocks x {args.txs} txs, {args.workers} workers, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    worker_counts = [int(n) for n in args.workers.split(",")]
+    print(f"parallel execution: {args.blocks} blocks x {args.txs} txs, workers {worker_counts}, "
+          f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for profile in PROFILES:
+        for profile in args.profiles.split(","):
             folder = Path(tmp) / profile
             generate_chain(folder, args.blocks, args.txs, profile, seed=11)
-            print(bench_profile(folder, args.workers), flush=True)
+            for line in bench_profile(folder, worker_counts, args.rounds):
+                print(line, flush=True)
+    print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -1,13 +1,11 @@
 """Parallel block execution: speculate every transaction on the parent state, merge in order.
 
-`execute_block_parallel` runs the transactions of a block in worker processes, each against the
-parent state (after the block's pre-processing system calls), recording its read and write set.
-It then imports the block through py-evm's own `import_block` on a VM whose
-`apply_all_transactions` merges instead of executing: in block order, a transaction whose reads
-(or absolute writes) meet an earlier transaction's writes, that failed speculatively, or that wiped
-a storage, is re-executed against the merged state in this process; every other transaction's
-writes are applied as it ran and its receipt reused with the cumulative gas. py-evm then applies
-the block-level work in its place: withdrawals, rewards, Prague requests, the state root.
+`execute_block_parallel` runs the transactions of a block in worker processes (each given a
+partial block holding only its share; this process speculates one more share meanwhile), each
+against the parent state (after the block's pre-processing system calls), recording its read and
+write set and the parent accounts it touched. It then imports the block through py-evm's own
+`import_block` on the merging VM of merge.py: conflicting transactions re-executed here, the
+others committed as they ran, the block-level work and the (batched) state root by py-evm.
 
 If the result disagrees with the header in state root, receipts root, bloom, gas used or requests
 hash, the block is re-run serially; that serial result is what is returned. Blocks before
@@ -19,11 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.abc import BlockAPI
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.byzantium import ByzantiumVM
 from eth_utils import ValidationError
@@ -31,14 +30,26 @@ from eth_utils import ValidationError
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
+from khipu.execution.merge import TxOutcome, as_block_class, parallel_vm_class
 from khipu.execution.pool import PoolLimits, WorkerPool
-from khipu.execution.rwset import (
-    FieldKey,
-    ReadWriteSet,
-    RecordingStateMixin,
-    conflicts,
-    recording_state_class,
-)
+from khipu.execution.rlp_items import encode_list, list_items
+from khipu.execution.rwset import ReadWriteSet
+
+# TxOutcome lives with the merge; callers keep importing it from here.
+__all__ = [
+    "BlockExecution",
+    "DatadirSpeculator",
+    "SpeculationTask",
+    "TxOutcome",
+    "chunks",
+    "execute_block_batched",
+    "execute_block_parallel",
+    "execute_block_serial",
+    "partial_block",
+    "speculate",
+    "speculate_block",
+    "supports_parallel",
+]
 
 log = logging.getLogger("khipu.execution")
 
@@ -47,22 +58,28 @@ CHECKED_FIELDS = ("state_root", "receipt_root", "bloom", "gas_used", "requests_h
 
 
 @dataclass(frozen=True)
-class TxOutcome:
-    """A transaction run speculatively: its receipt (gas of this transaction alone) and rw-set,
-    or the error that stopped it (then it is re-executed in the merge)."""
-
-    index: int
-    receipt: bytes | None
-    rwset: ReadWriteSet | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
 class SpeculationTask:
-    """Transactions `indices` of the block `block_rlp` to run on its parent state."""
+    """Transactions `indices` of the block `block_rlp` to run on its parent state. If
+    `partial`, `block_rlp` holds only those transactions, in that order (see partial_block)."""
 
     block_rlp: bytes
     indices: tuple[int, ...]
+    partial: bool = False
+
+
+def partial_block(block_rlp: bytes, runs: Sequence[tuple[int, ...]]) -> list[bytes]:
+    """For each run of transaction indices, the block with only those transactions (same
+    header, uncles and withdrawals): a worker then decodes only what it runs.
+
+    Raises RlpItemError if `block_rlp` is not an RLP list holding a list of transactions.
+    """
+    items = list_items(block_rlp)
+    transactions = list_items(items[1])
+    blocks = []
+    for run in runs:
+        items[1] = encode_list([transactions[index] for index in run])
+        blocks.append(encode_list(items))
+    return blocks
 
 
 @dataclass
@@ -70,108 +87,25 @@ class BlockExecution:
     """The executed block and how it was executed."""
 
     block: BlockAPI
-    mode: str  # "parallel", "serial" (not handled) or "serial-fallback" (parallel disagreed)
+    # "parallel", "batched" (execute_block_batched), "serial" (not handled) or
+    # "serial-fallback" (the parallel or batched result disagreed with the header)
+    mode: str
     transactions: int
     reexecuted: int = 0
     speculate_seconds: float = 0.0  # workers running every transaction on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
 
 
-class ParallelVMMixin:
-    """Mixed in before a fork's VM: `apply_all_transactions` merges `speculation` outcomes."""
-
-    speculation: Sequence[TxOutcome] = ()
-    reexecuted: int = 0
-
-    def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
-        """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
-        state, pre-processing system calls); returns the header to apply transactions on."""
-        vm: Any = self
-        fields: dict[str, Any] = {
-            "coinbase": block.header.coinbase,
-            "difficulty": block.header.difficulty,
-            "gas_limit": block.header.gas_limit,
-            "timestamp": block.header.timestamp,
-            "extra_data": block.header.extra_data,
-            "mix_hash": block.header.mix_hash,
-            "nonce": block.header.nonce,
-        }
-        if hasattr(block.header, "parent_beacon_block_root"):
-            fields["parent_beacon_block_root"] = block.header.parent_beacon_block_root
-        vm._block = vm.get_block().copy(header=vm.configure_header(**fields))
-        context = vm.create_execution_context(block.header, vm.previous_hashes, vm.chain_context)
-        header = vm.get_header().copy(gas_used=0)
-        vm._state = vm.get_state_class()(vm.chaindb.db, context, header.state_root)
-        vm.block_preprocessing(block)
-        return cast(BlockHeaderAPI, header)
-
-    def apply_all_transactions(
-        self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
-    ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[Any, ...]]:
-        vm: Any = self
-        state = cast(RecordingStateMixin, vm.state)
-        builder = vm.get_receipt_builder()
-        written: set[FieldKey] = set()
-        receipts: list[ReceiptAPI] = []
-        header = base_header
-        for index, transaction in enumerate(transactions):
-            outcome = self.speculation[index] if index < len(self.speculation) else None
-            rwset = None if outcome is None else outcome.rwset
-            if (
-                outcome is None
-                or outcome.receipt is None
-                or rwset is None
-                or rwset.has_wipe
-                or conflicts(rwset, written)
-            ):
-                state.start_recording()
-                try:
-                    receipt, _computation = vm.apply_transaction(header, transaction)
-                finally:
-                    rwset = state.finish_recording()
-                self.reexecuted += 1
-            else:
-                vm.validate_transaction_against_header(header, transaction)
-                vm.state.lock_changes()
-                apply_writes(vm.state, rwset)
-                speculative = builder.decode(outcome.receipt)
-                receipt = speculative.copy(gas_used=header.gas_used + speculative.gas_used)
-            written |= rwset.written_keys()
-            header = vm.add_receipt_to_header(header, receipt)
-            header = vm.increment_blob_gas_used(header, transaction)
-            receipts.append(receipt)
-        return header, tuple(receipts), ()
-
-
-def apply_writes(state: Any, rwset: ReadWriteSet) -> None:
-    """Apply a transaction's recorded writes to `state` (balance deltas add to what is there)."""
-    for address, write in rwset.writes.items():
-        if write.balance is not None:
-            state.set_balance(address, write.balance)
-        elif write.balance_delta is not None:
-            state.delta_balance(address, write.balance_delta)
-        if write.nonce is not None:
-            state.set_nonce(address, write.nonce)
-        if write.code is not None:
-            state.set_code(address, write.code)
-        for slot, value in write.storage:
-            state.set_storage(address, slot, value)
-        if write.exists is True and not state.account_exists(address):
-            state.touch_account(address)
-
-
-_VM_CLASSES: dict[type[Any], type[Any]] = {}
-
-
-def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
-    """The VM class of `vm_class`'s fork that records rw-sets and merges speculation."""
-    parallel = _VM_CLASSES.get(vm_class)
-    if parallel is None:
-        state_class = recording_state_class(vm_class.get_state_class())
-        parallel = type("Parallel" + vm_class.__name__, (ParallelVMMixin, vm_class),
-                        {"_state_class": state_class})  # fmt: skip
-        _VM_CLASSES[vm_class] = parallel
-    return parallel
+def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
+    """The parent-state RLP of every existing account `rwset` read or wrote."""
+    account_db = state._account_db
+    addresses = {key[1] for key in rwset.reads} | set(rwset.writes)
+    accounts = []
+    for address in addresses:
+        encoded = account_db._get_encoded_account(address, from_journal=False)
+        if encoded:
+            accounts.append((address, bytes(encoded)))
+    return tuple(accounts)
 
 
 def supports_parallel(vm_class: type[Any]) -> bool:
@@ -193,6 +127,18 @@ def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
 def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
     """Run the task's transactions, each alone on the parent state, recording rw-sets."""
     block = decode_block(task.block_rlp, chain.rules)
+    positions = {index: position for position, index in enumerate(task.indices)}
+    return speculate_block(chain, block, task.indices, positions if task.partial else None)
+
+
+def speculate_block(
+    chain: KhipuChain,
+    block: BlockAPI,
+    indices: Sequence[int],
+    positions: dict[int, int] | None = None,
+) -> list[TxOutcome]:
+    """Run transactions `indices` of `block` (found at `positions[index]` in
+    `block.transactions` if given), each alone on the parent state, recording rw-sets."""
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
     vm = _new_vm(chain, vm_class, block)
@@ -202,8 +148,8 @@ def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
     # One state for the whole task: each transaction runs from a snapshot of the parent state
     # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
     # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
-    for index in task.indices:
-        transaction = block.transactions[index]
+    for index in indices:
+        transaction = block.transactions[index if positions is None else positions[index]]
         snapshot = state.snapshot()
         state.start_recording()
         try:
@@ -216,8 +162,13 @@ def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
             state.revert(snapshot)
             outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
             continue
-        outcomes.append(TxOutcome(index, receipt.encode(), state.finish_recording()))
+        rwset = state.finish_recording()
         state.revert(snapshot)
+        outcomes.append(
+            TxOutcome(
+                index, receipt.encode(), rwset, parent_accounts=parent_accounts_of(state, rwset)
+            )
+        )
     return outcomes
 
 
@@ -247,48 +198,123 @@ def execute_block_parallel(
     workers: int = 2,
     tasks_per_worker: int = 1,
     min_transactions: int = 2,
+    speculate_here: bool = True,
 ) -> BlockExecution:
     """Execute `block` on its parent state in parallel; results equal serial execution's.
 
     With no `pool`, a pool forked now from this process (so it sees the parent state as it is in
     memory) runs the speculation and is closed afterwards. A given pool's handler must be
     `speculate` bound to a chain that can read the parent state (or a `DatadirSpeculator`).
-    Blocks before Byzantium and blocks of fewer than `min_transactions` transactions run
-    serially. Raises py-evm's ValidationError if the block is invalid (as serial execution would).
+    With `workers` 0 every transaction is speculated here, before the merge (no pool: the
+    batched state root and the merge without parallelism). Blocks before Byzantium and blocks
+    of fewer than `min_transactions` transactions run serially. Raises py-evm's
+    ValidationError if the block is invalid (as serial execution would).
     """
     vm_class = chain.rules.vm_class_for_header(block.header)
     count = len(block.transactions)
     if not supports_parallel(vm_class) or count < max(1, min_transactions):
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     encoded = block.encode() if hasattr(block, "encode") else _encode(block)
-    tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers * tasks_per_worker)]
     started = time.perf_counter()
-    if pool is None:
+    if workers == 0:
+        results = [speculate_block(chain, block, range(count))]
+    elif pool is None:
+        tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers)]
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
             results = own_pool.map(tasks)
     else:
-        results = pool.map(tasks)
+        shares = workers * tasks_per_worker
+        results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
+    return _merge(chain, block, vm_class, speculation, started)
+
+
+def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
+    """Execute `block` in order in this process on the merging VM, with no speculation: every
+    transaction runs as in py-evm, but the state root is batched and the block work is the
+    merge's (no deep block copies, receipts kept encoded). For blocks whose transactions mostly
+    conflict. Same results as serial; any disagreement with the header re-runs it serially.
+    """
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    if not supports_parallel(vm_class):
+        return BlockExecution(execute_block_serial(chain, block), "serial", len(block.transactions))
+    return _merge(chain, block, vm_class, (), time.perf_counter(), mode="batched")
+
+
+def _merge(
+    chain: KhipuChain,
+    block: BlockAPI,
+    vm_class: type[Any],
+    speculation: Sequence[TxOutcome],
+    started: float,
+    mode: str = "parallel",
+) -> BlockExecution:
+    """Import `block` on the merging VM with `speculation` (sorted by index) and check the
+    result against the header; on a disagreement or a merge error, the serial result."""
+    count = len(block.transactions)
     speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
     vm.speculation = speculation
     try:
-        imported = cast(BlockAPI, vm.import_block(block).block)
+        imported = as_block_class(vm.import_block(block).block, vm_class.get_block_class())
     except ValidationError as exc:
-        log.warning("block #%d: parallel merge raised %s; re-running serially",
-                    block.number, exc)  # fmt: skip
+        log.warning("block #%d: %s merge raised %s; re-running serially",
+                    block.number, mode, exc)  # fmt: skip
         return BlockExecution(execute_block_serial(chain, block), "serial-fallback", count)
     for name in CHECKED_FIELDS:
         if getattr(imported.header, name, None) != getattr(block.header, name, None):
-            log.warning("block #%d: parallel %s differs from the header; re-running serially",
-                        block.number, name)  # fmt: skip
+            log.warning("block #%d: %s %s differs from the header; re-running serially",
+                        block.number, mode, name)  # fmt: skip
             serial = execute_block_serial(chain, block)
             return BlockExecution(serial, "serial-fallback", count, vm.reexecuted)
     merged = time.perf_counter()
+    reexecuted = vm.reexecuted if speculation else 0
     return BlockExecution(
-        imported, "parallel", count, vm.reexecuted, speculated - started, merged - speculated
+        imported, mode, count, reexecuted, speculated - started, merged - speculated
     )
+
+
+def _speculate_with(
+    chain: KhipuChain,
+    pool: WorkerPool[SpeculationTask, list[TxOutcome]],
+    block: BlockAPI,
+    encoded: bytes,
+    count: int,
+    shares: int,
+    speculate_here: bool,
+) -> list[list[TxOutcome]]:
+    """Every transaction's outcome, in `shares` runs on the pool; with `speculate_here` (and a
+    pool that will not fork meanwhile, see _forks_nothing), one more run in this process while
+    the pool works (it would only wait otherwise)."""
+    speculate_here = speculate_here and _forks_nothing(pool)
+    runs = chunks(count, shares + (1 if speculate_here else 0))
+    local = runs.pop() if speculate_here and len(runs) > 1 else None
+    tasks = [
+        SpeculationTask(partial, run, partial=True)
+        for partial, run in zip(partial_block(encoded, runs), runs, strict=True)
+    ]
+    if local is None:
+        return pool.map(tasks)
+    with ThreadPoolExecutor(1, thread_name_prefix="khipu-speculation") as runner:
+        remote = runner.submit(pool.map, tasks)
+        results = [speculate_block(chain, block, local)]
+    return remote.result() + results
+
+
+def _forks_nothing(pool: Any) -> bool:
+    """True if `pool.map` will not fork a worker: all its workers are up and none is recycled.
+
+    This process speculates its share in this thread while another thread waits in
+    `pool.map`; a fork then would copy into the child whatever lock this thread holds (an
+    import lock, a store's lock) and the child would hang on it. A worker that dies mid-map is
+    still replaced by a fork: that rare case keeps the hazard.
+    """
+    limits = getattr(pool, "limits", None)
+    worker_pids = getattr(pool, "worker_pids", None)
+    if limits is None or worker_pids is None or limits.max_tasks is not None:
+        return False
+    return bool(len(worker_pids()) >= limits.workers)
 
 
 def _encode(block: BlockAPI) -> bytes:

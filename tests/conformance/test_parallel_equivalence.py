@@ -20,7 +20,12 @@ from khipu.devnet.builder import DevChainBuilder
 from khipu.devnet.generate import generate_chain
 from khipu.devnet.genesis import dev_accounts, dev_genesis_json
 from khipu.devnet.workload import PlannedTx, PlannedWithdrawal
-from khipu.execution.executor import BlockExecution, execute_block_parallel, supports_parallel
+from khipu.execution.executor import (
+    BlockExecution,
+    execute_block_batched,
+    execute_block_parallel,
+    supports_parallel,
+)
 from tests.chain_helpers import memory_chain, read_blocks
 from tests.conftest import conformance_full, require_testdata
 
@@ -40,7 +45,8 @@ class Compared:
 def compare_chain(
     genesis_document: dict[str, Any], raws: list[bytes], min_transactions: int = 2
 ) -> Compared:
-    """Execute each block in parallel, then serially, and assert the results are equal.
+    """Execute each block in parallel, batched (execute_block_batched), then serially, and
+    assert the results are equal.
 
     Blocks of at least `min_transactions` transactions (from Byzantium on) must have been
     executed in parallel, not serially.
@@ -53,6 +59,7 @@ def compare_chain(
         execution = execute_block_parallel(
             chain, block, workers=2, min_transactions=min_transactions
         )
+        batched = execute_block_batched(chain, block)
         importer.import_block(block)
         serial = chain.chaindb.get_block_header_by_hash(block.header.hash)
         for name in COMPARED:
@@ -60,7 +67,10 @@ def compare_chain(
             assert parallel_value == getattr(serial, name, None), (block.number, name)
         assert execution.block.header.hash == serial.hash, block.number
         assert execution.mode != "serial-fallback", f"block #{block.number} fell back"
+        assert batched.block.header == serial, f"block #{block.number}: batched differs"
         vm_class = rules.vm_class_for_header(block.header)
+        if supports_parallel(vm_class):
+            assert batched.mode == "batched", block.number
         if supports_parallel(vm_class) and len(block.transactions) >= min_transactions:
             assert execution.mode == "parallel", block.number
         executions.append(execution)
