@@ -141,13 +141,17 @@ def speculate_block(
     `block.transactions` if given), each alone on the parent state, recording rw-sets."""
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
-    vm = _new_vm(chain, vm_class, block)
-    header = vm.begin_block(block)
-    state = vm.state
-    state.lock_changes()
+
+    def fresh_state() -> tuple[Any, Any, Any]:
+        vm = _new_vm(chain, vm_class, block)
+        header = vm.begin_block(block)
+        vm.state.lock_changes()
+        return vm, header, vm.state
+
     # One state for the whole task: each transaction runs from a snapshot of the parent state
     # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
     # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
+    vm, header, state = fresh_state()
     for index in indices:
         transaction = block.transactions[index if positions is None else positions[index]]
         snapshot = state.snapshot()
@@ -159,17 +163,34 @@ def speculate_block(
             vm.validate_receipt(receipt)
         except (ValidationError, ValueError) as exc:
             state.finish_recording()
-            state.revert(snapshot)
+            if not _reverted(state, snapshot):
+                vm, header, state = fresh_state()
             outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
             continue
         rwset = state.finish_recording()
-        state.revert(snapshot)
+        if not _reverted(state, snapshot):
+            vm, header, state = fresh_state()
         outcomes.append(
             TxOutcome(
                 index, receipt.encode(), rwset, parent_accounts=parent_accounts_of(state, rwset)
             )
         )
     return outcomes
+
+
+def _reverted(state: Any, snapshot: Any) -> bool:
+    """Revert `state` to `snapshot`; False if py-evm refuses, leaving the state unusable.
+
+    py-evm refuses to revert across two clears of one account's storage (a contract created
+    and self-destructed by the same transaction clears it at creation and at deletion); the
+    caller then starts from a fresh parent state. The transaction's rw-set is complete either
+    way (recording ended before the revert), and its storage wipe sends it to re-execution.
+    """
+    try:
+        state.revert(snapshot)
+    except ValidationError:
+        return False
+    return True
 
 
 def execute_block_serial(chain: KhipuChain, block: BlockAPI) -> BlockAPI:

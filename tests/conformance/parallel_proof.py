@@ -30,16 +30,6 @@ from khipu.execution.executor import (
 
 WORKER_COUNTS = (1, 2, 4)
 
-# A transaction whose CREATE (or CREATE2) opcode makes a contract that self-destructs in the
-# same transaction clears that account's storage twice (at creation and at deletion); the
-# speculation reverts each transaction with `state.revert(snapshot)`, which py-evm refuses across
-# two clears (ValidationError "This revert has changed the clear count in an invalid way, from 2
-# to 0"). The error escapes the worker as a TaskError and execute_block_parallel raises it: a
-# valid block cannot be imported.
-DOUBLE_STORAGE_CLEAR_BUG = (
-    "executor.speculate: revert across a CREATE2+SELFDESTRUCT in one transaction raises"
-    " py-evm's clear-count ValidationError, which escapes execute_block_parallel as TaskError"
-)
 
 HEADER_FIELDS = (
     "state_root", "receipt_root", "bloom", "gas_used", "requests_hash", "blob_gas_used",

@@ -17,10 +17,9 @@ from khipu.chain.chain import open_chain
 from khipu.chain.config import Genesis
 from khipu.chain.importer import BlockImporter
 from khipu.execution.block_executor import ParallelBlockExecutor
-from khipu.execution.pool import TaskError
 from khipu.storage.chain_store import ChainStore
 from tests.conformance.contention_blocks import ContentionChain, genesis_document
-from tests.conformance.test_parallel_differential import EXPLICIT, KNOWN_BUGS, Scenario
+from tests.conformance.test_parallel_differential import EXPLICIT, Scenario
 from tests.conftest import conformance_full
 
 pytestmark = [
@@ -59,28 +58,15 @@ def import_through_datadir(scenario: Scenario, datadir: Path) -> ParallelBlockEx
 # The default sample: one scenario each of a wipe, the coinbase, delegations; full: all.
 DEFAULT_SCENARIOS = (
     "coinbase-is-sender",
+    "create2-destroy-recreate",
     "delegations-and-requests",
     "shanghai-destroy-then-credit",
 )
-SCENARIOS = sorted(set(EXPLICIT) - set(KNOWN_BUGS)) if conformance_full() else DEFAULT_SCENARIOS
+SCENARIOS = sorted(EXPLICIT) if conformance_full() else DEFAULT_SCENARIOS
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_through_a_datadir_pool(name: str, tmp_path: Path) -> None:
-    scenario = EXPLICIT[name]
-    executor = import_through_datadir(scenario, tmp_path / "data")
-    assert executor.modes == {"parallel": len(scenario.blocks)}, executor.summary()
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=TaskError, reason=bug))
-        for name, bug in sorted(KNOWN_BUGS.items())
-    ],
-)
-def test_known_bug_through_a_datadir_pool(name: str, tmp_path: Path) -> None:
-    """The known bugs on the import's own path: today the worker's error ends the import."""
     scenario = EXPLICIT[name]
     executor = import_through_datadir(scenario, tmp_path / "data")
     assert executor.modes == {"parallel": len(scenario.blocks)}, executor.summary()

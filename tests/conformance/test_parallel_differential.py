@@ -14,8 +14,9 @@ with 1, 2 and 4 workers on the same parent: header, receipts and post-state must
 and the executor must not have fallen back to serial execution.
 
 By default a fixed (derandomized) set of DEFAULT_EXAMPLES examples; KHIPU_CONFORMANCE=full draws
-FULL_EXAMPLES random ones. While DOUBLE_STORAGE_CLEAR_BUG stands, a CREATE2 whose child
-self-destructs in the same call is left out of the random blocks; strict xfail tests keep it.
+FULL_EXAMPLES random ones. A CREATE2 whose child self-destructs in the same call (py-evm refused
+the speculation's revert across it; the worker now starts from a fresh parent state) is among
+the random actions and has its own scenario and test.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 from khipu.devnet import contention
 from khipu.devnet.builder import BuiltBlock
 from khipu.devnet.workload import TxKind
-from khipu.execution import executor as executor_module
+from khipu.execution import merge as merge_module
 from khipu.execution.pool import TaskError
 from tests.conformance import parallel_proof
 from tests.conformance.contention_blocks import (
@@ -45,7 +46,6 @@ from tests.conformance.contention_blocks import (
     ContentionChain,
 )
 from tests.conformance.parallel_proof import (
-    DOUBLE_STORAGE_CLEAR_BUG,
     WORKER_COUNTS,
     ParallelMismatch,
     ProofStats,
@@ -58,9 +58,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:SELFDESTRUCT opcode:DeprecationWarning"),
 ]
 
-# Until DOUBLE_STORAGE_CLEAR_BUG is fixed, the random scenarios leave out the factory's
-# create-and-destroy in one call; the xfail tests below keep the reproducer.
-AVOID_KNOWN_BUGS = True
+# True would leave the factory's create-and-destroy in one call out of the random scenarios
+# (for a known bug in that area, with KNOWN_BUGS naming the scenarios that fail).
+AVOID_KNOWN_BUGS = False
 
 DEFAULT_EXAMPLES = 12
 # KHIPU_CONFORMANCE=full: 300 random examples (about 15-25 minutes on a loaded 2-core machine,
@@ -253,9 +253,7 @@ EXPLICIT = {
     ]),
 }  # fmt: skip
 
-KNOWN_BUGS = {
-    "create2-destroy-recreate": DOUBLE_STORAGE_CLEAR_BUG,
-}
+KNOWN_BUGS: dict[str, str] = {}  # scenario -> bug (strict xfail); none known
 
 
 @pytest.mark.parametrize(
@@ -271,7 +269,6 @@ def test_parallel_equals_serial_on_explicit_scenario(name: str) -> None:
     assert run_scenario(EXPLICIT[name]) > 0
 
 
-@pytest.mark.xfail(strict=True, raises=TaskError, reason=DOUBLE_STORAGE_CLEAR_BUG)
 def test_contract_created_and_destroyed_by_one_call() -> None:
     """The minimal reproducer: one transaction whose call CREATE2s a child that self-destructs
     in the same transaction. Serial execution accepts the block; the speculation crashes."""
@@ -336,7 +333,7 @@ def test_the_proof_catches_a_merge_that_ignores_conflicts(
 ) -> None:
     """With conflict detection switched off the executor's own header check falls back to
     serial execution, which gives the right block: the proof must still fail, on the mode."""
-    monkeypatch.setattr(executor_module, "conflicts", lambda rwset, written: False)
+    monkeypatch.setattr(merge_module, "conflicts", lambda rwset, written: False)
     monkeypatch.setattr(parallel_proof, "PROOF_STATS", ProofStats())  # keep the summary clean
     with pytest.raises(ParallelMismatch, match="ran as serial-fallback, expected parallel"):
         run_scenario(EXPLICIT["coinbase-is-sender"])

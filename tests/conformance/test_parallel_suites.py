@@ -39,7 +39,6 @@ from tests.conformance.blockchain_tests import (
 )
 from tests.conformance.nimbus_witness import import_witness_block, load_witness, rebuild_block
 from tests.conformance.parallel_proof import (
-    DOUBLE_STORAGE_CLEAR_BUG,
     WORKER_COUNTS,
     ProvingExecutor,
 )
@@ -69,12 +68,9 @@ def proving(suite: str, workers: tuple[int, ...]) -> Callable[[KhipuChain], Prov
 
 
 # Fixture tests the parallel executor fails today (strict xfail: they must fail with the error
-# named); they run in the default sample too. See DOUBLE_STORAGE_CLEAR_BUG.
-KNOWN_FAILURES: dict[str, str] = {
-    # a CREATE2 whose init code self-destructs: the speculation's revert raises in py-evm
-    "create2InitCodes_d5g0v0_Constantinople": DOUBLE_STORAGE_CLEAR_BUG,
-    "create2InitCodes_d5g0v0_ConstantinopleFix": DOUBLE_STORAGE_CLEAR_BUG,
-}
+# named); they run in the default sample too. (create2InitCodes_d5g0v0_* were, until the speculation
+# started over from a fresh state where py-evm refuses a revert.)
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _blockchain_params() -> list[Any]:
