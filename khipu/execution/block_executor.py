@@ -40,6 +40,7 @@ from khipu.execution.executor import (
     DatadirSpeculator,
     SpeculationTask,
     TxOutcome,
+    execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
     supports_parallel,
@@ -50,7 +51,7 @@ from khipu.logs import event
 log = logging.getLogger("khipu.execution")
 
 MIN_TRANSACTIONS = 2  # fewer transactions than this run serially (nothing to overlap)
-MODES = ("parallel", "serial", "serial-only", "serial-fallback")
+MODES = ("parallel", "batched", "serial", "serial-only", "serial-fallback")
 
 
 class SpeculationUnavailable(RuntimeError):
@@ -159,18 +160,17 @@ class ParallelBlockExecutor:
             execution = self._run_parallel(block)
         elif self.can_parallel(block):
             execution = self.adaptive.execute(block)
-        else:
-            count = len(block.transactions)
-            execution = BlockExecution(
-                execute_block_serial(self.chain, block), "serial-only", count
-            )
+        else:  # in order, batched where the fork allows (py-evm's serial path before Byzantium)
+            execution = execute_block_batched(self.chain, block)
+            if execution.mode == "serial":
+                execution.mode = "serial-only"
         self._record(block, execution, time.perf_counter() - started)
         return execution.block
 
     def _run_serial(self, block: BlockAPI) -> BlockExecution:
-        return BlockExecution(
-            execute_block_serial(self.chain, block), "serial", len(block.transactions)
-        )
+        """The adaptive choice's other arm: in order in this process, with batched trie roots
+        and the merge's cheap block work (`execute_block_batched`), no speculation."""
+        return execute_block_batched(self.chain, block)
 
     def _run_parallel(self, block: BlockAPI) -> BlockExecution:
         # execute_block_parallel only calls `map` on its pool: any TaskRunner does.

@@ -23,12 +23,24 @@ from khipu.chain.chain import KhipuChain
 from khipu.execution.executor import (
     CHECKED_FIELDS,
     BlockExecution,
+    execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
     supports_parallel,
 )
 
-WORKER_COUNTS = (1, 2, 4)
+# 0 stands for the in-order batched execution in this process (`execute_block_batched`, what
+# the node runs when it chooses not to speculate); the others are worker processes.
+WORKER_COUNTS = (0, 1, 2, 4)
+
+
+def execute_proved(chain: KhipuChain, block: BlockAPI, workers: int) -> tuple[BlockExecution, str]:
+    """Execute `block` the way `workers` names (0: batched in order, else in parallel with that
+    many workers) and say which mode a block the executor handles must have run in."""
+    if workers == 0:
+        return execute_block_batched(chain, block), "batched"
+    execution = execute_block_parallel(chain, block, workers=workers, min_transactions=1)
+    return execution, "parallel"
 
 
 HEADER_FIELDS = (
@@ -158,10 +170,10 @@ def check_parallel(
 ) -> BlockExecution:
     """Execute `block` in parallel with `workers` and require the serial result `serial`, with
     no fallback. Raises ParallelMismatch listing the differences."""
-    execution = execute_block_parallel(chain, block, workers=workers, min_transactions=1)
+    execution, handled_mode = execute_proved(chain, block, workers)
     PROOF_STATS.record(suite, execution)
     problems = compare_blocks(chain, serial, execution.block, addresses)
-    expected_mode = "parallel" if expects_parallel(chain, block) else "serial"
+    expected_mode = handled_mode if expects_parallel(chain, block) else "serial"
     if execution.mode != expected_mode:
         note = f"{suite} block #{block.number}, {workers} workers: mode {execution.mode}"
         PROOF_STATS.fallbacks.append(note)
@@ -218,9 +230,7 @@ class ProvingExecutor:
             except ValidationError as exc:
                 serial_error = exc
         try:
-            execution = execute_block_parallel(
-                self.chain, block, workers=workers, min_transactions=1
-            )
+            execution, handled_mode = execute_proved(self.chain, block, workers)
         except ValidationError as exc:
             if self.serial and serial_error is None:
                 raise ParallelMismatch(
@@ -241,7 +251,7 @@ class ProvingExecutor:
             getattr(reference.header, name, None) == getattr(block.header, name, None)
             for name in CHECKED_FIELDS
         )
-        if agrees and expects_parallel(self.chain, block) and execution.mode != "parallel":
+        if agrees and expects_parallel(self.chain, block) and execution.mode != handled_mode:
             PROOF_STATS.fallbacks.append(f"{self.suite} block #{block.number}: {execution.mode}")
             problems.append(f"ran as {execution.mode} although serial agrees with the header")
         if problems:

@@ -176,9 +176,9 @@ def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
     assert int(first_parallel["reexecuted"]) > int(first_parallel["txs"]) // 2
     assert float(first_parallel["parallel_rate"]) < 0.5
     counts = modes(err)
-    # After one parallel block that re-ran most of its transactions, serial is chosen; parallel
-    # comes back only as the periodic probe.
-    assert counts.get("serial", 0) >= 6 and counts.get("parallel", 0) <= 2, counts
+    # After one parallel block that re-ran most of its transactions, in-order batched execution
+    # is chosen; parallel comes back only as the periodic probe.
+    assert counts.get("batched", 0) >= 6 and counts.get("parallel", 0) <= 2, counts
 
 
 class UnavailableWorkers:
