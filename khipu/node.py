@@ -305,6 +305,10 @@ class Node:
                 raise
             log.warning("devp2p is off: %s (choose a free one with --port)", error)
             return
+        if config.discovery:  # --nodiscover: no Discovery actor
+            from khipu.p2p.peers.discovery_actor import discovery_spec
+
+            self.tree.add_child(discovery_spec(host, self.peer_board, faults=self.faults))
         if self.rpc is not None:  # admin_nodeInfo, admin_peers, net_listening, net_peerCount
             self.rpc.set_p2p_info(host.node_info)
 

@@ -7,17 +7,21 @@ The host keeps the sockets; the PeerManager actor (khipu.p2p.peers) decides: eve
 past Hello, inbound or dialled, is run by a PeerConnection that asks the manager whether it may
 stay and hands the peer's requests to its peer actor. `attach` gives the host the manager's
 mailbox; `dial` and `discovered` are what the manager calls back from its thread.
+
+discv4's socket lives here too, but its schedule does not: the Discovery actor
+(khipu.p2p.peers.discovery_actor) opens and closes it and runs its rounds (bonding with the boot
+nodes, lookups, revalidation) through `open_discovery`, `discovery_round`, `close_discovery`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from coincurve import PrivateKey
 
@@ -97,7 +101,6 @@ class P2PHost:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="p2p", daemon=True)
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._last_fork_id: ForkId | None = None
         self.bootnodes = parse_enodes(config.bootnodes, "--bootnodes")
         self.staticnodes = parse_enodes(config.staticnodes, "--staticnodes")
@@ -188,6 +191,66 @@ class P2PHost:
         future = asyncio.run_coroutine_threadsafe(self._discovered(), self._loop)
         return future.result(START_TIMEOUT)
 
+    # -- discovery, driven by the Discovery actor (khipu.p2p.peers.discovery_actor) ----------
+
+    def open_discovery(self) -> None:
+        """Make discv4 serve on our UDP port: adopt the service bound by `start`, or bind a new
+        one on the same port after `close_discovery`. Raises P2PUnavailable if the host is not
+        running or the port cannot be bound again."""
+        if not self.running:
+            raise P2PUnavailable("devp2p is not running: discovery cannot open")
+        future = asyncio.run_coroutine_threadsafe(self._open_discovery(), self._loop)
+        try:
+            future.result(START_TIMEOUT)
+        except OSError as exc:
+            raise P2PUnavailable(
+                f"cannot serve discv4 on {self.config.host}:{self._udp_port()}: {exc}"
+            ) from exc
+
+    def close_discovery(self) -> None:
+        """Close the discv4 service (its pending requests fail). Never raises."""
+        if self.discovery is None or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._close_discovery(), self._loop)
+        try:
+            future.result(STOP_TIMEOUT)
+        except Exception as exc:
+            log.warning("discv4 did not close cleanly: %r", exc)
+
+    def discovery_round(
+        self, round_of: Callable[[Discovery], Awaitable[object]]
+    ) -> concurrent.futures.Future[int]:
+        """Run `round_of(discovery)` on the loop; the future gives the table size after it, or
+        the round's error (P2PUnavailable when discovery is not open)."""
+        return asyncio.run_coroutine_threadsafe(self._discovery_round(round_of), self._loop)
+
+    def _udp_port(self) -> int:
+        return self.enode.udp_port if self.enode is not None else self.config.port
+
+    async def _open_discovery(self) -> None:
+        if self.discovery is not None:
+            return
+        port = self._udp_port()
+        self.discovery = await start_discovery(
+            self.private_key,
+            self.config.host,
+            port,
+            Endpoint(self.config.host, port, self.enode.tcp_port if self.enode else port),
+            self._fork_id,
+        )
+
+    async def _close_discovery(self) -> None:
+        discovery, self.discovery = self.discovery, None
+        if discovery is not None:
+            discovery.close()
+
+    async def _discovery_round(self, round_of: Callable[[Discovery], Awaitable[object]]) -> int:
+        discovery = self.discovery
+        if discovery is None:
+            raise P2PUnavailable("discv4 is closed")
+        await round_of(discovery)
+        return len(discovery.table)
+
     def node_info(self) -> dict[str, object]:
         """What admin_nodeInfo and net_ tell of devp2p: enode, id, address, ports, peers."""
         enode = self.enode
@@ -231,7 +294,6 @@ class P2PHost:
             except OSError:
                 self._server.close()
                 raise
-            self._spawn(self._run_discovery(self.discovery))
         return Enode(public_key_bytes(self.private_key), config.host, tcp_port, udp_port)
 
     def _fork_id(self) -> ForkId:
@@ -243,23 +305,6 @@ class P2PHost:
                 raise
             log.debug("fork id from the store failed, keeping the last: %r", exc)
         return self._last_fork_id
-
-    async def _run_discovery(self, discovery: Discovery) -> None:
-        if self.bootnodes:
-            nodes = [(b.node_id, Endpoint(b.ip, b.udp_port, b.tcp_port)) for b in self.bootnodes]
-            known = await discovery.bootstrap(nodes)
-            event(log, "discv4 bootstrapped", bootnodes=len(nodes), table=known)
-        await asyncio.gather(discovery.refresh_forever(), discovery.revalidate_forever())
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("devp2p task failed: %r", task.exception())
 
     async def _discovered(self) -> list[Enode]:
         if self.discovery is None:
@@ -321,8 +366,6 @@ class P2PHost:
             self._server.close()
         if self.discovery is not None:
             self.discovery.close()
-        for task in list(self._tasks):
-            task.cancel()
         for connection in list(self._connections.values()):
             await connection.session.disconnect(DisconnectReason.CLIENT_QUITTING)
         # Each peer's handler ends once its stream is closed; cancel only what lingers (the

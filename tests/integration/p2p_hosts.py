@@ -15,11 +15,13 @@ from coincurve import PrivateKey
 from prometheus_client import CollectorRegistry
 
 from khipu.actors import SupervisionTree
+from khipu.node_actors.faults import FaultPlan
 from khipu.p2p.abc import ChainReader
 from khipu.p2p.host import P2PConfig, P2PHost
 from khipu.p2p.keys import Enode
 from khipu.p2p.peers.board import PeerMetrics
 from khipu.p2p.peers.dialing import DialPlan
+from khipu.p2p.peers.discovery_actor import DiscoverySettings, discovery_spec
 from khipu.p2p.peers.manager import PeerManager, PeerSettings, peer_manager_spec
 from khipu.p2p.peers.roster import PeerLimits
 from khipu.p2p.snap.abc import StateReader
@@ -56,9 +58,13 @@ def running_host(
     dial_plan: Callable[[], DialPlan] | None = None,
     state: StateReader | None = None,
     bad_list_path: Path | None = None,
+    discovery: DiscoverySettings | None = None,
+    faults: FaultPlan | None = None,
 ) -> Iterator[RunningHost]:
     """Start a host with its PeerManager (ticking every `tick` s; serving snap/1 from `state`
-    when given; its bad list kept in `bad_list_path` when given); stop both on exit."""
+    when given; its bad list kept in `bad_list_path` when given) and, unless the config says
+    no discovery, its Discovery actor (on the `discovery` schedule, with `faults` armed);
+    stop them all on exit."""
     host = P2PHost(config, key or PrivateKey(), chain, state=state)
     settings = PeerSettings(
         PeerLimits(config.max_peers),
@@ -81,6 +87,8 @@ def running_host(
     host.attach(lambda message: manager.tell(message, timeout=0.0))
     try:
         enode = host.start()
+        if config.discovery:
+            tree.add_child(discovery_spec(host, host.board, discovery, faults=faults))
         yield RunningHost(host, tree, metrics, registry, enode)
     finally:
         tree.shutdown("test over", timeout=30)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import Enode, public_key_bytes
 from khipu.p2p.peers import bad_list_file
-from tests.conftest import require_testdata
+from tests.conftest import REPO_ROOT, require_testdata
 from tests.integration.node_helpers import wait_until
 from tests.integration.test_node_p2p import RunningNode
 from tests.unit.p2p.chainfile import MemoryChain
@@ -159,3 +161,24 @@ def test_a_hostile_peer_is_dropped_bad_listed_and_refused_while_a_serves(
     # kept in A's datadir, so a restarted A still refuses it
     [stored] = bad_list_file.load(a.datadir / bad_list_file.FILE_NAME)
     assert stored.node_id == public_key_bytes(key)
+
+
+def test_khipu_status_shows_b_s_discovery_actor_with_a_in_its_table(
+    nodes: tuple[Node, Node],
+) -> None:
+    _, b = nodes
+
+    def discovery_reported() -> bool:
+        health = rpc(b.rpc_url, "khipu_health")
+        names = {str(actor.get("actor", "")).rsplit("/", 1)[-1] for actor in health["actors"]}
+        facts = health["p2p"].get("discovery") or {}
+        return "Discovery" in names and facts.get("table", 0) >= 1
+
+    wait_until(discovery_reported, 60, "b's Discovery actor in khipu_health, A in its table")
+    result = subprocess.run(
+        [sys.executable, "-m", "khipu.cli", "status", "--rpc", b.rpc_url],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[0] for line in result.stdout.splitlines()[2:] if line.strip()]
+    assert "Discovery" in rows and "PeerManager" in rows, result.stdout

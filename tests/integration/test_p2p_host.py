@@ -97,8 +97,9 @@ def test_host_bonds_with_its_bootnodes(prague_chain: MemoryChain) -> None:
                 boot.node_id, "127.0.0.1", boot.endpoint.tcp_port, boot.endpoint.udp_port
             )
             config = P2PConfig(port=0, bootnodes=(str(boot_enode),))
-            host = P2PHost(config, PrivateKey(), prague_chain)
-            enode = await asyncio.to_thread(host.start)
+            # the host serves discv4; its Discovery actor (started by running_host) bonds
+            running = running_host(prague_chain, config)
+            enode = (await asyncio.to_thread(running.__enter__)).enode
             try:
                 for _ in range(200):
                     if boot.table.get(enode.node_id) is not None:
@@ -117,7 +118,7 @@ def test_host_bonds_with_its_bootnodes(prague_chain: MemoryChain) -> None:
                 )
                 assert record.fork_id == LocalChain.from_reader(prague_chain).status().fork_id
             finally:
-                await asyncio.to_thread(host.stop)
+                await asyncio.to_thread(running.__exit__, None, None, None)
         finally:
             boot.close()
 

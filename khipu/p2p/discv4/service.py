@@ -365,17 +365,26 @@ class Discovery(asyncio.DatagramProtocol):
         """Every `interval` seconds look up a random target, discovering new nodes."""
         while True:
             await asyncio.sleep(interval)
-            target = PrivateKey().public_key.format(compressed=False)[1:]
-            await self.lookup(bytes(target))
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Look up a random target once: the table learns the nodes met on the way."""
+        target = PrivateKey().public_key.format(compressed=False)[1:]
+        await self.lookup(bytes(target))
 
     async def revalidate_forever(self, interval: float = REVALIDATE_INTERVAL) -> None:
         """Every `interval` seconds ping the least recently seen node of a random non-empty
         bucket; a node that fails is replaced by the newest entry of its replacement list."""
         while True:
             await asyncio.sleep(interval)
-            buckets = [b for b in self.table.buckets if b.entries]
-            if buckets:
-                await self._revalidate(random.choice(buckets).entries[0])
+            await self.revalidate()
+
+    async def revalidate(self) -> None:
+        """Ping the least recently seen node of a random non-empty bucket once; a node that
+        fails is replaced by the newest entry of its replacement list."""
+        buckets = [b for b in self.table.buckets if b.entries]
+        if buckets:
+            await self._revalidate(random.choice(buckets).entries[0])
 
 
 _HANDLERS: dict[type, Callable[[Discovery, Packet, Address], None]] = {

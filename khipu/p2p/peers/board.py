@@ -1,5 +1,6 @@
-"""What the outside sees of the peers: a thread-safe board the PeerManager publishes to and the
-JSON-RPC server (admin_peers, net_peerCount, khipu_health) reads, plus the p2p metrics."""
+"""What the outside sees of the peers: a thread-safe board the PeerManager and the Discovery actor
+publish to and the JSON-RPC server (admin_peers, net_peerCount, khipu_health) reads, plus the p2p
+metrics."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class PeerBoard:
         self._lock = threading.Lock()
         self._connections: tuple[Connection, ...] = ()
         self._bad: tuple[BadListEntry, ...] = ()
+        self._discovery: dict[str, Any] | None = None
         self.max_peers = 0
 
     def publish(self, connections: list[Connection], bad: list[BadListEntry]) -> None:
@@ -33,6 +35,11 @@ class PeerBoard:
         with self._lock:
             self._connections = tuple(c for c in connections if c.active)
             self._bad = tuple(bad)
+
+    def publish_discovery(self, facts: dict[str, Any]) -> None:
+        """Replace what the Discovery actor last reported (table size, rounds, last lookup)."""
+        with self._lock:
+            self._discovery = dict(facts)
 
     def peer_count(self, direction: Direction | None = None) -> int:
         """Connected peers (past Status), in `direction` when given."""
@@ -49,12 +56,13 @@ class PeerBoard:
         return [_admin_peer(c) for c in connections]
 
     def summary(self) -> dict[str, Any]:
-        """The `p2p` part of khipu_health: counts, limits, bad list and a line per peer."""
+        """The `p2p` part of khipu_health: counts, limits, bad list and a line per peer, and
+        `discovery` ({table, rounds, last_lookup, incarnation}) once the Discovery actor ran."""
         now = self.clock()
         with self._lock:
-            connections, bad = self._connections, self._bad
+            connections, bad, discovery = self._connections, self._bad, self._discovery
         inbound = sum(1 for c in connections if c.direction is Direction.INBOUND)
-        return {
+        summary = {
             "peers": len(connections),
             "inbound": inbound,
             "outbound": len(connections) - inbound,
@@ -72,6 +80,9 @@ class PeerBoard:
                 for c in connections
             ],
         }
+        if discovery is not None:
+            summary["discovery"] = dict(discovery)
+        return summary
 
 
 def _admin_peer(connection: Connection) -> dict[str, Any]:
