@@ -34,7 +34,8 @@ class AdaptiveExecutor:
     """Runs each block with `run_parallel` or `run_serial`, whichever recent blocks say is faster.
 
     `can_parallel(block)` says whether the block may run in parallel at all (fork, transaction
-    count); blocks it refuses run serially and teach nothing.
+    count); blocks it refuses run serially and teach nothing. The first `warmup` blocks of each
+    mode teach nothing about its cost either (workers starting, cold caches).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class AdaptiveExecutor:
         probe_every: int = 16,
         conflict_limit: float = 0.5,
         clock: Callable[[], float] = time.perf_counter,
+        warmup: int = 0,
     ) -> None:
         self.run_serial = run_serial
         self.run_parallel = run_parallel
@@ -53,6 +55,7 @@ class AdaptiveExecutor:
         self.probe_every = probe_every
         self.conflict_limit = conflict_limit
         self.clock = clock
+        self.warmup = warmup
         self.stats = AdaptiveStats()
         self._eligible = 0
 
@@ -80,7 +83,7 @@ class AdaptiveExecutor:
         elapsed = self.clock() - started
         self.stats.blocks[mode] += 1
         gas = block.header.gas_used
-        if gas > 0:
+        if gas > 0 and self.stats.blocks[mode] > self.warmup:
             cost = elapsed / gas
             previous = self.stats.seconds_per_gas.get(mode)
             self.stats.seconds_per_gas[mode] = (

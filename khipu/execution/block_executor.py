@@ -120,7 +120,10 @@ class ParallelBlockExecutor:
         self.metrics = metrics
         self.modes: Counter[str] = Counter()
         self.always_parallel = always_parallel
-        self.adaptive = AdaptiveExecutor(self._run_serial, self._run_parallel, lambda _block: True)
+        # The first parallel block waits for the workers to start: not a measure of its cost.
+        self.adaptive = AdaptiveExecutor(
+            self._run_serial, self._run_parallel, lambda _block: True, warmup=1
+        )
         self._transactions = 0
         self._committed = 0  # transactions committed from the speculative pass
 

@@ -24,13 +24,14 @@ class Harness:
         reexecuted = self.reexecuted if mode == PARALLEL else 0
         return BlockExecution(block, mode, 10, reexecuted)
 
-    def executor(self, probe_every: int = 4) -> AdaptiveExecutor:
+    def executor(self, probe_every: int = 4, warmup: int = 0) -> AdaptiveExecutor:
         return AdaptiveExecutor(
             lambda block: self.run(SERIAL, block),
             lambda block: self.run(PARALLEL, block),
             lambda block: len(block.transactions) >= 2,
             probe_every=probe_every,
             clock=lambda: self.now,
+            warmup=warmup,
         )
 
 
@@ -73,3 +74,16 @@ def test_blocks_that_cannot_run_in_parallel_teach_nothing() -> None:
     assert harness.modes == [SERIAL]
     assert executor.stats.seconds_per_gas == {}
     assert executor.stats.blocks == {PARALLEL: 0, SERIAL: 0}
+
+
+def test_a_slow_first_parallel_block_is_a_warmup_and_not_held_against_parallel() -> None:
+    harness = Harness(serial_cost=2.0, parallel_cost=1.0, reexecuted=0)
+    harness.costs[PARALLEL] = 50.0  # the first parallel block waits for the workers to start
+    executor = harness.executor(probe_every=100, warmup=1)
+    executor.execute(block())
+    harness.costs[PARALLEL] = 1.0
+    for _ in range(5):
+        executor.execute(block())
+    # each mode's first block is a warm-up: measure each on its second, then keep parallel
+    assert harness.modes == [PARALLEL, PARALLEL, SERIAL, SERIAL, PARALLEL, PARALLEL]
+    assert executor.stats.seconds_per_gas[PARALLEL] < executor.stats.seconds_per_gas[SERIAL]
