@@ -34,6 +34,7 @@ from khipu.actors.metrics import (
     NodeMetrics,
 )
 from khipu.actors.shutdown import EXIT_FORCED, GracefulShutdown
+from khipu.chain.forkid import ForkId
 from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.devnet.generate import DevChainSpec, generate_chain
@@ -133,6 +134,7 @@ class Node:
         self.p2p_host: P2PHost | None = None
         self.peer_board = PeerBoard()
         self._genesis_hash: bytes | None = None  # read when the datadir is checked
+        self._fork_id: ForkId | None = None  # likewise, with devp2p on
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class Node:
         try:
             head = store.head()
             self._genesis_hash = store.genesis_hash
+            if self.settings.p2p is not None:  # the ENR's fork id while the writer restarts
+                self._fork_id = self._stored_fork_id(store)
         finally:
             store.close()
         event(
@@ -249,6 +253,14 @@ class Node:
                 self.shutdown("devp2p cannot start")
                 raise
 
+    def _stored_fork_id(self, store: ChainStore) -> ForkId:
+        """Our fork id at the stored head (EIP-2124)."""
+        from khipu.p2p.eth.peer import LocalChain
+        from khipu.p2p.store_reader import StoreChainReader
+
+        reader = StoreChainReader(store, self.selection.genesis, store.genesis_hash)
+        return LocalChain.from_reader(reader).status().fork_id
+
     def _make_p2p_host(self, config: P2PConfig) -> P2PHost:
         """The devp2p host (not started) over the writer's live store, with the key at
         DATADIR/nodekey. Raises P2PUnavailable for a bad node key or enode URL."""
@@ -267,7 +279,7 @@ class Node:
             self._genesis_hash,
         )
         state = StoreStateReader(self.live_store)  # type: ignore[arg-type]
-        return P2PHost(config, key, reader, self.peer_board, state=state)
+        return P2PHost(config, key, reader, self.peer_board, state=state, fork_id=self._fork_id)
 
     def _peer_manager_spec(self, host: P2PHost) -> ChildSpec:
         from khipu.p2p.peers.bad_list_file import FILE_NAME as BAD_LIST_FILE

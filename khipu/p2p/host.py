@@ -87,7 +87,10 @@ class P2PHost:
         board: PeerBoard | None = None,
         *,
         state: StateReader | None = None,
+        fork_id: ForkId | None = None,
     ) -> None:
+        """`fork_id`, if given, is what the ENR says until the chain can be read (a store that
+        is restarting when the host starts); without it the chain must be readable at start."""
         self.config = config
         self.private_key = private_key
         self.chain = chain
@@ -101,7 +104,7 @@ class P2PHost:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="p2p", daemon=True)
         self._server: asyncio.Server | None = None
-        self._last_fork_id: ForkId | None = None
+        self._last_fork_id: ForkId | None = fork_id
         self.bootnodes = parse_enodes(config.bootnodes, "--bootnodes")
         self.staticnodes = parse_enodes(config.staticnodes, "--staticnodes")
 
@@ -271,7 +274,7 @@ class P2PHost:
 
     async def _start(self) -> Enode:
         config = self.config
-        self._fork_id()  # the chain must be readable now: the ENR falls back on this one
+        self._fork_id()  # readable now (or a fork id given): the ENR falls back on this one
         self._server = await listen(
             config.host,
             config.port,
