@@ -56,12 +56,17 @@ def list_items(data: bytes, pos: int = 0) -> list[bytes]:
     return items
 
 
+def length_prefix(length: int, offset: int) -> bytes:
+    """The prefix of an RLP string (`offset` 0x80) or list (0xC0) of `length` payload bytes."""
+    if length < 56:
+        return bytes((offset + length,))
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((offset + 55 + len(size),)) + size
+
+
 def list_prefix(length: int) -> bytes:
     """The prefix of an RLP list whose payload is `length` bytes."""
-    if length < 56:
-        return bytes((0xC0 + length,))
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(size),)) + size
+    return length_prefix(length, 0xC0)
 
 
 def encode_list(items: list[bytes]) -> bytes:

@@ -25,10 +25,11 @@ from eth_hash.auto import keccak
 from eth_typing import Hash32
 
 from khipu.execution.node_cache import NodeStore, decoded_node
+from khipu.execution.rlp_items import length_prefix
+from khipu.nibbles import Nibbles, hex_prefix_decode, hex_prefix_encode, key_nibbles
 
 BLANK_ROOT = Hash32(keccak(b"\x80"))
 
-Nibbles = tuple[int, ...]
 Raw = bytes | list[Any]  # a node as RLP-decoded: b"" (blank), a hash, or a list
 
 
@@ -86,11 +87,6 @@ class _Branch:
 Node = None | bytes | list[Any] | _Leaf | _Extension | _Branch
 Loaded = None | _Leaf | _Extension | _Branch
 Update = tuple[Nibbles, bytes]  # full key in nibbles, new value (b"": delete)
-
-
-def key_nibbles(key: bytes) -> Nibbles:
-    """The nibbles of `key`, high nibble first."""
-    return tuple(n for byte in key for n in (byte >> 4, byte & 0x0F))
 
 
 def update_trie(
@@ -269,9 +265,9 @@ class _Batch:
             return node
         raw: list[Any]
         if isinstance(node, _Leaf):
-            raw = [_hex_prefix(node.path, True), node.value]
+            raw = [hex_prefix_encode(node.path, True), node.value]
         elif isinstance(node, _Extension):
-            raw = [_hex_prefix(node.path, False), self.encode(node.child)]
+            raw = [hex_prefix_encode(node.path, False), self.encode(node.child)]
         else:
             raw = [self.encode(child) for child in node.children]
             raw.append(node.value)
@@ -292,21 +288,11 @@ def _from_raw(raw: Raw, where: Any) -> Loaded:
         children: list[Node] = [None if child == b"" else child for child in raw[:16]]
         return _Branch(children, raw[16])
     if len(raw) == 2 and isinstance(raw[0], bytes) and raw[0]:
-        flags = raw[0][0] >> 4
-        path = key_nibbles(raw[0])[1 if flags & 1 else 2 :]
-        if flags & 2:
+        path, leaf = hex_prefix_decode(raw[0])
+        if leaf:
             return _Leaf(path, raw[1])
         return _Extension(path, raw[1])
     raise InvalidTrieNodeError(f"trie node {where!r} has {len(raw)} items")
-
-
-def _hex_prefix(path: Nibbles, leaf: bool) -> bytes:
-    flag = 2 if leaf else 0
-    if len(path) % 2:
-        nibbles: Nibbles = (flag + 1, *path)
-    else:
-        nibbles = (flag, 0, *path)
-    return bytes(nibbles[i] << 4 | nibbles[i + 1] for i in range(0, len(nibbles), 2))
 
 
 def encode_rlp(item: Raw) -> bytes:
@@ -314,13 +300,6 @@ def encode_rlp(item: Raw) -> bytes:
     if isinstance(item, bytes):
         if len(item) == 1 and item[0] < 0x80:
             return item
-        return _length_prefix(len(item), 0x80) + item
+        return length_prefix(len(item), 0x80) + item
     payload = b"".join([encode_rlp(element) for element in item])
-    return _length_prefix(len(payload), 0xC0) + payload
-
-
-def _length_prefix(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes((offset + length,))
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((offset + 55 + len(size),)) + size
+    return length_prefix(len(payload), 0xC0) + payload

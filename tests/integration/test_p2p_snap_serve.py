@@ -23,6 +23,7 @@ from khipu.chain.config import Genesis
 from khipu.chain.import_job import import_files
 from khipu.chain.progress import ImportProgress
 from khipu.chain.rules import ChainRules
+from khipu.nibbles import key_nibbles
 from khipu.p2p import session as p2p
 from khipu.p2p import wire
 from khipu.p2p.errors import DisconnectReason, PeerDisconnected
@@ -32,7 +33,6 @@ from khipu.p2p.host import P2PConfig, P2PHost
 from khipu.p2p.keys import Enode, keccak256
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap.messages import MAX_HASH, ZERO_HASH
-from khipu.p2p.snap.trie_reader import key_nibbles
 from khipu.p2p.store_reader import StoreChainReader
 from khipu.p2p.store_state import StoreStateReader
 from khipu.storage.chain_store import ChainStore

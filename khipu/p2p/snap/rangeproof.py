@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from khipu.nibbles import Nibbles
 from khipu.p2p import wire
 from khipu.p2p.errors import PeerMisbehaved
 from khipu.p2p.keys import keccak256
@@ -15,7 +16,6 @@ from khipu.p2p.snap.trie_nodes import (
     BadProof,
     Branch,
     HashRef,
-    Nibbles,
     Node,
     Short,
     Value,

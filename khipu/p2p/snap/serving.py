@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 
+from khipu.nibbles import Nibbles
 from khipu.p2p import wire
 from khipu.p2p.snap import messages as snap
 from khipu.p2p.snap.abc import StateReader, StateUnavailable
@@ -33,7 +34,7 @@ from khipu.p2p.snap.messages import (
     GetTrieNodes,
     StorageRanges,
 )
-from khipu.p2p.snap.trie_nodes import BadProof, Nibbles, compact_to_nibbles
+from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles
 from khipu.p2p.snap.trie_reader import MalformedTrieNode, MissingTrieNode, TrieReader
 
 log = logging.getLogger("khipu.p2p.snap")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from khipu.nibbles import TERMINATOR, Nibbles, key_nibbles
 from khipu.p2p import wire
 from khipu.p2p.errors import P2PError, PeerMisbehaved
 from khipu.p2p.keys import keccak256
-from khipu.p2p.snap.trie_nodes import TERMINATOR, BadProof, Nibbles, compact_to_nibbles
-from khipu.p2p.snap.trie_reader import key_nibbles
+from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles
 
 NodeLookup = Callable[[bytes], bytes | None]  # a known trie node's RLP by its hash, or None
 # One requested node: (account hash for a storage trie or None for the account trie, path).

@@ -10,11 +10,9 @@ from dataclasses import dataclass, field
 
 from sha3 import keccak_256
 
+from khipu.nibbles import TERMINATOR, Nibbles, hex_prefix_decode, hex_prefix_encode, key_nibbles
 from khipu.p2p import wire
 from khipu.p2p.errors import P2PError, PeerMisbehaved
-
-TERMINATOR = 16
-Nibbles = tuple[int, ...]
 
 
 class BadProof(P2PError):
@@ -51,7 +49,7 @@ Node = HashRef | Value | Short | Branch
 
 def key_to_nibbles(key: bytes) -> Nibbles:
     """A byte key as nibbles plus the terminator."""
-    return (*key.hex().encode().translate(_NIBBLE_VALUES), TERMINATOR)
+    return (*key_nibbles(key), TERMINATOR)
 
 
 def compact_to_nibbles(compact: bytes) -> Nibbles:
@@ -61,23 +59,13 @@ def compact_to_nibbles(compact: bytes) -> Nibbles:
     """
     if not compact:
         raise BadProof("empty hex-prefix key")
-    flag = compact[0] >> 4
-    # hex digits turned into nibble values: one C-level pass instead of a loop per byte
-    nibbles = compact.hex().encode().translate(_NIBBLE_VALUES)[1 if flag & 1 else 2 :]
-    return (*nibbles, TERMINATOR) if flag & 2 else tuple(nibbles)
-
-
-# Nibbles go through hex digits: one C-level pass instead of a Python loop per byte.
-_NIBBLE_VALUES = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
-_HEX_DIGITS = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
+    path, leaf = hex_prefix_decode(compact)
+    return (*path, TERMINATOR) if leaf else path
 
 
 def _nibbles_to_compact(nibbles: Nibbles) -> bytes:
     leaf = bool(nibbles) and nibbles[-1] == TERMINATOR
-    body = nibbles[:-1] if leaf else nibbles
-    flag = (2 if leaf else 0) + (len(body) % 2)
-    digits = bytes((flag, *body) if len(body) % 2 else (flag, 0, *body))
-    return bytes.fromhex(digits.translate(_HEX_DIGITS).decode())
+    return hex_prefix_encode(nibbles[:-1] if leaf else nibbles, leaf)
 
 
 def decode_node(item: wire.Item) -> Node:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from khipu.nibbles import TERMINATOR, Nibbles, key_nibbles, nibbles_key
 from khipu.p2p import wire
 from khipu.p2p.errors import P2PError, PeerMisbehaved
 from khipu.p2p.snap.abc import StateReader
-from khipu.p2p.snap.trie_nodes import TERMINATOR, BadProof, Nibbles, compact_to_nibbles
+from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles
 
 KEY_NIBBLES = 64  # the account and storage tries are keyed by 32-byte hashes
 
@@ -34,22 +35,11 @@ class MalformedTrieNode(P2PError):
     store, or a root that is not an account or storage trie)."""
 
 
-def key_nibbles(key: bytes) -> Nibbles:
-    """The nibbles of a byte key, without terminator."""
-    nibbles: list[int] = []
-    for byte in key:
-        nibbles += (byte >> 4, byte & 0x0F)
-    return tuple(nibbles)
-
-
-_HEX_DIGITS = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
-
-
 def _nibbles_key(path: Nibbles, where: bytes) -> bytes:
-    """The 32-byte key of a leaf's full path (through hex digits: far faster in CPython)."""
+    """The 32-byte key of a leaf's full path."""
     if len(path) != KEY_NIBBLES:
         raise MalformedTrieNode(f"leaf of {len(path)} nibbles under 0x{where.hex()}")
-    return bytes.fromhex(bytes(path).translate(_HEX_DIGITS).decode())
+    return nibbles_key(path)
 
 
 class TrieReader:

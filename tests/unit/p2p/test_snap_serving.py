@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from khipu.nibbles import key_nibbles
 from khipu.node_actors.live_store import LiveStore
 from khipu.p2p import wire
 from khipu.p2p.errors import PeerDisconnected, PeerMisbehaved
@@ -29,7 +30,7 @@ from khipu.p2p.snap.messages import (
     GetStorageRanges,
     GetTrieNodes,
 )
-from khipu.p2p.snap.trie_reader import TrieReader, key_nibbles
+from khipu.p2p.snap.trie_reader import TrieReader
 from khipu.p2p.store_state import StoreStateReader
 from tests.unit.p2p.chainfile import MemoryChain
 from tests.unit.p2p.pairs import session_pair

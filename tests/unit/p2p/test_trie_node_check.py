@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 
+from khipu.nibbles import key_nibbles
 from khipu.p2p.errors import PeerDisconnected, PeerMisbehaved
 from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import EthPeer, LocalChain
@@ -18,7 +19,6 @@ from khipu.p2p.snap.messages import GetTrieNodes
 from khipu.p2p.snap.serving import trie_nodes
 from khipu.p2p.snap.trie_node_check import UnverifiablePath, check_request, match_trie_nodes
 from khipu.p2p.snap.trie_nodes import BadProof
-from khipu.p2p.snap.trie_reader import key_nibbles
 from tests.unit.p2p.chainfile import MemoryChain
 from tests.unit.p2p.pairs import session_pair
 from tests.unit.p2p.snap_states import DictState, LyingState, RandomState, compact, random_state
