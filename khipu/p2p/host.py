@@ -369,8 +369,12 @@ class P2PHost:
             self._server.close()
         if self.discovery is not None:
             self.discovery.close()
-        for connection in list(self._connections.values()):
-            await connection.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+        await asyncio.gather(
+            *(
+                connection.session.disconnect(DisconnectReason.CLIENT_QUITTING)
+                for connection in list(self._connections.values())
+            )
+        )
         # Each peer's handler ends once its stream is closed; cancel only what lingers (the
         # streams' callback logs a cancelled handler as an error).
         for _ in range(40):

@@ -209,8 +209,10 @@ class Session:
             self.connection.send_nowait(DISCONNECT, encode_disconnect(reason))
             await asyncio.wait_for(self.connection.drain(), 1.0)
         except Exception:  # the peer may be gone already; closing is all that is left
-            pass
-        self.close()
+            self.close()
+            return
+        self.closed = True
+        await self.connection.close_after_peer()
 
     def close(self) -> None:
         """Close the connection without a Disconnect message."""

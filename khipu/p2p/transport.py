@@ -15,6 +15,7 @@ from khipu.p2p.frames import HEADER_LENGTH, MAC_LENGTH, MAX_FRAME_SIZE, FrameCod
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # a message after decompression (eth.md: "typically 10 MiB")
 _DISCONNECT = 0x01  # the p2p Disconnect message id
 FRAME_BODY_TIMEOUT = 20.0  # seconds to receive the rest of a frame once its header arrived
+LINGER_TIMEOUT = 2.0  # seconds a Disconnect waits for the peer to hang up before we close
 
 
 def _snappy_length(data: bytes) -> int:
@@ -150,6 +151,27 @@ class FramedConnection:
         """Close the underlying stream; further sends are dropped."""
         if not self._writer.is_closing():
             self._writer.close()
+
+    async def close_after_peer(self, timeout: float = LINGER_TIMEOUT) -> None:
+        """Close once the peer has had our last message: end our side of the stream, then read
+        and drop what the peer still sends until it hangs up, for at most `timeout` seconds.
+
+        Closing a socket with unread data in it makes the kernel answer with a reset, and the
+        reset can reach the peer before the Disconnect written just before it: the peer then
+        sees "connection reset" instead of our reason. Never raises.
+        """
+        write_eof = getattr(self._writer, "write_eof", None)
+        read = getattr(self._reader, "read", None)
+        try:
+            if write_eof is not None and not self._writer.is_closing():
+                write_eof()
+            if read is not None:
+                async with asyncio.timeout(timeout):
+                    while await read(65536):
+                        pass
+        except (TimeoutError, OSError, RuntimeError, asyncio.IncompleteReadError):
+            pass  # the peer kept the line open or is gone: closing is all that is left
+        self.close()
 
     @property
     def _peer(self) -> str:
