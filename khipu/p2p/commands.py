@@ -199,7 +199,8 @@ async def _discv4_resolve(args: argparse.Namespace) -> Output:
         for attempt in range(2):
             for endpoint in endpoints:
                 try:
-                    await discovery.ping(endpoint, remote.node_id)  # bond: then it answers
+                    # request_enr bonds first and waits for the node's ping back: a node answers
+                    # ENRRequest only from an endpoint that has answered its ping.
                     record = await discovery.request_enr(endpoint, remote.node_id)
                 except P2PError as exc:
                     failures.append(f"{endpoint.ip}:{endpoint.udp_port}: {exc}")

@@ -11,6 +11,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,10 +129,15 @@ def test_workers_are_children_in_health_and_metrics(
     wait_until(lambda: node.import_status.snapshot()["state"] == "done", IMPORT_TIMEOUT, "import")
     names = {"ExecutionSupervisor/worker-0", "ExecutionSupervisor/worker-1"}
     wait_until(lambda: names <= {h.actor for h in node.board.all()}, 10, "workers on the board")
-    workers = [a for a in node.health_snapshot()["actors"] if a["actor"] in names]
-    assert {(w["kind"], w["state"]) for w in workers} == {("process", "running")}
-    assert all(isinstance(w["pid"], int) and w["activity"] == "idle" for w in workers), workers
-    assert sum(w["processed"] for w in workers) >= 1
+
+    def workers() -> list[dict[str, Any]]:
+        return [a for a in node.health_snapshot()["actors"] if a["actor"] in names]
+
+    # A worker reports idle once its last reply is read, a moment after the import is done.
+    wait_until(lambda: all(w["activity"] == "idle" for w in workers()), 10, "workers idle")
+    assert {(w["kind"], w["state"]) for w in workers()} == {("process", "running")}
+    assert all(isinstance(w["pid"], int) for w in workers()), workers()
+    assert sum(w["processed"] for w in workers()) >= 1
     assert metric(node, "khipu_blocks_executed_total", mode="parallel") == chain.blocks
     assert metric(node, "khipu_execution_tasks_total") >= 2 * chain.blocks
     assert metric(node, "khipu_execution_workers", state="idle") == 2
