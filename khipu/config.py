@@ -46,6 +46,7 @@ CONFIG_KEYS: dict[tuple[str, str], str] = {
     ("p2p", "addr"): "p2p_addr",
     ("p2p", "maxpeers"): "maxpeers",
     ("p2p", "nodiscover"): "nodiscover",
+    ("p2p", "nosync"): "nosync",
     ("p2p", "bootnodes"): "bootnodes",
     ("p2p", "staticnodes"): "staticnodes",
     ("p2p", "badpeer_expiry"): "p2p_badpeer_expiry",

@@ -198,6 +198,8 @@ class Node:
         ]
         if self.p2p_host is not None:  # before the HealthMonitor, which stops first
             specs.insert(len(specs) - 1, self._peer_manager_spec(self.p2p_host))
+            if self.p2p_host.config.sync:
+                specs.insert(len(specs) - 1, self._regular_sync_spec())
         return specs
 
     def start(self) -> None:
@@ -299,6 +301,33 @@ class Node:
         metrics = PeerMetrics(self.metrics.registry)
         return peer_manager_spec(host, settings, self.peer_board, metrics)
 
+    def _regular_sync_spec(self) -> ChildSpec:
+        """RegularSync, downloading from the PeerManager's peers into the StorageWriter."""
+        from khipu.sync.regular import RegularSync
+
+        def peers() -> list[Any]:
+            if self.tree is None:
+                return []  # the tree is still starting
+            links: list[Any] = self.tree.handle("PeerManager").call("active_links", timeout=5.0)
+            return links
+
+        def report(message: Any) -> None:
+            assert self.tree is not None
+            self.tree.handle("PeerManager").tell(message, timeout=0.0)
+
+        return ChildSpec(
+            "RegularSync",
+            lambda ctx: RegularSync.start(
+                ctx,
+                self.rules,
+                peers,
+                report,
+                status=self.import_status,
+                metrics=self.metrics,
+                progress_interval=self.settings.progress_interval,
+            ),
+        )
+
     def _start_p2p(self, config: P2PConfig) -> None:
         """Serve eth/68 and discv4, the PeerManager deciding on peers.
 
@@ -334,6 +363,7 @@ class Node:
             self.selection.genesis,
             self.health_snapshot,
             observer=self.metrics.observe_rpc,
+            sync_status=self.import_status.snapshot,
         )
         try:
             self.rpc.bind(config)

@@ -102,6 +102,12 @@ def add_node_p2p_arguments(parser: argparse.ArgumentParser) -> None:
         "--nodiscover", action="store_true", default=None, help="no discv4 (RLPx only)"
     )
     group.add_argument(
+        "--nosync",
+        action="store_true",
+        default=None,
+        help="serve peers but do not download blocks from them (no RegularSync)",
+    )
+    group.add_argument(
         "--maxpeers",
         type=int,
         metavar="N",
@@ -160,6 +166,7 @@ def p2p_config_from_args(args: argparse.Namespace) -> Any:
         port=port,
         host=args.p2p_addr or "127.0.0.1",
         discovery=not args.nodiscover,
+        sync=not getattr(args, "nosync", None),
         max_peers=max_peers,
         bootnodes=enode_list(args.bootnodes),
         staticnodes=enode_list(getattr(args, "staticnodes", None)),

@@ -6,15 +6,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pykka
 from eth.abc import BlockAPI
 
-from khipu.actors import ActorUnavailable, ChildContext, ChildState, SupervisedActor
-from khipu.actors.children import ActorChild, ChildSlot
+from khipu.actors import ChildContext, SupervisedActor
+from khipu.actors.children import ChildSlot
 from khipu.actors.metrics import NodeMetrics
 from khipu.actors.timers import ActorTimers
 from khipu.chain.block_files import MalformedBlockFile
@@ -30,33 +29,14 @@ from khipu.node_actors.messages import (
     ImportBlock,
     StoredHead,
 )
-from khipu.node_actors.progress import ImportRates, ImportStatus, RateWindow
+from khipu.node_actors.progress import ImportStatus, ProgressReporter
 from khipu.node_actors.storage_writer import BlockRejected
+from khipu.node_actors.writer_link import WAITING, WriterLink
 
 log = logging.getLogger("khipu.importer")
 
 # Errors of the block files themselves: importing them again would fail the same way.
 FILE_ERRORS = (MalformedBlock, MalformedBlockFile, UnsupportedBlockFile, OSError)
-
-
-@dataclass(frozen=True)
-class PendingAsk:
-    """A request in flight to one incarnation of the StorageWriter."""
-
-    message: ImportBlock | GetHead
-    future: pykka.Future[Any]
-    incarnation: int
-
-
-class _Waiting:
-    """The writer has not answered yet."""
-
-
-class _Lost:
-    """The writer incarnation holding the request died or was replaced: resume from its head."""
-
-
-WAITING, LOST = _Waiting(), _Lost()
 
 
 class Importer(SupervisedActor):
@@ -98,12 +78,12 @@ class Importer(SupervisedActor):
         self.retry_delay = retry_delay
         self._timers = ActorTimers(self.actor_ref)
         self._blocks: Iterator[tuple[BlockAPI, str]] | None = None
-        self._pending: PendingAsk | None = None
+        self._writer = WriterLink(self._writer_slot, poll)
         self._done = False
-        self._rates = RateWindow()
+        self._progress = ProgressReporter(
+            self.status, log, "import progress", progress_interval, metrics
+        )
         self._started = time.monotonic()
-        self._imported = 0
-        self._last_progress = self._started
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -145,12 +125,11 @@ class Importer(SupervisedActor):
         """Collect the writer's answer if it is there, then send the next request."""
         if self._done:
             return
-        if self._pending is not None:
-            reply = self._collect(self._pending)
+        if self._writer.pending is not None:
+            reply = self._writer.collect()
             if reply is WAITING:
                 self._again()
                 return
-            self._pending = None
             if isinstance(reply, StoredHead):
                 self._resume_after(reply)
             elif isinstance(reply, BlockImported):
@@ -164,7 +143,7 @@ class Importer(SupervisedActor):
                 self._again(self.retry_delay)
                 return
         if self._blocks is None:
-            self._again(0.0 if self._ask_writer(GetHead()) else self.retry_delay)
+            self._again(0.0 if self._writer.ask(GetHead()) else self.retry_delay)
             return
         self.faults.check("Importer.next_block")
         try:
@@ -176,53 +155,11 @@ class Importer(SupervisedActor):
             self._finish()
             return
         block, source = item
-        if self._ask_writer(ImportBlock(block, source)):
+        if self._writer.ask(ImportBlock(block, source)):
             self._again()
         else:
             self._blocks = None  # the writer is restarting: this block is sent again later
             self._again(self.retry_delay)
-
-    def _collect(self, pending: PendingAsk) -> object:
-        """The writer's reply, WAITING, LOST, or the BlockRejected it raised."""
-        try:
-            reply: object = pending.future.get(timeout=self.poll)
-        except pykka.Timeout:
-            slot = self._writer_slot()
-            replaced = (
-                slot.incarnation != pending.incarnation or slot.state is not ChildState.RUNNING
-            )
-            if replaced:
-                log.warning("%s was replaced while holding %s", slot.path, _describe(pending))
-                return LOST
-            return WAITING
-        except BlockRejected as rejected:
-            return rejected
-        except Exception as error:
-            log.warning(
-                "%s failed on %s (%r); resuming after its stored head",
-                self.writer_path,
-                _describe(pending),
-                error,
-            )
-            return LOST
-        return reply
-
-    def _ask_writer(self, message: ImportBlock | GetHead) -> bool:
-        """Send `message` to the running writer without waiting; False while it restarts."""
-        try:
-            runtime, incarnation = self._writer_slot().current(timeout=0)
-        except ActorUnavailable:
-            return False
-        if not isinstance(runtime, ActorChild):
-            raise TypeError(f"{self.writer_path} is a {runtime.kind}, not an actor")
-        if not runtime.is_alive():
-            return False  # dead, and its supervisor has not yet heard of it
-        try:
-            future: pykka.Future[Any] = runtime.ref.ask(message, block=False)
-        except pykka.ActorDeadError:
-            return False
-        self._pending = PendingAsk(message, future, incarnation)
-        return True
 
     def _writer_slot(self) -> ChildSlot:
         assert self.context is not None
@@ -249,44 +186,19 @@ class Importer(SupervisedActor):
     # -- progress ------------------------------------------------------------------------------
 
     def _record(self, imported: BlockImported) -> None:
-        if imported.already_known:
-            return
-        self._imported += 1
-        self._rates.add(imported.transactions, imported.gas_used)
-        rates = self._rates.rates()
-        self.status.update(rates=rates)
-        if self.metrics is not None:
-            self.metrics.import_rate.set(rates.blocks_per_s)
-            self.metrics.gas_rate.set(rates.mgas_per_s * 1e6)
-        now = time.monotonic()
-        if now - self._last_progress >= self.progress_interval:
-            self._last_progress = now
-            self._log_progress(imported.number, "import progress")
-
-    def _log_progress(self, head: int, message: str) -> None:
-        snapshot = self.status.snapshot()
-        event(
-            log,
-            message,
-            head=head,
-            target=snapshot["target"],
-            blocks_per_s=snapshot["blocks_per_s"],
-            tx_per_s=snapshot["tx_per_s"],
-            mgas_per_s=snapshot["mgas_per_s"],
-        )
+        if not imported.already_known:
+            self._progress.record(imported.number, imported.transactions, imported.gas_used)
 
     def _finish(self) -> None:
         self._done = True
-        snapshot = self.status.snapshot()
-        self.status.update(state="done", rates=ImportRates(0.0, 0.0, 0.0))
-        if self.metrics is not None:
-            self.metrics.import_rate.set(0)
-            self.metrics.gas_rate.set(0)
+        head = self.status.snapshot()["head"]
+        self.status.update(state="done")
+        self._progress.idle()
         event(
             log,
             "import finished",
-            head=snapshot["head"],
-            imported=self._imported,
+            head=head,
+            imported=self._progress.counted,
             seconds=round(time.monotonic() - self._started, 2),
             incarnation=self.incarnation,
         )
@@ -303,10 +215,3 @@ class Importer(SupervisedActor):
                 self.actor_ref.tell(ContinueImport())
         else:
             self._timers.once(delay, ContinueImport())
-
-
-def _describe(pending: PendingAsk) -> str:
-    message = pending.message
-    if isinstance(message, ImportBlock):
-        return f"block #{message.block.header.block_number} of {message.source}"
-    return "a head request"

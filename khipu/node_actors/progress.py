@@ -7,12 +7,16 @@ and the block files; no actor rebuilds its state from it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from khipu.actors.metrics import NodeMetrics
+from khipu.logs import event
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,19 @@ class RateWindow:
 class ImportStatus:
     """What the import is doing; thread-safe.
 
-    `state` is one of: starting, importing, done (every block of the files is stored),
-    failed (an invalid block or unreadable file stopped it; `error` says which), idle (nothing
-    to import).
+    `stage` is who moves the head: "import" (block files, the Importer) or "sync" (peers,
+    RegularSync). For the import, `state` is one of: starting, importing, done (every block of
+    the files is stored), failed (an invalid block or unreadable file stopped it; `error` says
+    which), idle (nothing to import). For the sync: waiting (no peer ahead of us yet), syncing,
+    synced (no peer has a block beyond our head).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.stage = "import"
         self.state = "starting"
+        self.starting_block: int | None = None  # the head when the current stage began
+        self.peer: str | None = None  # the peer the sync downloads from
         self.head: int | None = None
         self.target: int | None = None
         self.rates = ImportRates(0.0, 0.0, 0.0)
@@ -74,7 +83,8 @@ class ImportStatus:
         self.error: str | None = None
 
     def update(self, **fields: Any) -> None:
-        """Set some of: state, head, target, rates, imported, error."""
+        """Set some of: stage, state, starting_block, peer, head, target, rates, imported,
+        error."""
         with self._lock:
             for name, value in fields.items():
                 if not hasattr(self, name) or name.startswith("_"):
@@ -90,8 +100,8 @@ class ImportStatus:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready picture, the `sync` part of `khipu_health`."""
         with self._lock:
-            return {
-                "stage": "import",
+            snapshot: dict[str, Any] = {
+                "stage": self.stage,
                 "state": self.state,
                 "head": self.head,
                 "target": self.target,
@@ -99,5 +109,75 @@ class ImportStatus:
                 "blocks_per_s": round(self.rates.blocks_per_s, 2),
                 "tx_per_s": round(self.rates.tx_per_s, 1),
                 "mgas_per_s": round(self.rates.mgas_per_s, 3),
+                "eta_s": eta_seconds(self.head, self.target, self.rates.blocks_per_s),
                 "error": self.error,
             }
+            if self.stage == "sync":  # what eth_syncing and khipu_syncStatus report
+                snapshot["starting_block"] = self.starting_block
+                snapshot["highest_block"] = self.target
+                snapshot["peer"] = self.peer
+            return snapshot
+
+
+def eta_seconds(head: int | None, target: int | None, blocks_per_s: float) -> int | None:
+    """Seconds until `head` reaches `target` at the current rate; None if unknown or stalled."""
+    if head is None or target is None or blocks_per_s <= 0:
+        return None
+    return round(max(0, target - head) / blocks_per_s)
+
+
+class ProgressReporter:
+    """Counts committed blocks into `status`'s rates and the rate gauges, and logs a progress
+    line (`message`, with head, target, rates and ETA) at most every `interval` seconds."""
+
+    def __init__(
+        self,
+        status: ImportStatus,
+        log: logging.Logger,
+        message: str,
+        interval: float,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        self.status = status
+        self.log = log
+        self.message = message
+        self.interval = interval
+        self.metrics = metrics
+        self.window = RateWindow()
+        self.counted = 0
+        self._last_line = time.monotonic()
+
+    def record(self, number: int, transactions: int, gas_used: int) -> None:
+        """Block `number` was committed with these transactions and gas."""
+        self.counted += 1
+        self.window.add(transactions, gas_used)
+        rates = self.window.rates()
+        self.status.update(rates=rates)
+        if self.metrics is not None:
+            self.metrics.import_rate.set(rates.blocks_per_s)
+            self.metrics.gas_rate.set(rates.mgas_per_s * 1e6)
+        now = time.monotonic()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            self.line(self.message, head=number)
+
+    def line(self, message: str, **fields: Any) -> None:
+        """Log `message` with the status's head, target, rates and ETA (and `fields`)."""
+        snapshot = self.status.snapshot()
+        shown = {
+            "head": snapshot["head"],
+            "target": snapshot["target"],
+            "blocks_per_s": snapshot["blocks_per_s"],
+            "tx_per_s": snapshot["tx_per_s"],
+            "mgas_per_s": snapshot["mgas_per_s"],
+            "eta_s": snapshot["eta_s"],
+        }
+        shown.update(fields)
+        event(self.log, message, **shown)
+
+    def idle(self) -> None:
+        """Nothing is being committed: rates to zero."""
+        self.status.update(rates=ImportRates(0.0, 0.0, 0.0))
+        if self.metrics is not None:
+            self.metrics.import_rate.set(0)
+            self.metrics.gas_rate.set(0)

@@ -57,6 +57,7 @@ class RpcEndpoints:
     servers: list[RpcServer] = field(default_factory=list)
     p2p_info: Callable[[], dict[str, Any]] | None = None
     observer: CallObserver | None = None  # every call's method, outcome and time (metrics)
+    sync_status: Callable[[], dict[str, Any]] | None = None  # eth_syncing's source
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bind(self, config: RpcConfig) -> list[RpcServer]:
@@ -100,7 +101,14 @@ class RpcEndpoints:
             server.context.p2p_info = info
 
     def _start(self, config: RpcConfig) -> RpcServer:
-        server = start_rpc(self.store, self.rules, config, health=self.health, genesis=self.genesis)
+        server = start_rpc(
+            self.store,
+            self.rules,
+            config,
+            health=self.health,
+            genesis=self.genesis,
+            sync_status=self.sync_status,
+        )
         if self.p2p_info is not None:
             server.context.p2p_info = self.p2p_info
         server.dispatcher.observer = self.observer

@@ -61,6 +61,7 @@ class P2PConfig:
     port: int = DEFAULT_PORT  # [--port] TCP for RLPx and UDP for discv4; 0 picks a free one
     host: str = "127.0.0.1"  # [--p2p.addr] the address bound and advertised
     discovery: bool = True  # [--nodiscover] turns it off
+    sync: bool = True  # [--nosync] serve peers but download nothing from them
     max_peers: int = DEFAULT_MAX_PEERS  # [--maxpeers]
     bootnodes: tuple[str, ...] = ()  # [--bootnodes] enode URLs
     staticnodes: tuple[str, ...] = ()  # [--staticnodes] enode URLs always dialled

@@ -99,9 +99,11 @@ def start_rpc(
     config: RpcConfig | None = None,
     health: HealthSource | None = None,
     genesis: Genesis | None = None,
+    sync_status: HealthSource | None = None,
 ) -> RpcServer:
-    """Create and start the RPC server; the node calls `stop()` on shutdown."""
-    server = RpcServer(store, rules, config, health, genesis)
+    """Create and start the RPC server; the node calls `stop()` on shutdown. `sync_status`
+    (eth_syncing, khipu_syncStatus) reports `starting_block` and `highest_block` while syncing."""
+    server = RpcServer(store, rules, config, health, genesis, sync_status)
     server.start()
     return server
 

@@ -44,7 +44,18 @@ def test_the_snapshot_reports_commits_and_refuses_unknown_fields() -> None:
         "blocks_per_s": 3.14,
         "tx_per_s": 62.0,
         "mgas_per_s": 2.0,
+        "eta_s": 14,  # 43 blocks to go at 3.14 blocks/s
         "error": None,
     }
     with pytest.raises(AttributeError, match="no field 'heed'"):
         status.update(heed=3)
+
+
+def test_a_sync_snapshot_says_where_it_started_and_how_high_the_peers_are() -> None:
+    status = ImportStatus()
+    status.update(stage="sync", state="syncing", starting_block=20, target=45, peer="a1 (geth)")
+    status.record_commit(21)
+    snapshot = status.snapshot()
+    assert snapshot["stage"] == "sync" and snapshot["eta_s"] is None  # no rate yet
+    assert (snapshot["starting_block"], snapshot["highest_block"]) == (20, 45)
+    assert snapshot["peer"] == "a1 (geth)"
