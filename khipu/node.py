@@ -324,6 +324,7 @@ class Node:
                 report,
                 status=self.import_status,
                 metrics=self.metrics,
+                faults=self.faults,
                 progress_interval=self.settings.progress_interval,
             ),
         )

@@ -5,7 +5,8 @@ outlives the incarnation it kills: a fault armed for every hit makes a crash loo
 the plan is empty and `check` is a dictionary lookup.
 
 Points: `StorageWriter.start`, `StorageWriter.import_block`, `Importer.next_block`,
-`HealthMonitor.tick`, `ExecutionSupervisor.run_tasks`, `RpcServer.check`, `Discovery.round`.
+`RegularSync.block`, `HealthMonitor.tick`, `ExecutionSupervisor.run_tasks`, `RpcServer.check`,
+`Discovery.round`.
 From the command line (the node's process tests) the plan comes from the environment:
 `KHIPU_FAULTS="StorageWriter.start=raise:always"`, `"Importer.next_block=stall:3"`.
 """
@@ -26,6 +27,7 @@ FAULT_POINTS: tuple[str, ...] = (
     "StorageWriter.start",
     "StorageWriter.import_block",
     "Importer.next_block",
+    "RegularSync.block",
     "HealthMonitor.tick",
     "ExecutionSupervisor.run_tasks",
     "RpcServer.check",

@@ -10,11 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from khipu.storage.chain_store import ChainStore
+from khipu.storage.chain_store import ChainStore, StoreUnavailable
 
-
-class StoreUnavailable(RuntimeError):
-    """No store is open: the StorageWriter is restarting or the node is stopping."""
+__all__ = ["LiveStore", "StoreUnavailable"]
 
 
 class LiveStore:

@@ -20,6 +20,7 @@ from eth.abc import (
     StateAPI,
     VirtualMachineAPI,
 )
+from eth.db.chain import ChainDB
 from eth.exceptions import BlockNotFound, HeaderNotFound, TransactionNotFound
 from eth.vm.interrupt import EVMMissingData
 from eth_typing import BlockNumber, Hash32
@@ -49,9 +50,26 @@ class ChainView:
     ) -> None:
         self.store = store
         self.rules = rules
-        self.chaindb = store.chaindb
         self.genesis = genesis
-        self.chain: KhipuChain = open_chain(rules, store.db)
+        self._chain: KhipuChain | None = None
+        self._chain_db: Any = None  # the database `_chain` was opened on
+
+    # The node's store is a LiveStore: the StorageWriter reopens the datadir on every restart,
+    # so the database is looked up on each use, never kept from an incarnation that is gone.
+
+    @property
+    def chaindb(self) -> ChainDB:
+        """py-evm's chain database of the store open now."""
+        chaindb: ChainDB = self.store.chaindb
+        return chaindb
+
+    @property
+    def chain(self) -> KhipuChain:
+        """A chain over the store open now (opened again when the store was reopened)."""
+        db = self.store.db
+        if self._chain is None or self._chain_db is not db:
+            self._chain, self._chain_db = open_chain(self.rules, db), db
+        return self._chain
 
     @property
     def chain_id(self) -> int:

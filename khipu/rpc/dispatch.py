@@ -15,9 +15,11 @@ from khipu.rpc.errors import (
     PARSE_ERROR,
     MethodNotFound,
     RpcError,
+    ServerError,
 )
 from khipu.rpc.params import Params
 from khipu.rpc.registry import Handler
+from khipu.storage.chain_store import StoreUnavailable
 
 log = logging.getLogger("khipu.rpc")
 
@@ -104,6 +106,8 @@ class Dispatcher:
             return handler(self.context, Params(params, method))
         except RpcError:
             raise
+        except StoreUnavailable as exc:  # the writer is restarting: ask again in a moment
+            raise ServerError(str(exc)) from exc
         except Exception as exc:  # a bug or a broken store: answer, log, keep serving
             log.exception("%s failed", method)
             raise RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}") from exc

@@ -39,6 +39,11 @@ KESQUE_DIR = "kesque"
 INDEX_DIR = "chaindata"
 
 
+class StoreUnavailable(RuntimeError):
+    """No store is open: the StorageWriter is restarting or the node is stopping (raised by the
+    node's LiveStore to in-process readers)."""
+
+
 class GenesisMismatch(RuntimeError):
     """The datadir holds another chain than the one asked for (or cannot hold one)."""
 

@@ -38,6 +38,7 @@ from khipu.actors.timers import ActorTimers
 from khipu.chain.importer import MalformedBlock, decode_block
 from khipu.chain.rules import ChainRules
 from khipu.logs import event
+from khipu.node_actors.faults import FaultPlan
 from khipu.node_actors.messages import BlockImported, GetHead, ImportBlock, StoredHead
 from khipu.node_actors.progress import ImportStatus, ProgressReporter
 from khipu.node_actors.storage_writer import BlockRejected
@@ -101,6 +102,7 @@ class RegularSync(SupervisedActor):
         *,
         status: ImportStatus,
         metrics: NodeMetrics | None = None,
+        faults: FaultPlan | None = None,
         writer_path: str = "StorageWriter",
         batch: int = BATCH,
         request_timeout: float = 10.0,
@@ -116,6 +118,7 @@ class RegularSync(SupervisedActor):
         self.peers = peers
         self.report = report
         self.status = status
+        self.faults = faults if faults is not None else FaultPlan()
         self.writer_path = writer_path
         self.batch = batch
         self.request_timeout = request_timeout
@@ -170,6 +173,7 @@ class RegularSync(SupervisedActor):
         if self._head is None:
             self._again(0.0 if self._writer.ask(GetHead()) else self.idle_delay)
         elif self._queue:
+            self.faults.check("RegularSync.block")
             block, view = self._queue[0]
             message = ImportBlock(block, f"peer {view.label}")
             self._again(0.0 if self._writer.ask(message) else self.idle_delay)

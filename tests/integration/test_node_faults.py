@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,7 @@ from khipu.chain.rules import ChainRules
 from khipu.config import ChainSelection
 from khipu.node import Node, NodeSettings
 from khipu.node_actors.faults import FaultPlan
+from khipu.rpc.config import RpcConfig
 from khipu.storage.chain_store import ChainStore
 from tests.conftest import require_testdata
 from tests.integration.node_helpers import (
@@ -228,6 +231,8 @@ def test_an_invalid_block_stops_the_import_but_not_the_node(
 
 
 def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -> None:
+    """The writer fails on block 21 and is restarted; the import completes, and JSON-RPC,
+    started before the restart, reads the store the new writer opened."""
     folder = require_testdata("rpc-compat-prague")
     genesis_json = json.loads((folder / "genesis.json").read_text())
     genesis = Genesis.from_json(genesis_json)
@@ -246,6 +251,7 @@ def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -
         check_seal=False,
         health=quick_health(),
         strategy=fast_strategy(),
+        rpc=RpcConfig(port=0),
     )
     selection = ChainSelection("rpc-compat", tmp_path / "datadir", genesis, genesis_json)
     node = Node(selection, settings, faults=faults, emit_health_line=lambda line: None)
@@ -254,6 +260,10 @@ def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -
         wait_until(lambda: import_ended(node), IMPORT_TIMEOUT, "the import to end")
         assert node.import_status.snapshot()["state"] == "done"
         assert faults.fired("StorageWriter.import_block") == 1
+        url = node.rpc_servers[0].url
+        assert rpc_result(url, "eth_blockNumber") == hex(expected.block_number)
+        latest = rpc_result(url, "eth_getBlockByNumber", "latest", False)
+        assert latest["hash"] == "0x" + expected.hash.hex()
     finally:
         assert node.shutdown("test over").clean
     store = ChainStore.open(tmp_path / "datadir", genesis, genesis_json)
@@ -263,3 +273,15 @@ def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -
         store.close()
     assert head.block_number == expected.block_number == 45
     assert (head.hash, head.state_root) == (expected.hash, expected.state_root)
+
+
+def rpc_result(url: str, method: str, *params: object) -> Any:
+    """The result of one JSON-RPC call; fails the test with the error if there is one."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "result" in answer, answer
+    return answer["result"]

@@ -36,7 +36,17 @@ def rpc(url: str, method: str, *params: Any) -> Any:
         url, data=body.encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["result"]
+        answer = json.loads(response.read())
+    assert "result" in answer, answer
+    return answer["result"]
+
+
+def at_head(url: str) -> bool:
+    """True once the node's head is A's; an error (the writer restarting) is not there yet."""
+    try:
+        return bool(rpc(url, "eth_blockNumber") == hex(BLOCKS))
+    except AssertionError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -175,5 +185,28 @@ def test_a_peer_serving_an_invalid_block_is_dropped_and_nothing_is_stored(
         health = rpc(url, "khipu_health")
         assert health["p2p"]["bad_listed"] == 1
         assert rpc(url, "eth_blockNumber") == "0x0"  # nothing of the bad chain was stored
+    finally:
+        assert b.stop() == 0, "\n".join(b.lines[-20:])
+
+
+def test_the_sync_survives_its_own_crash_and_the_writer_s_with_a_block_in_hand(
+    source: tuple[str, str], suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Let it crash: RegularSync fails before its 11th block and the StorageWriter on its 31st;
+    both are restarted, the sync asks the new writer for the stored head and goes on, and B ends
+    with A's chain."""
+    enode, a_url = source
+    faults = "RegularSync.block=raise:1@10,StorageWriter.import_block=raise:1@30"
+    monkeypatch.setenv("KHIPU_FAULTS", faults)
+    b = RunningNode([*_common(suite, tmp_path / "b"), "--staticnodes", enode])
+    try:
+        url = _url(b)
+        wait_until(lambda: at_head(url), 180, "b at a's head")
+        head = rpc(url, "eth_getBlockByNumber", "latest", False)
+        assert head == rpc(a_url, "eth_getBlockByNumber", "latest", False)
+        fired = [line for line in b.lines if 'msg="fault injected: raise' in line]
+        assert len(fired) == 2, fired
+        restarts = {row["actor"]: row["restarts"] for row in rpc(url, "khipu_health")["actors"]}
+        assert restarts["RegularSync"] == 1 and restarts["StorageWriter"] == 1
     finally:
         assert b.stop() == 0, "\n".join(b.lines[-20:])
