@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from khipu.actors import ExponentialBackoff, SupervisionStrategy
 from khipu.actors.health import HealthConfig
@@ -94,3 +97,15 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.02)
+
+
+def rpc_result(url: str, method: str, *params: object) -> Any:
+    """The result of one JSON-RPC call to `url`; fails (AssertionError) with the error answer."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "result" in answer, answer
+    return answer["result"]

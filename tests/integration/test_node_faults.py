@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +27,7 @@ from tests.integration.node_helpers import (
     fast_strategy,
     make_chain,
     quick_health,
+    rpc_result,
     stored_head,
     wait_until,
 )
@@ -273,15 +272,3 @@ def test_the_rpc_compat_chain_imports_through_a_writer_restart(tmp_path: Path) -
         store.close()
     assert head.block_number == expected.block_number == 45
     assert (head.hash, head.state_root) == (expected.hash, expected.state_root)
-
-
-def rpc_result(url: str, method: str, *params: object) -> Any:
-    """The result of one JSON-RPC call; fails the test with the error if there is one."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    assert "result" in answer, answer
-    return answer["result"]

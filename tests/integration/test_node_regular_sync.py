@@ -6,11 +6,8 @@ from A until its head, state and receipts are A's. B says how far it is (khipu_h
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import rlp
@@ -23,28 +20,17 @@ from khipu.p2p.eth import messages as eth
 from khipu.p2p.eth.peer import EthPeer, LocalChain
 from khipu.p2p.keys import Enode
 from tests.conftest import require_testdata
-from tests.integration.node_helpers import wait_until
+from tests.integration.node_helpers import rpc_result, wait_until
 from tests.integration.test_node_p2p import RunningNode
 from tests.unit.p2p.chainfile import MemoryChain
 
 BLOCKS = 45
 
 
-def rpc(url: str, method: str, *params: Any) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    assert "result" in answer, answer
-    return answer["result"]
-
-
 def at_head(url: str) -> bool:
     """True once the node's head is A's; an error (the writer restarting) is not there yet."""
     try:
-        return bool(rpc(url, "eth_blockNumber") == hex(BLOCKS))
+        return bool(rpc_result(url, "eth_blockNumber") == hex(BLOCKS))
     except AssertionError:
         return False
 
@@ -88,25 +74,27 @@ def test_an_empty_node_syncs_the_whole_chain_from_its_peer_and_agrees_with_it(
     try:
         b_url = _url(b)
         b.wait_for(r'msg="sync starting" head=0 target=45\b')
-        wait_until(lambda: rpc(b_url, "eth_blockNumber") == hex(BLOCKS), 180, "b at a's head")
+        wait_until(
+            lambda: rpc_result(b_url, "eth_blockNumber") == hex(BLOCKS), 180, "b at a's head"
+        )
         b.wait_for(rf'msg="sync caught up" head={BLOCKS}\b')
         for number in (1, BLOCKS // 2, BLOCKS):
             tag = hex(number)
-            a_block = rpc(a_url, "eth_getBlockByNumber", tag, True)
-            b_block = rpc(b_url, "eth_getBlockByNumber", tag, True)
+            a_block = rpc_result(a_url, "eth_getBlockByNumber", tag, True)
+            b_block = rpc_result(b_url, "eth_getBlockByNumber", tag, True)
             assert b_block == a_block
-            assert rpc(b_url, "eth_getBlockReceipts", tag) == rpc(
+            assert rpc_result(b_url, "eth_getBlockReceipts", tag) == rpc_result(
                 a_url, "eth_getBlockReceipts", tag
             )
-        miner = rpc(a_url, "eth_getBlockByNumber", hex(BLOCKS), False)["miner"]
+        miner = rpc_result(a_url, "eth_getBlockByNumber", hex(BLOCKS), False)["miner"]
         for tag in ("0x1", hex(BLOCKS)):  # archive state at an old block and at the head
-            assert rpc(b_url, "eth_getBalance", miner, tag) == rpc(
+            assert rpc_result(b_url, "eth_getBalance", miner, tag) == rpc_result(
                 a_url, "eth_getBalance", miner, tag
             )
-        health = rpc(b_url, "khipu_health")
+        health = rpc_result(b_url, "khipu_health")
         assert health["sync"]["stage"] == "sync" and health["sync"]["state"] == "synced"
         assert health["sync"]["head"] == BLOCKS and health["sync"]["starting_block"] == 0
-        assert rpc(b_url, "eth_syncing") is False
+        assert rpc_result(b_url, "eth_syncing") is False
         progress = [line for line in b.lines if 'msg="sync progress"' in line]
         assert progress and all("blocks_per_s=" in line and "eta_s=" in line for line in progress)
     finally:
@@ -140,9 +128,9 @@ def test_a_restarted_node_resumes_the_sync_from_its_stored_head(
     try:
         url = _url(again)
         again.wait_for(r'msg="sync starting" head=20 target=45\b')
-        wait_until(lambda: rpc(url, "eth_blockNumber") == hex(BLOCKS), 180, "b at a's head")
-        head = rpc(url, "eth_getBlockByNumber", "latest", False)
-        assert head == rpc(a_url, "eth_getBlockByNumber", "latest", False)
+        wait_until(lambda: rpc_result(url, "eth_blockNumber") == hex(BLOCKS), 180, "b at a's head")
+        head = rpc_result(url, "eth_getBlockByNumber", "latest", False)
+        assert head == rpc_result(a_url, "eth_getBlockByNumber", "latest", False)
     finally:
         assert again.stop() == 0, "\n".join(again.lines[-20:])
 
@@ -182,9 +170,9 @@ def test_a_peer_serving_an_invalid_block_is_dropped_and_nothing_is_stored(
         assert isinstance(ended, PeerDisconnected)
         assert ended.reason == DisconnectReason.BREACH_OF_PROTOCOL
         b.wait_for(r"sync: peer \S+ \(khipu\) lying: invalid block")
-        health = rpc(url, "khipu_health")
+        health = rpc_result(url, "khipu_health")
         assert health["p2p"]["bad_listed"] == 1
-        assert rpc(url, "eth_blockNumber") == "0x0"  # nothing of the bad chain was stored
+        assert rpc_result(url, "eth_blockNumber") == "0x0"  # nothing of the bad chain was stored
     finally:
         assert b.stop() == 0, "\n".join(b.lines[-20:])
 
@@ -202,11 +190,13 @@ def test_the_sync_survives_its_own_crash_and_the_writer_s_with_a_block_in_hand(
     try:
         url = _url(b)
         wait_until(lambda: at_head(url), 180, "b at a's head")
-        head = rpc(url, "eth_getBlockByNumber", "latest", False)
-        assert head == rpc(a_url, "eth_getBlockByNumber", "latest", False)
+        head = rpc_result(url, "eth_getBlockByNumber", "latest", False)
+        assert head == rpc_result(a_url, "eth_getBlockByNumber", "latest", False)
         fired = [line for line in b.lines if 'msg="fault injected: raise' in line]
         assert len(fired) == 2, fired
-        restarts = {row["actor"]: row["restarts"] for row in rpc(url, "khipu_health")["actors"]}
+        restarts = {
+            row["actor"]: row["restarts"] for row in rpc_result(url, "khipu_health")["actors"]
+        }
         assert restarts["RegularSync"] == 1 and restarts["StorageWriter"] == 1
     finally:
         assert b.stop() == 0, "\n".join(b.lines[-20:])
