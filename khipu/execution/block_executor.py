@@ -37,7 +37,6 @@ from khipu.chain.rules import ChainRules
 from khipu.execution.adaptive import AdaptiveExecutor
 from khipu.execution.executor import (
     BlockExecution,
-    DatadirSpeculator,
     SpeculationTask,
     TxOutcome,
     execute_block_batched,
@@ -46,6 +45,8 @@ from khipu.execution.executor import (
     supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
+from khipu.execution.storage_roots import RootTaskRunner, StorageRoots
+from khipu.execution.worker import DatadirWorker
 from khipu.logs import event
 
 log = logging.getLogger("khipu.execution")
@@ -90,7 +91,7 @@ def speculation_pool(
 ) -> WorkerPool[SpeculationTask, list[TxOutcome]]:
     """A pool whose workers speculate on the parent states stored in `datadir`."""
     # Fresh rules: the caller's may hold VM classes built at run time, which do not pickle.
-    handler = DatadirSpeculator(Path(datadir), ChainRules(rules.config))
+    handler = DatadirWorker(Path(datadir), ChainRules(rules.config))
     return WorkerPool(handler, limits, start_method=start_method)
 
 
@@ -111,6 +112,7 @@ class ParallelBlockExecutor:
         workers: int,
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
+        roots_on_workers: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -120,12 +122,16 @@ class ParallelBlockExecutor:
         self.metrics = metrics
         self.modes: Counter[str] = Counter()
         self.always_parallel = always_parallel
+        # The storage roots of every block go to the same workers (see storage_roots).
+        roots_runner = cast(RootTaskRunner, runner) if roots_on_workers else None
+        self.storage_roots = StorageRoots(roots_runner, workers)
         # The first parallel block waits for the workers to start: not a measure of its cost.
         self.adaptive = AdaptiveExecutor(
             self._run_serial, self._run_parallel, lambda _block: True, warmup=1
         )
         self._transactions = 0
         self._committed = 0  # transactions committed from the speculative pass
+        self._roots_tasks = 0  # storage-root tasks sent to the workers before this block
 
     @classmethod
     def with_own_pool(
@@ -164,7 +170,7 @@ class ParallelBlockExecutor:
         elif self.can_parallel(block):
             execution = self.adaptive.execute(block)
         else:  # in order, batched where the fork allows (py-evm's serial path before Byzantium)
-            execution = execute_block_batched(self.chain, block)
+            execution = execute_block_batched(self.chain, block, self.storage_roots)
             if execution.mode == "serial":
                 execution.mode = "serial-only"
         self._record(block, execution, time.perf_counter() - started)
@@ -173,14 +179,19 @@ class ParallelBlockExecutor:
     def _run_serial(self, block: BlockAPI) -> BlockExecution:
         """The adaptive choice's other arm: in order in this process, with batched trie roots
         and the merge's cheap block work (`execute_block_batched`), no speculation."""
-        return execute_block_batched(self.chain, block)
+        return execute_block_batched(self.chain, block, self.storage_roots)
 
     def _run_parallel(self, block: BlockAPI) -> BlockExecution:
         # execute_block_parallel only calls `map` on its pool: any TaskRunner does.
         pool = cast(WorkerPool[SpeculationTask, list[TxOutcome]], self.runner)
         try:
             return execute_block_parallel(
-                self.chain, block, pool, workers=self.workers, min_transactions=MIN_TRANSACTIONS
+                self.chain,
+                block,
+                pool,
+                workers=self.workers,
+                min_transactions=MIN_TRANSACTIONS,
+                storage_roots=self.storage_roots,
             )
         except SpeculationUnavailable as error:
             log.warning("block #%d: speculation unavailable (%s); executing it serially",
@@ -191,6 +202,7 @@ class ParallelBlockExecutor:
     def _record(self, block: BlockAPI, execution: BlockExecution, seconds: float) -> None:
         """The per-block line and metrics."""
         mode, count = execution.mode, execution.transactions
+        tasks_before = self._roots_tasks
         committed = count - execution.reexecuted if mode == "parallel" else 0
         rate = committed / count if count else 0.0
         self.modes[mode] += 1
@@ -207,7 +219,10 @@ class ParallelBlockExecutor:
             ms=f"{seconds * 1000:.1f}",
             speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",
+            roots_ms=f"{execution.roots_seconds * 1000:.1f}",
+            roots_tasks=self.storage_roots.counters["tasks"] - tasks_before,
         )
+        self._roots_tasks = self.storage_roots.counters["tasks"]
         if self.metrics is not None:
             self.metrics.blocks_executed.labels(mode=mode).inc()
             if mode == "parallel":
