@@ -45,7 +45,7 @@ from khipu.execution.executor import (
     supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
-from khipu.execution.storage_roots import RootTaskRunner, StorageRoots
+from khipu.execution.storage_roots import MIN_UPDATES_FOR_WORKERS, RootTaskRunner, StorageRoots
 from khipu.execution.worker import DatadirWorker
 from khipu.logs import event
 
@@ -102,6 +102,9 @@ class ParallelBlockExecutor:
     raises py-evm's ValidationError for a block that is invalid. `modes` counts blocks by mode.
     `workers` is how many tasks a block's transactions are split into. `always_parallel` skips
     the adaptive choice (every block that can run in parallel does: tests and benchmarks).
+    The end-of-block storage roots go to the same runner (`roots_on_workers`) when a block has
+    at least `roots_min_updates` slot updates (storage_roots.StorageRoots; `storage_roots`
+    holds its counters).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class ParallelBlockExecutor:
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
         roots_on_workers: bool = True,
+        roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -124,7 +128,7 @@ class ParallelBlockExecutor:
         self.always_parallel = always_parallel
         # The storage roots of every block go to the same workers (see storage_roots).
         roots_runner = cast(RootTaskRunner, runner) if roots_on_workers else None
-        self.storage_roots = StorageRoots(roots_runner, workers)
+        self.storage_roots = StorageRoots(roots_runner, workers, min_updates=roots_min_updates)
         # The first parallel block waits for the workers to start: not a measure of its cost.
         self.adaptive = AdaptiveExecutor(
             self._run_serial, self._run_parallel, lambda _block: True, warmup=1
@@ -143,6 +147,7 @@ class ParallelBlockExecutor:
         start_method: str = "forkserver",
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
+        roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> ParallelBlockExecutor:
         """An executor with a pool of its own over `datadir` (`close()` stops it).
 
@@ -156,6 +161,7 @@ class ParallelBlockExecutor:
             workers=workers,
             metrics=metrics,
             always_parallel=always_parallel,
+            roots_min_updates=roots_min_updates,
         )
 
     def can_parallel(self, block: BlockAPI) -> bool:

@@ -1,0 +1,48 @@
+"""Storage roots on the workers of a datadir pool (what `khipu import` and the node run): the
+workers read each block's parent storage tries from the datadir the importer commits to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from khipu.chain.chain import open_chain
+from khipu.chain.config import Genesis
+from khipu.chain.importer import BlockImporter, decode_block
+from khipu.chain.rules import ChainRules
+from khipu.devnet.generate import generate_chain
+from khipu.execution.block_executor import ParallelBlockExecutor
+from khipu.storage.chain_store import ChainStore
+from tests.chain_helpers import read_blocks
+
+
+def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "chain"
+    folder.mkdir()
+    generate_chain(folder, 3, 30, "mixed", seed=11)
+    document = json.loads((folder / "genesis.json").read_text())
+    genesis = Genesis.from_json(document)
+    rules = ChainRules(genesis.config)
+    store = ChainStore.open(tmp_path / "datadir", genesis, document)
+    try:
+        chain = open_chain(rules, store.db)
+        executor = ParallelBlockExecutor.with_own_pool(
+            chain, tmp_path / "datadir", workers=2, always_parallel=True, roots_min_updates=0
+        )
+        try:
+            importer = BlockImporter(chain, check_seal=False, executor=executor)
+            for raw in read_blocks(folder / "chain.rlp"):
+                block = decode_block(raw, rules)
+                assert importer.import_block(block).header.hash == block.header.hash
+        finally:
+            executor.close()
+    finally:
+        store.close()
+    counters = executor.storage_roots.counters
+    assert executor.modes["parallel"] == 3
+    assert counters["tasks"] >= 3
+    assert counters["remote"] > 0
+    assert counters["missing"] == 0  # every parent storage trie was visible to the workers
+    assert counters["fallbacks"] == 0
