@@ -4,7 +4,10 @@ workers read each block's parent storage tries from the datadir the importer com
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from khipu.chain.chain import open_chain
 from khipu.chain.config import Genesis
@@ -17,8 +20,9 @@ from tests.chain_helpers import read_blocks
 
 
 def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="khipu.execution")
     folder = tmp_path / "chain"
     folder.mkdir()
     generate_chain(folder, 3, 30, "mixed", seed=11)
@@ -46,3 +50,7 @@ def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
     assert counters["remote"] > 0
     assert counters["missing"] == 0  # every parent storage trie was visible to the workers
     assert counters["fallbacks"] == 0
+    lines = [r.fields for r in caplog.records if r.getMessage() == "block executed"]  # type: ignore[attr-defined]
+    assert len(lines) == 3
+    assert all(float(fields["roots_ms"]) > 0 for fields in lines)
+    assert sum(fields["roots_tasks"] for fields in lines) == counters["tasks"]
