@@ -14,12 +14,14 @@ parent state not yet committed where the worker reads) comes back as `root_hash=
 account is computed here; a pool that fails (a worker crash past the pool's retries, a task
 that raised, no worker available) sends its whole share back here. Blocks with fewer than
 `min_updates` slot updates in all stay in this process: a task's round trip costs more.
+A block whose storage changes are all in one account stays here too (one trie, one task).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -35,9 +37,10 @@ from khipu.execution.trie_batch import MissingTrieNodeError, TrieUpdate, update_
 log = logging.getLogger("khipu.execution.roots")
 
 # Below this many slot updates in a block, the storage roots are computed in this process.
-# Measured (benchmarks/parallel_execution.py --roots-threshold): a task's round trip through the
-# pool costs about as much as ~600 in-process slot updates on this machine.
-MIN_UPDATES_FOR_WORKERS = 600
+# Measured with `python -m benchmarks.storage_roots` (2 shared cores, load ~3, 16 accounts):
+# here / on 2 workers: 400 updates 12 / 26 ms, 1000: 45 / 56 ms, 1600: 53 / 51 ms, 3200: 102 /
+# 72 ms. Below ~1500 the round trip (pickling the new nodes back) costs more than it saves.
+MIN_UPDATES_FOR_WORKERS = 1500
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,10 @@ def spread(batches: Sequence[StorageBatch], bins: int) -> list[list[StorageBatch
 class StorageRoots:
     """Computes a block's storage roots on `runner`'s workers (None: all in this process).
 
-    `workers` is how many shares go to the runner; with `share_here` this process computes one
-    more share while the workers run theirs (only when `runner` is a pool that will not fork
-    meanwhile, see executor._forks_nothing). `counters` counts "blocks", "tasks" (sent to
+    `workers` is how many shares go to the runner; with `share_here` (default: if the machine
+    has more cores than `workers`) this process computes one more share while the workers run
+    theirs (only when `runner` is a pool that will not fork meanwhile, see
+    executor._forks_nothing). `counters` counts "blocks", "tasks" (sent to
     workers), "remote" and "local" accounts, "missing" (accounts a worker could not compute)
     and "fallbacks" (runs whose workers failed, computed here instead). `seconds` is the time
     of the last block's state root (storage and account tries), set by BatchedAccountDB.
@@ -126,12 +130,14 @@ class StorageRoots:
         workers: int,
         *,
         min_updates: int = MIN_UPDATES_FOR_WORKERS,
-        share_here: bool = True,
+        share_here: bool | None = None,
     ) -> None:
         self.runner = runner
         self.workers = max(1, workers)
         self.min_updates = min_updates
-        self.share_here = share_here
+        # This process takes a share only if a core is left for it beside the workers: on 2
+        # cores with 2 workers it would compete with them (measured: slower than waiting).
+        self.share_here = (os.cpu_count() or 1) > self.workers if share_here is None else share_here
         self.counters: Counter[str] = Counter()
         self.seconds = 0.0
 
