@@ -29,10 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from eth_hash.auto import keccak
 from eth_typing import Hash32
 
 from khipu.execution.node_cache import NodeStore
-from khipu.execution.trie_batch import MissingTrieNodeError, TrieUpdate, update_trie
+from khipu.execution.trie_batch import BLANK_ROOT, MissingTrieNodeError, TrieUpdate, update_trie
 
 log = logging.getLogger("khipu.execution.roots")
 
@@ -172,8 +173,8 @@ class StorageRoots:
                 results.update((b.address, storage_root_here(store, b)) for b in group)
                 continue
             for batch, root in zip(group, answer, strict=True):
-                if root.root_hash is None or root.address != batch.address:
-                    self.counters["missing"] += 1
+                if root.root_hash is None or not _plausible(batch, root):
+                    self.counters["missing" if root.root_hash is None else "rejected"] += 1
                     results[batch.address] = storage_root_here(store, batch)
                 else:
                     self.counters["remote"] += 1
@@ -195,6 +196,18 @@ class StorageRoots:
         log.debug("storage roots: %d tasks in %.1f ms", len(tasks),
                   (time.perf_counter() - started) * 1000)  # fmt: skip
         return answers
+
+
+def _plausible(batch: StorageBatch, root: StorageRoot) -> bool:
+    """A cheap check of a worker's answer: for the right account, and its new root is the
+    parent's, the blank root, or the hash of one of the nodes it returned (one keccak; every
+    node is not re-hashed, that would cost as much as computing them here)."""
+    if root.address != batch.address or root.root_hash is None:
+        return False
+    if root.root_hash in (batch.parent_root, BLANK_ROOT):
+        return True
+    encoded = root.nodes.get(root.root_hash)
+    return encoded is not None and keccak(encoded) == root.root_hash
 
 
 def _forks_nothing(runner: Any) -> bool:

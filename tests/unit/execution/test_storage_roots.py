@@ -182,3 +182,26 @@ def test_spread_balances_updates_longest_first() -> None:
     largest = max(len(b.updates) for b in batches)
     assert max(loads) - min(loads) <= largest
     assert len(spread(batches[:2], 5)) == 2  # no empty groups
+
+
+class TamperingRunner(PickledRunner):
+    """Answers with the first account's root under a made-up hash, the second's for another
+    address."""
+
+    def map(self, tasks: Sequence[StorageRootTask]) -> list[list[StorageRoot]]:
+        answers = super().map(tasks)
+        first, second, *rest = answers[0]
+        forged = StorageRoot(first.address, b"\x13" * 32, first.nodes)
+        moved = StorageRoot(b"\x99" * 20, second.root_hash, second.nodes)
+        return [[forged, moved, *rest], *answers[1:]]
+
+
+def test_an_implausible_worker_answer_is_recomputed_here() -> None:
+    store: dict[bytes, bytes] = {}
+    batches = [make_batch(store, seed, 12, bytes([seed]) * 20) for seed in range(4)]
+    roots = StorageRoots(TamperingRunner(store), 1, min_updates=0, share_here=False)
+    results = roots.compute(store, batches)
+    assert roots.counters["rejected"] == 2
+    assert roots.counters["remote"] == 2
+    for batch in batches:
+        assert results[batch.address] == storage_root_here(store, batch)
