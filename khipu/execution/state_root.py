@@ -6,6 +6,10 @@ changes are collected from py-evm's journals and applied with `update_trie`, one
 trie and one for the account trie; the new nodes, the code written during the block and the
 storage roots end up in the database exactly as py-evm's own `persist` leaves them.
 
+The storage tries of different accounts are independent: with `storage_roots` set (the merge
+sets it), their batches go to the worker pool (storage_roots.StorageRoots), which returns each
+new root and its nodes; the account trie is then updated here with those roots.
+
 A storage wiped during the block (SELFDESTRUCT, CREATE over an address with storage) keeps
 py-evm's own path for that account: its lookup holds a stack of tries to revert to, which only
 py-evm's code understands. This module reaches into py-evm's private attributes (pinned

@@ -106,7 +106,7 @@ def run_blocks(
     return seen
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(operations, max_size=60), min_size=1, max_size=3))
 def test_worker_storage_roots_equal_the_in_process_ones(blocks: list[list[Operation]]) -> None:
     here = run_blocks(BatchedAccountDB, blocks)
