@@ -210,12 +210,13 @@ class ParallelBlockExecutor:
     def _record(self, block: BlockAPI, execution: BlockExecution, seconds: float) -> None:
         """The per-block line and metrics."""
         mode, count = execution.mode, execution.transactions
-        tasks_before = self._roots_tasks
         committed = count - execution.reexecuted if mode == "parallel" else 0
         rate = committed / count if count else 0.0
         self.modes[mode] += 1
         self._transactions += count
         self._committed += committed
+        roots_tasks = self.storage_roots.counters["tasks"] - self._roots_tasks
+        self._roots_tasks += roots_tasks
         event(
             log,
             "block executed",
@@ -228,13 +229,13 @@ class ParallelBlockExecutor:
             speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",
             roots_ms=f"{execution.roots_seconds * 1000:.1f}",
-            roots_tasks=self.storage_roots.counters["tasks"] - tasks_before,
+            roots_tasks=roots_tasks,
         )
-        self._roots_tasks = self.storage_roots.counters["tasks"]
         if self.metrics is not None:
             self.metrics.blocks_executed.labels(mode=mode).inc()
             if mode == "parallel":
                 self.metrics.reexecutions.inc(execution.reexecuted)
+            self.metrics.storage_root_tasks.inc(roots_tasks)
             if self._transactions:
                 self.metrics.parallel_rate.set(self._committed / self._transactions)
 

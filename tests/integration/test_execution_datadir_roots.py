@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from khipu.actors.metrics import NodeMetrics
 from khipu.chain.chain import open_chain
 from khipu.chain.config import Genesis
 from khipu.chain.importer import BlockImporter, decode_block
@@ -30,10 +31,16 @@ def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
     genesis = Genesis.from_json(document)
     rules = ChainRules(genesis.config)
     store = ChainStore.open(tmp_path / "datadir", genesis, document)
+    metrics = NodeMetrics()
     try:
         chain = open_chain(rules, store.db)
         executor = ParallelBlockExecutor.with_own_pool(
-            chain, tmp_path / "datadir", workers=2, always_parallel=True, roots_min_updates=0
+            chain,
+            tmp_path / "datadir",
+            workers=2,
+            always_parallel=True,
+            roots_min_updates=0,
+            metrics=metrics,
         )
         try:
             importer = BlockImporter(chain, check_seal=False, executor=executor)
@@ -54,3 +61,5 @@ def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
     assert len(lines) == 3
     assert all(float(fields["roots_ms"]) > 0 for fields in lines)
     assert sum(fields["roots_tasks"] for fields in lines) == counters["tasks"]
+    exported = metrics.registry.get_sample_value("khipu_storage_root_tasks_total")
+    assert exported == counters["tasks"]
