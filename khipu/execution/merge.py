@@ -55,8 +55,8 @@ class TxOutcome:
     # (address, RLP of the account in the parent state) for every existing account it
     # touched: the merge seeds its account cache with them instead of walking the trie again.
     parent_accounts: tuple[tuple[bytes, bytes], ...] = ()
-    # The sender the worker recovered (and whose signature it checked): a re-execution here
-    # uses it instead of recovering it again (see senders.worker_sender).
+    # The sender the worker recovered running the transaction: a re-execution here uses it
+    # instead of recovering it again (see senders.worker_sender).
     sender: bytes | None = None
 
 

@@ -2,9 +2,9 @@
 
 py-evm recovers a transaction's sender (an ECDSA public-key recovery, the costliest step of a
 simple transfer) the first time `transaction.sender` is read and caches it on the object. The
-workers recover every sender while they speculate (checking the signature as they apply the
-transaction) and return it in the transaction's `TxOutcome`; a transaction the merge re-executes
-reads it from there instead of recovering it again.
+workers recover every sender while they speculate and return it in the transaction's
+`TxOutcome`; a transaction the merge re-executes reads it from there instead of recovering it
+again (a committed transaction needs no sender here at all).
 
 A wrong sender from a worker cannot change a result silently: the transaction would run from
 another account (another nonce, balance and access list), so the merged block's state root
@@ -25,9 +25,9 @@ from eth_typing import Address
 
 @contextmanager
 def worker_sender(transaction: Any, outcome: Any) -> Iterator[None]:
-    """While in the block, `transaction.sender` is the sender `outcome` (a TxOutcome or None)
-    carries, if any and if py-evm has not cached one; taken off again when the block ends, so
-    nothing after this run (a serial re-run) sees it."""
+    """Inside the block, `transaction.sender` is the sender `outcome` (a TxOutcome or None)
+    carries, if it carries one and py-evm has cached none; taken off again on leaving, so
+    nothing after this run (a serial re-run of the block) sees it."""
     sender = None if outcome is None else outcome.sender
     cache = transaction.__dict__
     if sender is None or "sender" in cache:
