@@ -119,10 +119,11 @@ class StorageRoots:
     `workers` is how many shares go to the runner; with `share_here` (default: if the machine
     has more cores than `workers`) this process computes one more share while the workers run
     theirs (only when `runner` is a pool that will not fork meanwhile, see
-    executor._forks_nothing). `counters` counts "blocks", "tasks" (sent to
-    workers), "remote" and "local" accounts, "missing" (accounts a worker could not compute)
-    and "fallbacks" (runs whose workers failed, computed here instead). `seconds` is the time
-    of the last block's state root (storage and account tries), set by BatchedAccountDB.
+    executor._forks_nothing). `counters` counts "blocks", "tasks" (sent to workers), "remote"
+    and "local" accounts, "missing" (accounts a worker could not compute), "rejected" (answers
+    failing the cheap check of `_plausible`) and "fallbacks" (runs whose workers failed); the
+    last three are computed here. `seconds` is the time of the last block's state root
+    (storage and account tries), set by BatchedAccountDB.
     """
 
     def __init__(
