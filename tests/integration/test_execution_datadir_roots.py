@@ -18,6 +18,11 @@ from khipu.devnet.generate import generate_chain
 from khipu.execution.block_executor import ParallelBlockExecutor
 from khipu.storage.chain_store import ChainStore
 from tests.chain_helpers import read_blocks
+from tests.conformance.contention_blocks import ContentionChain, genesis_document
+from tests.conformance.test_parallel_differential import EXPLICIT
+from tests.conftest import conformance_full
+
+pytestmark = pytest.mark.filterwarnings("ignore:SELFDESTRUCT opcode:DeprecationWarning")
 
 
 def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
@@ -63,3 +68,40 @@ def test_datadir_workers_compute_every_storage_root_from_the_committed_parent(
     assert sum(fields["roots_tasks"] for fields in lines) == counters["tasks"]
     exported = metrics.registry.get_sample_value("khipu_storage_root_tasks_total")
     assert exported == counters["tasks"]
+
+
+# Wipes and re-creation, delegations and system contracts, a contract deployed and called; each
+# changes the storage of several accounts in a block. Full: every scenario.
+DEFAULT_SCENARIOS = ("create2-destroy-recreate", "delegations-and-requests", "deploy-and-call")
+SCENARIOS = sorted(EXPLICIT) if conformance_full() else list(DEFAULT_SCENARIOS)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_contention_scenarios_with_every_storage_root_on_the_workers(
+    name: str, tmp_path: Path
+) -> None:
+    """The conformance contention scenarios (wipes, self-destructs, CREATE2 collisions, system
+    contracts) imported through a datadir pool that gets every storage root it can."""
+    scenario = EXPLICIT[name]
+    built = ContentionChain(scenario.fork, scenario.coinbase_is_sender)
+    blocks = [built.build(list(actions)).block for actions in scenario.blocks]
+    document = genesis_document(scenario.fork)
+    store = ChainStore.open(tmp_path / "data", Genesis.from_json(document), document)
+    try:
+        chain = open_chain(built.builder.rules, store.db)
+        executor = ParallelBlockExecutor.with_own_pool(
+            chain, tmp_path / "data", workers=2, always_parallel=True, roots_min_updates=0
+        )
+        try:
+            importer = BlockImporter(chain, check_seal=False, executor=executor)
+            for block in blocks:
+                assert importer.import_block(block).header.hash == block.header.hash
+        finally:
+            executor.close()
+    finally:
+        store.close()
+    assert executor.modes == {"parallel": len(blocks)}, executor.summary()
+    counters = executor.storage_roots.counters
+    if name in DEFAULT_SCENARIOS:
+        assert counters["remote"] >= 2
+    assert counters["missing"] == counters["fallbacks"] == counters["rejected"] == 0
