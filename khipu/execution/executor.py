@@ -167,7 +167,10 @@ def speculate_block(
             state.finish_recording()
             if not _reverted(state, snapshot):
                 vm, header, state = fresh_state()
-            outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            # A sender recovered before the failure (a nonce from the future) is still good.
+            sender = transaction.__dict__.get("sender")
+            outcomes.append(TxOutcome(index, None, None, error, sender=sender))
             continue
         rwset = state.finish_recording()
         if not _reverted(state, snapshot):
