@@ -39,21 +39,23 @@ from khipu.execution.executor import (
     execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
-    speculate,
 )
 from khipu.execution.pool import PoolLimits, WorkerPool
+from khipu.execution.storage_roots import MIN_UPDATES_FOR_WORKERS, StorageRoots, StorageRootTask
+from khipu.execution.worker import run_task
 
 PROFILES = ("transfers", "erc20", "amm", "mixed")
 
 
 class MemoryChainSpeculator:
-    """A pool handler speculating on a chain held in memory (the workers fork with it)."""
+    """A pool handler speculating (and updating storage tries) on a chain held in memory (the
+    workers fork with it)."""
 
     def __init__(self, chain: Any) -> None:
         self.chain = chain
 
-    def __call__(self, task: SpeculationTask) -> list[TxOutcome]:
-        return speculate(self.chain, task)
+    def __call__(self, task: SpeculationTask | StorageRootTask) -> Any:
+        return run_task(self.chain, task)
 
 
 @dataclass
@@ -81,7 +83,9 @@ def workers_cpu(pool: WorkerPool[SpeculationTask, list[TxOutcome]] | None) -> fl
     return total
 
 
-def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[str]:
+def bench_profile(
+    folder: Path, worker_counts: list[int], rounds: int, roots_min_updates: int | None
+) -> list[str]:
     """Result lines (serial, then one per worker count) for the chain in `folder`."""
     from tests.chain_helpers import memory_chain
 
@@ -95,6 +99,12 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
     pools: dict[int, Any] = {
         n: WorkerPool(MemoryChainSpeculator(chain), PoolLimits(workers=n)) if n else None
         for n in worker_counts
+    }
+    # The storage roots on the same workers (None: in this process, as before).
+    roots = {
+        n: StorageRoots(pool, n, min_updates=roots_min_updates)
+        for n, pool in pools.items()
+        if pool is not None and roots_min_updates is not None
     }
     n = len(blocks)
     results = {
@@ -112,7 +122,7 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
                 elapsed = time.perf_counter() - started
                 _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
                 started, cpu = time.perf_counter(), time.process_time()
-                in_order = execute_block_batched(chain, block)
+                in_order = execute_block_batched(chain, block, StorageRoots(None, 1))
                 elapsed = time.perf_counter() - started
                 if in_order.block.header.hash != block.header.hash:
                     raise AssertionError(f"block #{block.number}: batched result differs")
@@ -121,7 +131,9 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
                 for count, pool in pools.items():
                     before = workers_cpu(pool)
                     started, cpu = time.perf_counter(), time.process_time()
-                    execution = execute_block_parallel(chain, block, pool, workers=count)
+                    execution = execute_block_parallel(
+                        chain, block, pool, workers=count, storage_roots=roots.get(count)
+                    )
                     elapsed = time.perf_counter() - started
                     main_cpu = time.process_time() - cpu
                     if execution.block.header.hash != block.header.hash:
@@ -143,6 +155,12 @@ def bench_profile(folder: Path, worker_counts: list[int], rounds: int) -> list[s
         label = f"{count} worker{'s' if count != 1 else ''}"
         seconds = sum(result.seconds)
         lines.append(_line(folder.name, label, len(blocks), txs, seconds, serial, result))
+        if count in roots:
+            counters = roots[count].counters
+            lines.append(
+                f"{'':21s} storage roots: {counters['tasks']} tasks, "
+                f"{counters['remote']} accounts on workers, {counters['local']} here"
+            )
     return lines
 
 
@@ -183,11 +201,13 @@ def _line(
     modes = sorted({e.mode for e in executions})
     speculating = sum(e.speculate_seconds for e in executions)
     merging = sum(e.merge_seconds for e in executions)
+    rooting = sum(e.roots_seconds for e in executions)
     rate = "n/a" if mode == "batched" else f"{100 * (txs - reexecuted) / max(1, txs):5.1f}%"
     return line + (
         f"  parallel rate {rate}  "
         f"re-executed {reexecuted}/{txs}  ({seconds:5.2f}s: speculation {speculating:5.2f}s, "
-        f"merge+block work {merging:5.2f}s; {cpu}; modes {','.join(modes)})"
+        f"merge+block work {merging:5.2f}s, of it state root {rooting:5.2f}s; {cpu}; "
+        f"modes {','.join(modes)})"
     )
 
 
@@ -202,6 +222,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument(
+        "--roots-min-updates",
+        type=int,
+        default=MIN_UPDATES_FOR_WORKERS,
+        help="slot updates from which a block's storage roots go to the workers (-1: never)",
+    )
     args = parser.parse_args(argv)
     worker_counts = [int(n) for n in args.workers.split(",")]
     print(f"parallel execution: {args.blocks} blocks x {args.txs} txs, workers {worker_counts}, "
@@ -211,7 +237,8 @@ def main(argv: list[str]) -> int:
         for profile in args.profiles.split(","):
             folder = Path(tmp) / profile
             generate_chain(folder, args.blocks, args.txs, profile, seed=11)
-            for line in bench_profile(folder, worker_counts, args.rounds):
+            threshold = None if args.roots_min_updates < 0 else args.roots_min_updates
+            for line in bench_profile(folder, worker_counts, args.rounds, threshold):
                 print(line, flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0

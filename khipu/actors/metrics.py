@@ -73,6 +73,11 @@ class NodeMetrics:
         self.execution_tasks = Counter(
             "khipu_execution_tasks", "Tasks completed by execution worker processes.", registry=r
         )
+        self.storage_root_tasks = Counter(
+            "khipu_storage_root_tasks",
+            "Storage-trie update tasks (a block's accounts' storage roots) sent to the workers.",
+            registry=r,
+        )
         self.execution_retries = Counter(
             "khipu_execution_task_retries",
             "Tasks retried because their worker died or overran its time limit.",

@@ -16,8 +16,10 @@ Each block runs in one of four modes, chosen per block:
 - serial-fallback: the parallel result disagreed with the header, or no worker could run the
   speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
 
-Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted, ms) and
-feeds the same figures to the metrics.
+Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted, ms,
+speculate_ms, merge_ms, roots_ms: the state root's share of merge_ms, roots_tasks: storage-root
+tasks sent to the workers) and feeds the same figures to the metrics. The end-of-block storage
+tries of a block with enough slot updates are updated on the same workers (storage_roots.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from khipu.chain.rules import ChainRules
 from khipu.execution.adaptive import AdaptiveExecutor
 from khipu.execution.executor import (
     BlockExecution,
-    DatadirSpeculator,
     SpeculationTask,
     TxOutcome,
     execute_block_batched,
@@ -46,6 +47,8 @@ from khipu.execution.executor import (
     supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
+from khipu.execution.storage_roots import MIN_UPDATES_FOR_WORKERS, RootTaskRunner, StorageRoots
+from khipu.execution.worker import DatadirWorker
 from khipu.logs import event
 
 log = logging.getLogger("khipu.execution")
@@ -90,7 +93,7 @@ def speculation_pool(
 ) -> WorkerPool[SpeculationTask, list[TxOutcome]]:
     """A pool whose workers speculate on the parent states stored in `datadir`."""
     # Fresh rules: the caller's may hold VM classes built at run time, which do not pickle.
-    handler = DatadirSpeculator(Path(datadir), ChainRules(rules.config))
+    handler = DatadirWorker(Path(datadir), ChainRules(rules.config))
     return WorkerPool(handler, limits, start_method=start_method)
 
 
@@ -101,6 +104,9 @@ class ParallelBlockExecutor:
     raises py-evm's ValidationError for a block that is invalid. `modes` counts blocks by mode.
     `workers` is how many tasks a block's transactions are split into. `always_parallel` skips
     the adaptive choice (every block that can run in parallel does: tests and benchmarks).
+    The end-of-block storage roots go to the same runner (`roots_on_workers`) when a block has
+    at least `roots_min_updates` slot updates (storage_roots.StorageRoots; `storage_roots`
+    holds its counters).
     """
 
     def __init__(
@@ -111,6 +117,8 @@ class ParallelBlockExecutor:
         workers: int,
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
+        roots_on_workers: bool = True,
+        roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -120,12 +128,16 @@ class ParallelBlockExecutor:
         self.metrics = metrics
         self.modes: Counter[str] = Counter()
         self.always_parallel = always_parallel
+        # The storage roots of every block go to the same workers (see storage_roots).
+        roots_runner = cast(RootTaskRunner, runner) if roots_on_workers else None
+        self.storage_roots = StorageRoots(roots_runner, workers, min_updates=roots_min_updates)
         # The first parallel block waits for the workers to start: not a measure of its cost.
         self.adaptive = AdaptiveExecutor(
             self._run_serial, self._run_parallel, lambda _block: True, warmup=1
         )
         self._transactions = 0
         self._committed = 0  # transactions committed from the speculative pass
+        self._roots_tasks = 0  # storage-root tasks sent to the workers before this block
 
     @classmethod
     def with_own_pool(
@@ -137,6 +149,7 @@ class ParallelBlockExecutor:
         start_method: str = "forkserver",
         metrics: NodeMetrics | None = None,
         always_parallel: bool = False,
+        roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> ParallelBlockExecutor:
         """An executor with a pool of its own over `datadir` (`close()` stops it).
 
@@ -150,6 +163,7 @@ class ParallelBlockExecutor:
             workers=workers,
             metrics=metrics,
             always_parallel=always_parallel,
+            roots_min_updates=roots_min_updates,
         )
 
     def can_parallel(self, block: BlockAPI) -> bool:
@@ -164,7 +178,7 @@ class ParallelBlockExecutor:
         elif self.can_parallel(block):
             execution = self.adaptive.execute(block)
         else:  # in order, batched where the fork allows (py-evm's serial path before Byzantium)
-            execution = execute_block_batched(self.chain, block)
+            execution = execute_block_batched(self.chain, block, self.storage_roots)
             if execution.mode == "serial":
                 execution.mode = "serial-only"
         self._record(block, execution, time.perf_counter() - started)
@@ -173,14 +187,19 @@ class ParallelBlockExecutor:
     def _run_serial(self, block: BlockAPI) -> BlockExecution:
         """The adaptive choice's other arm: in order in this process, with batched trie roots
         and the merge's cheap block work (`execute_block_batched`), no speculation."""
-        return execute_block_batched(self.chain, block)
+        return execute_block_batched(self.chain, block, self.storage_roots)
 
     def _run_parallel(self, block: BlockAPI) -> BlockExecution:
         # execute_block_parallel only calls `map` on its pool: any TaskRunner does.
         pool = cast(WorkerPool[SpeculationTask, list[TxOutcome]], self.runner)
         try:
             return execute_block_parallel(
-                self.chain, block, pool, workers=self.workers, min_transactions=MIN_TRANSACTIONS
+                self.chain,
+                block,
+                pool,
+                workers=self.workers,
+                min_transactions=MIN_TRANSACTIONS,
+                storage_roots=self.storage_roots,
             )
         except SpeculationUnavailable as error:
             log.warning("block #%d: speculation unavailable (%s); executing it serially",
@@ -196,6 +215,8 @@ class ParallelBlockExecutor:
         self.modes[mode] += 1
         self._transactions += count
         self._committed += committed
+        roots_tasks = self.storage_roots.counters["tasks"] - self._roots_tasks
+        self._roots_tasks += roots_tasks
         event(
             log,
             "block executed",
@@ -207,11 +228,14 @@ class ParallelBlockExecutor:
             ms=f"{seconds * 1000:.1f}",
             speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",
+            roots_ms=f"{execution.roots_seconds * 1000:.1f}",
+            roots_tasks=roots_tasks,
         )
         if self.metrics is not None:
             self.metrics.blocks_executed.labels(mode=mode).inc()
             if mode == "parallel":
                 self.metrics.reexecutions.inc(execution.reexecuted)
+            self.metrics.storage_root_tasks.inc(roots_tasks)
             if self._transactions:
                 self.metrics.parallel_rate.set(self._committed / self._transactions)
 

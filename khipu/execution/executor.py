@@ -34,6 +34,7 @@ from khipu.execution.merge import TxOutcome, as_block_class, parallel_vm_class
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rlp_items import encode_list, list_items
 from khipu.execution.rwset import ReadWriteSet
+from khipu.execution.storage_roots import StorageRoots
 
 # TxOutcome lives with the merge; callers keep importing it from here.
 __all__ = [
@@ -94,6 +95,7 @@ class BlockExecution:
     reexecuted: int = 0
     speculate_seconds: float = 0.0  # workers running every transaction on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
+    roots_seconds: float = 0.0  # of merge_seconds: the state root (storage and account tries)
 
 
 def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
@@ -165,14 +167,21 @@ def speculate_block(
             state.finish_recording()
             if not _reverted(state, snapshot):
                 vm, header, state = fresh_state()
-            outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            # A sender recovered before the failure (a nonce from the future) is still good.
+            sender = transaction.__dict__.get("sender")
+            outcomes.append(TxOutcome(index, None, None, error, sender=sender))
             continue
         rwset = state.finish_recording()
         if not _reverted(state, snapshot):
             vm, header, state = fresh_state()
         outcomes.append(
             TxOutcome(
-                index, receipt.encode(), rwset, parent_accounts=parent_accounts_of(state, rwset)
+                index,
+                receipt.encode(),
+                rwset,
+                parent_accounts=parent_accounts_of(state, rwset),
+                sender=transaction.sender,  # recovered (and cached) by the run above
             )
         )
     return outcomes
@@ -220,6 +229,7 @@ def execute_block_parallel(
     tasks_per_worker: int = 1,
     min_transactions: int = 2,
     speculate_here: bool = True,
+    storage_roots: StorageRoots | None = None,
 ) -> BlockExecution:
     """Execute `block` on its parent state in parallel; results equal serial execution's.
 
@@ -229,7 +239,8 @@ def execute_block_parallel(
     With `workers` 0 every transaction is speculated here, before the merge (no pool: the
     batched state root and the merge without parallelism). Blocks before Byzantium and blocks
     of fewer than `min_transactions` transactions run serially. Raises py-evm's
-    ValidationError if the block is invalid (as serial execution would).
+    ValidationError if the block is invalid (as serial execution would). With `storage_roots`
+    the end-of-block storage tries are updated there (on the workers, see storage_roots).
     """
     vm_class = chain.rules.vm_class_for_header(block.header)
     count = len(block.transactions)
@@ -248,10 +259,12 @@ def execute_block_parallel(
         shares = workers * tasks_per_worker
         results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
-    return _merge(chain, block, vm_class, speculation, started)
+    return _merge(chain, block, vm_class, speculation, started, storage_roots=storage_roots)
 
 
-def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
+def execute_block_batched(
+    chain: KhipuChain, block: BlockAPI, storage_roots: StorageRoots | None = None
+) -> BlockExecution:
     """Execute `block` in order in this process on the merging VM, with no speculation: every
     transaction runs as in py-evm, but the state root is batched and the block work is the
     merge's (no deep block copies, receipts kept encoded). For blocks whose transactions mostly
@@ -260,7 +273,8 @@ def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
     vm_class = chain.rules.vm_class_for_header(block.header)
     if not supports_parallel(vm_class):
         return BlockExecution(execute_block_serial(chain, block), "serial", len(block.transactions))
-    return _merge(chain, block, vm_class, (), time.perf_counter(), mode="batched")
+    started = time.perf_counter()
+    return _merge(chain, block, vm_class, (), started, "batched", storage_roots)
 
 
 def _merge(
@@ -270,6 +284,7 @@ def _merge(
     speculation: Sequence[TxOutcome],
     started: float,
     mode: str = "parallel",
+    storage_roots: StorageRoots | None = None,
 ) -> BlockExecution:
     """Import `block` on the merging VM with `speculation` (sorted by index) and check the
     result against the header; on a disagreement or a merge error, the serial result."""
@@ -277,6 +292,7 @@ def _merge(
     speculated = time.perf_counter()
     vm = _new_vm(chain, parallel_vm_class(vm_class), block)
     vm.speculation = speculation
+    vm.storage_roots = storage_roots
     try:
         imported = as_block_class(vm.import_block(block).block, vm_class.get_block_class())
     except ValidationError as exc:
@@ -291,8 +307,9 @@ def _merge(
             return BlockExecution(serial, "serial-fallback", count, vm.reexecuted)
     merged = time.perf_counter()
     reexecuted = vm.reexecuted if speculation else 0
+    roots = 0.0 if storage_roots is None else storage_roots.seconds
     return BlockExecution(
-        imported, mode, count, reexecuted, speculated - started, merged - speculated
+        imported, mode, count, reexecuted, speculated - started, merged - speculated, roots
     )
 
 

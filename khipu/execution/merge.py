@@ -34,7 +34,9 @@ from khipu.execution.rwset import (
     conflicts,
     recording_state_class,
 )
+from khipu.execution.senders import worker_sender
 from khipu.execution.state_root import BatchedAccountDB
+from khipu.execution.storage_roots import StorageRoots
 from khipu.execution.trie_batch import ordered_trie
 
 # Blob transactions always go through py-evm (blob gas accounting on the header).
@@ -53,6 +55,9 @@ class TxOutcome:
     # (address, RLP of the account in the parent state) for every existing account it
     # touched: the merge seeds its account cache with them instead of walking the trie again.
     parent_accounts: tuple[tuple[bytes, bytes], ...] = ()
+    # The sender the worker recovered running the transaction: a re-execution here uses it
+    # instead of recovering it again (see senders.worker_sender).
+    sender: bytes | None = None
 
 
 class ParallelVMMixin:
@@ -60,6 +65,7 @@ class ParallelVMMixin:
 
     speculation: Sequence[TxOutcome] = ()
     reexecuted: int = 0
+    storage_roots: StorageRoots | None = None  # where the end-of-block storage roots run
     merged_receipts: Sequence[Any] = ()
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
@@ -90,6 +96,7 @@ class ParallelVMMixin:
         vm: Any = self
         state = cast(RecordingStateMixin, vm.state)
         seed_parent_accounts(vm.state, self.speculation)
+        vm.state._account_db.storage_roots = self.storage_roots
         # Only Frontier's gas-limit check is known to need nothing but gas from the header;
         # with any other check every transaction gets a header of its own, as in py-evm.
         gas_check_only = (
@@ -122,7 +129,8 @@ class ParallelVMMixin:
                 header = _header_at(header, gas_used, bloom)
                 state.start_recording()
                 try:
-                    receipt, _computation = vm.apply_transaction(header, transaction)
+                    with worker_sender(transaction, outcome):
+                        receipt, _computation = vm.apply_transaction(header, transaction)
                 finally:
                     rwset = state.finish_recording()
                 self.reexecuted += 1

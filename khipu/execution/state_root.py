@@ -6,6 +6,10 @@ changes are collected from py-evm's journals and applied with `update_trie`, one
 trie and one for the account trie; the new nodes, the code written during the block and the
 storage roots end up in the database exactly as py-evm's own `persist` leaves them.
 
+The storage tries of different accounts are independent: with `storage_roots` set (the merge
+sets it), their batches go to the worker pool (storage_roots.StorageRoots), which returns each
+new root and its nodes; the account trie is then updated here with those roots.
+
 A storage wiped during the block (SELFDESTRUCT, CREATE over an address with storage) keeps
 py-evm's own path for that account: its lookup holds a stack of tries to revert to, which only
 py-evm's code understands. This module reaches into py-evm's private attributes (pinned
@@ -14,6 +18,7 @@ py-evm 0.12.1b1); `tests/unit/execution/test_state_root.py` compares it with `Ac
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from eth.abc import (
@@ -37,12 +42,16 @@ from eth_typing import Address, Hash32
 from trie.hexary import HexaryTrie
 
 from khipu.execution.node_cache import NodeCachingTrie
+from khipu.execution.storage_roots import StorageBatch, StorageRoots, storage_root_here
 from khipu.execution.trie_batch import update_trie
 
 
 class BatchedAccountDB(AccountDB):
     """An AccountDB whose `persist` updates the storage tries and account trie in batches,
     and whose account reads go through the per-process decoded-node cache."""
+
+    # Set by the merge for a block whose storage roots may go to the workers.
+    storage_roots: StorageRoots | None = None
 
     def __init__(self, db: AtomicDatabaseAPI, state_root: Hash32 = BLANK_ROOT_HASH) -> None:
         super().__init__(db, state_root)
@@ -100,14 +109,33 @@ class BatchedAccountDB(AccountDB):
     def persist(self) -> MetaWitnessAPI:
         """Write the block's storage, code and account changes; same result as AccountDB's.
 
-        Raises MissingTrieNodeError (trie_batch) if a node on a changed path is missing.
+        The storage tries go through `storage_roots` (on the workers) when it is set, else
+        they are updated here. Raises MissingTrieNodeError (trie_batch) if a node on a changed
+        path is missing.
         """
+        started = time.perf_counter()
         nodes: dict[bytes, bytes] = {}
         by_pyevm: list[AccountStorageDB] = []
+        new_roots: dict[Address, Hash32] = {}
+        batches: list[StorageBatch] = []
+        storage_store: Any = None
         for address, store in self._dirty_account_stores():
-            new_root = self._storage_root_after(address, store, nodes, by_pyevm)
-            if new_root is None:
-                continue
+            pending = self._storage_changes(address, store, by_pyevm)
+            if isinstance(pending, StorageBatch):
+                batches.append(pending)
+                storage_store = cast(Any, store)._storage_lookup._db
+            elif pending is not None:
+                new_roots[address] = pending
+        if batches:
+            if self.storage_roots is None:
+                computed = {b.address: storage_root_here(storage_store, b) for b in batches}
+            else:
+                computed = self.storage_roots.compute(storage_store, batches)
+            for batch in batches:
+                update = computed[batch.address]
+                nodes.update(update.nodes)
+                new_roots[Address(batch.address)] = update.root_hash
+        for address, new_root in new_roots.items():
             if self.account_exists(address) or new_root != BLANK_ROOT_HASH:
                 self._set_storage_root(address, new_root)
 
@@ -142,17 +170,16 @@ class BatchedAccountDB(AccountDB):
             self._batchtrie.commit_to(write_batch, apply_deletes=False)
             self._batchdb.commit_to(write_batch, apply_deletes=False)
         self._root_hash_at_last_persist = self.state_root
+        if self.storage_roots is not None:
+            self.storage_roots.seconds = time.perf_counter() - started
         return meta_witness
 
-    def _storage_root_after(
-        self,
-        address: Address,
-        store: Any,
-        nodes: dict[bytes, bytes],
-        by_pyevm: list[AccountStorageDB],
-    ) -> Hash32 | None:
-        """The new storage root of `address` (None if its storage trie is untouched); new
-        nodes go to `nodes`, or `store` goes to `by_pyevm` if py-evm must write them."""
+    def _storage_changes(
+        self, address: Address, store: Any, by_pyevm: list[AccountStorageDB]
+    ) -> StorageBatch | Hash32 | None:
+        """What `address`'s storage trie needs: None if it is untouched; its new root if
+        py-evm must make it (then `store` goes to `by_pyevm`, py-evm writes the nodes); else
+        the batch of sorted slot updates to apply to its parent root."""
         store.lock_changes()
         lookup = store._storage_lookup
         # A wipe, or a root already made by py-evm this block: py-evm finishes what it began.
@@ -165,15 +192,13 @@ class BatchedAccountDB(AccountDB):
             by_pyevm.append(store)
             return Hash32(store.get_changed_root()) if store.has_changed_root else None
         diff = store._locked_changes.diff()
-        updates: dict[bytes, bytes | None] = {
-            keccak(slot.rjust(32, b"\x00")): value for slot, value in diff.pending_items()
-        }
-        updates.update((keccak(slot.rjust(32, b"\x00")), None) for slot in diff.deleted_keys())
+        updates = {keccak(slot.rjust(32, b"\x00")): value for slot, value in diff.pending_items()}
+        updates.update((keccak(slot.rjust(32, b"\x00")), b"") for slot in diff.deleted_keys())
         if not updates:
             return None
-        result = update_trie(lookup._db, lookup._starting_root_hash, updates)
-        nodes.update(result.nodes)
-        return result.root_hash
+        return StorageBatch(
+            bytes(address), bytes(lookup._starting_root_hash), tuple(sorted(updates.items()))
+        )
 
 
 class CachingStorageLookup(StorageLookup):
