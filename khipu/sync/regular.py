@@ -293,7 +293,11 @@ class RegularSync(SupervisedActor):
             if node_id not in links or self._views[node_id].link is not links[node_id]:
                 del self._views[node_id]
         for node_id, link in links.items():
-            self._views.setdefault(node_id, PeerView(link))
+            view = self._views.setdefault(node_id, PeerView(link))
+            block_range = getattr(link.eth, "remote_range", None)  # eth/69 tells its latest block
+            if block_range is not None and block_range.latest > (view.head_number or 0):
+                view.head_number = block_range.latest
+                view.nothing_after = None
 
     def _caught_up(self, head: int) -> None:
         """No peer has more: say so once, if the sync had been running (before it first runs,
