@@ -7,6 +7,13 @@ merged state (recording its rw-set); every other transaction's writes are applie
 and its receipt kept with the cumulative gas patched in (MergedReceipt). py-evm then does the
 block-level work in its place: withdrawals, rewards, Prague requests, and the state root, which
 this VM's state computes with batched trie updates (BatchedAccountDB).
+
+Before Byzantium each receipt carries the state root after its transaction. Speculation leaves a
+placeholder there (PLACEHOLDER_STATE_ROOT: the worker's root would be of the parent state plus
+one transaction, and costly); the merge computes the merged state's root after each committed
+transaction, as py-evm's `make_receipt` does, and patches it in. A re-executed transaction's
+receipt is py-evm's own, root included. The DAO fork's irregular state change happens in
+py-evm's `configure_header`, which both `begin_block` and `import_block` call.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, cast
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, WithdrawalAPI
 from eth.rlp.accounts import Account
+from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.frontier.validation import validate_frontier_transaction_against_header
 from eth.vm.forks.prague.constants import (
     DEPOSIT_CONTRACT_ADDRESS,
@@ -40,6 +48,14 @@ from khipu.execution.trie_batch import ordered_trie
 # Blob transactions always go through py-evm (blob gas accounting on the header).
 BLOB_TRANSACTION_TYPE = 3
 
+# The state root a speculative receipt before Byzantium carries until the merge patches it.
+PLACEHOLDER_STATE_ROOT = b"\x00" * 32
+
+
+def receipts_carry_state_root(vm_class: type[Any]) -> bool:
+    """True for forks before Byzantium: a receipt holds the state root after its transaction."""
+    return not issubclass(vm_class, ByzantiumVM)
+
 
 @dataclass(frozen=True)
 class TxOutcome:
@@ -61,11 +77,15 @@ class ParallelVMMixin:
     speculation: Sequence[TxOutcome] = ()
     reexecuted: int = 0
     merged_receipts: Sequence[Any] = ()
+    # Set by begin_block, which only speculation calls: receipts get PLACEHOLDER_STATE_ROOT.
+    speculative: bool = False
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
         """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
-        state, pre-processing system calls); returns the header to apply transactions on."""
+        state, pre-processing system calls, the DAO fork's state change); returns the header
+        to apply transactions on. The VM is speculative from then on (see make_receipt)."""
         vm: Any = self
+        self.speculative = True
         fields: dict[str, Any] = {
             "coinbase": block.header.coinbase,
             "difficulty": block.header.difficulty,
@@ -84,11 +104,26 @@ class ParallelVMMixin:
         vm.block_preprocessing(block)
         return cast(BlockHeaderAPI, header)
 
+    def make_receipt(
+        self,
+        base_header: BlockHeaderAPI,
+        transaction: SignedTransactionAPI,
+        computation: Any,
+        state: Any,
+    ) -> ReceiptAPI:
+        """py-evm's receipt; on a speculative VM before Byzantium with PLACEHOLDER_STATE_ROOT
+        instead of the state root (the merge patches the real one in)."""
+        if self.speculative and receipts_carry_state_root(type(self)):
+            state = PlaceholderRootState(state)
+        parent: Any = super()
+        return cast(ReceiptAPI, parent.make_receipt(base_header, transaction, computation, state))
+
     def apply_all_transactions(
         self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
     ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[Any, ...]]:
         vm: Any = self
         state = cast(RecordingStateMixin, vm.state)
+        intermediate_roots = receipts_carry_state_root(type(vm))
         seed_parent_accounts(vm.state, self.speculation)
         # Only Frontier's gas-limit check is known to need nothing but gas from the header;
         # with any other check every transaction gets a header of its own, as in py-evm.
@@ -139,7 +174,8 @@ class ParallelVMMixin:
                     vm.validate_transaction_against_header(header, transaction)
                 vm.state.lock_changes()
                 apply_writes(vm.state, rwset)
-                receipt = MergedReceipt(outcome.receipt, gas_used)
+                root = vm.state.make_state_root() if intermediate_roots else None
+                receipt = MergedReceipt(outcome.receipt, gas_used, root)
                 gas_used, bloom = receipt.gas_used, bloom | receipt.bloom
             written |= rwset.written_keys()
             receipts.append(receipt)
@@ -196,6 +232,20 @@ class ParallelVMMixin:
             roots[name] = trie.root_hash
         fields["header"] = new_header.copy(**roots)
         return base_block.copy(**fields)
+
+
+class PlaceholderRootState:
+    """A state seen through py-evm's `make_receipt`: `make_state_root` gives the placeholder
+    (nothing is computed or flushed), everything else is the state's own."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def make_state_root(self) -> bytes:
+        return PLACEHOLDER_STATE_ROOT
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
 
 
 def _header_at(header: BlockHeaderAPI, gas_used: int, bloom: int) -> BlockHeaderAPI:
