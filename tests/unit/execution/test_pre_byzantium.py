@@ -22,6 +22,8 @@ from eth_hash.auto import keccak
 from eth_keys import keys
 from eth_typing import Address
 from eth_utils import decode_hex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from khipu.chain.chain import KhipuChain
 from khipu.execution import executor as executor_module
@@ -33,12 +35,15 @@ from khipu.execution.executor import (
 )
 from khipu.execution.merge import PLACEHOLDER_STATE_ROOT, receipts_carry_state_root
 from tests.chain_helpers import memory_chain
+from tests.conftest import conformance_full
 
 COUNTER = b"\xc0" * 20  # slot 0 += 1 on every call: every caller reads what the last wrote
 PER_CALLER = b"\xc1" * 20  # SSTORE(CALLER, CALLER): a slot of each caller's own
 EMPTY = b"\xe0" * 20  # an existing empty account (nonce 0, balance 0, no code)
 FRESH = b"\xf0" * 20  # no account at genesis
 RECIPIENT = b"\xaa" * 20
+DESTRUCTIBLE = b"\xd0" * 20  # SELFDESTRUCT to the caller
+BALANCE_READER = b"\xb0" * 20  # SSTORE(1, BALANCE(RECIPIENT)): an absolute balance read
 COUNTER_CODE = bytes.fromhex("600054600101600055")
 PER_CALLER_CODE = bytes.fromhex("333355")
 # init code returning COUNTER_CODE as the runtime
@@ -75,6 +80,9 @@ def genesis(fork: str) -> dict[str, Any]:
     alloc["0x" + COUNTER.hex()] = {"balance": "0x0", "code": "0x" + COUNTER_CODE.hex()}
     alloc["0x" + PER_CALLER.hex()] = {"balance": "0x0", "code": "0x" + PER_CALLER_CODE.hex()}
     alloc["0x" + EMPTY.hex()] = {"balance": "0x0"}
+    alloc["0x" + DESTRUCTIBLE.hex()] = {"balance": hex(10**15), "code": "0x33ff"}
+    reader_code = "0x73" + RECIPIENT.hex() + "31600155"
+    alloc["0x" + BALANCE_READER.hex()] = {"balance": "0x0", "code": reader_code}
     if fork == "dao":  # something for the DAO fork block to drain into the refund contract
         for index, drained in enumerate(dao_drain_list[:3]):
             alloc[drained] = {"balance": hex(10**18 * (index + 1))}
@@ -110,13 +118,16 @@ BLOCKS: list[list[Call]] = [
 ]
 
 
-def build_chain(fork: str) -> tuple[KhipuChain, list[BlockAPI]]:
-    """The chain of BLOCKS built by py-evm on `fork`, each block persisted."""
+def build_chain(
+    fork: str, planned: list[list[Call]] | None = None
+) -> tuple[KhipuChain, list[BlockAPI]]:
+    """The chain of `planned` blocks (BLOCKS by default) built by py-evm on `fork`, each block
+    persisted."""
     chain, rules = memory_chain(genesis(fork))
     nonces = [0] * len(SENDER_KEYS)
     parent = chain.chaindb.get_canonical_head()
     blocks = []
-    for calls in BLOCKS:
+    for calls in BLOCKS if planned is None else planned:
         number = parent.block_number + 1
         vm_class = rules.vm_class(number, parent.timestamp + 15, 0)
         extra = b"dao-hard-fork" if fork == "dao" and number == DAO_FORK_BLOCK else b""
@@ -223,3 +234,35 @@ def test_pre_byzantium_can_be_forced_serial(
     execution = execute_block_parallel(chain, blocks[0], workers=1, min_transactions=1)
     assert execution.mode == "serial"
     assert execution.block.header == execute_block_serial(chain, blocks[0]).header
+
+
+# Differential: random blocks of these calls on every fork, parallel (speculated in this
+# process, then merged) against py-evm; 12 fixed examples, 200 random ones with
+# KHIPU_CONFORMANCE=full. The devnet contention generator builds post-merge
+# chains only (PUSH0, CREATE2, blob and set-code transactions), so the pre-Byzantium rule sets
+# get this generator of their own.
+TARGETS = (COUNTER, PER_CALLER, EMPTY, FRESH, RECIPIENT, DESTRUCTIBLE, BALANCE_READER,
+           dao_refund_contract, b"")  # fmt: skip
+calls = st.builds(
+    lambda sender, target, value: Call(
+        sender, TARGETS[target], value, DEPLOY_CODE if TARGETS[target] == b"" else b""
+    ),
+    st.integers(0, len(SENDER_KEYS) - 1),
+    st.integers(0, len(TARGETS) - 1),
+    st.sampled_from([0, 0, 1, 10**15]),
+)
+
+
+@settings(max_examples=200 if conformance_full() else 12, deadline=None,
+          derandomize=not conformance_full(),
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(
+    fork=st.sampled_from(list(FORKS)),
+    planned=st.lists(st.lists(calls, min_size=1, max_size=8), min_size=1, max_size=3),
+)
+def test_random_blocks_parallel_equals_pyevm(fork: str, planned: list[list[Call]]) -> None:
+    chain, blocks = build_chain(fork, planned)
+    for block in blocks:
+        execution = execute_block_parallel(chain, block, workers=0, min_transactions=1)
+        assert execution.mode == "parallel", (fork, block.number)
+        assert execution.block.header == block.header, (fork, block.number)
