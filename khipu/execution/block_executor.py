@@ -12,8 +12,8 @@ Each block runs in one of four modes, chosen per block:
 - parallel: speculation on the workers, then the in-order merge;
 - serial: the AdaptiveExecutor judged serial cheaper (most transactions conflict, as in a block
   of swaps on one AMM pool), or it is probing serial's cost;
-- serial-only: the block cannot run in parallel (before Byzantium with KHIPU_PARALLEL_PRE_BYZANTIUM=0;
-  blocks of fewer than two transactions run batched, in order);
+- serial-only: the block cannot run in parallel (before Byzantium with
+  KHIPU_PARALLEL_PRE_BYZANTIUM=0; blocks of fewer than two transactions run batched, in order);
 - serial-fallback: the parallel result disagreed with the header, or no worker could run the
   speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
 

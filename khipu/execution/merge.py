@@ -12,7 +12,8 @@ Before Byzantium each receipt carries the state root after its transaction. Spec
 placeholder there (PLACEHOLDER_STATE_ROOT: the worker's root would be of the parent state plus
 one transaction, and costly); the merge computes the merged state's root after each committed
 transaction, as py-evm's `make_receipt` does, and patches it in. A re-executed transaction's
-receipt is py-evm's own, root included. The DAO fork's irregular state change happens in
+receipt is py-evm's own, root included. Either root is computed with a batched account trie
+(intermediate_root.py). The DAO fork's irregular state change happens in
 py-evm's `configure_header`, which both `begin_block` and `import_block` call.
 """
 
@@ -34,6 +35,7 @@ from eth.vm.forks.prague.constants import (
 from eth_bloom.bloom import BloomFilter
 from eth_utils import ValidationError, to_bytes
 
+from khipu.execution.intermediate_root import IntermediateRootStateMixin
 from khipu.execution.merged_receipt import MergedReceipt
 from khipu.execution.rwset import (
     FieldKey,
@@ -327,8 +329,10 @@ def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
     parallel = _VM_CLASSES.get(vm_class)
     if parallel is None:
         recording = recording_state_class(vm_class.get_state_class())
-        # The merged state's end-of-block root is computed with batched trie updates.
-        state_class = type("Batched" + recording.__name__, (recording,),
+        # The merged state's end-of-block root is computed with batched trie updates, and so
+        # are the roots after each transaction before Byzantium (intermediate_root.py).
+        state_class = type("Batched" + recording.__name__,
+                           (IntermediateRootStateMixin, recording),
                            {"account_db_class": BatchedAccountDB})  # fmt: skip
         base_block = vm_class.get_block_class()
         block_class = type(base_block.__name__, (ShallowCopyBlockMixin, base_block), {})

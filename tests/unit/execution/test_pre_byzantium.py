@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import rlp
 from eth.abc import BlockAPI, SignedTransactionAPI
+from eth.constants import BLANK_ROOT_HASH
+from eth.db.atomic import AtomicDB
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.homestead.headers import dao_drain_list, dao_refund_contract
 from eth_hash.auto import keccak
@@ -25,7 +28,7 @@ from eth_utils import decode_hex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from khipu.chain.chain import KhipuChain
+from khipu.chain.chain import KhipuChain, open_chain
 from khipu.execution import executor as executor_module
 from khipu.execution.executor import (
     execute_block_batched,
@@ -33,6 +36,7 @@ from khipu.execution.executor import (
     execute_block_serial,
     supports_parallel,
 )
+from khipu.execution.intermediate_root import child_hashes
 from khipu.execution.merge import PLACEHOLDER_STATE_ROOT, receipts_carry_state_root
 from tests.chain_helpers import memory_chain
 from tests.conftest import conformance_full
@@ -266,3 +270,64 @@ def test_random_blocks_parallel_equals_pyevm(fork: str, planned: list[list[Call]
         execution = execute_block_parallel(chain, block, workers=0, min_transactions=1)
         assert execution.mode == "parallel", (fork, block.number)
         assert execution.block.header == block.header, (fork, block.number)
+
+
+def missing_nodes(store: dict[bytes, bytes], state_root: bytes) -> set[bytes]:
+    """Hashes of the account-trie and storage-trie nodes under `state_root` not in `store`."""
+    missing: set[bytes] = set()
+    seen: set[bytes] = set()
+    pending = [(state_root, True)]  # (node hash, in the account trie)
+    while pending:
+        node_hash, accounts = pending.pop()
+        if node_hash in seen or node_hash == BLANK_ROOT_HASH:
+            continue
+        if node_hash not in store:
+            missing.add(node_hash)
+            continue
+        seen.add(node_hash)
+        pending.extend((child, accounts) for child in child_hashes(store[node_hash]))
+        if accounts:
+            roots = storage_roots(rlp.decode(store[node_hash]))
+            pending.extend((root, False) for root in roots)
+    return missing
+
+
+def storage_roots(node: Any) -> list[bytes]:
+    """The storage roots of the accounts in the leaves of an account-trie node."""
+    if len(node) == 17:
+        return [
+            root for item in node[:16] if isinstance(item, list) for root in storage_roots(item)
+        ]
+    if len(node) == 2 and node[0][0] >> 4 in (2, 3):
+        return [rlp.decode(node[1])[2]]
+    if len(node) == 2 and isinstance(node[1], list):
+        return storage_roots(node[1])
+    return []
+
+
+@pytest.mark.parametrize("fork", ["frontier", "spurious-dragon"])
+def test_intermediate_roots_store_the_post_state_and_drop_replaced_nodes(fork: str) -> None:
+    # Block 2 on a parent that has never seen its nodes: executed serially on one copy of
+    # the store, in parallel (per-transaction roots batched, replaced nodes dropped) on another.
+    _chain, blocks = build_chain(fork)
+    parent_chain, _ = build_chain(fork, BLOCKS[:1])
+    stores = {}
+    for name, execute in [
+        ("serial", lambda chain, block: execute_block_serial(chain, block)),
+        (
+            "parallel",
+            lambda c, b: execute_block_parallel(c, b, workers=0, min_transactions=1).block,
+        ),
+    ]:
+        parent = dict(parent_chain.chaindb.db.wrapped_db.kv_store)
+        db = AtomicDB()
+        db.wrapped_db.kv_store.update(parent)
+        result = execute(open_chain(parent_chain.rules, db), blocks[1])
+        assert result.header == blocks[1].header
+        stores[name] = (parent, db.wrapped_db.kv_store)
+    for name, (_parent, store) in stores.items():
+        assert not missing_nodes(store, blocks[1].header.state_root), name
+    serial_new = stores["serial"][1].keys() - stores["serial"][0].keys()
+    parallel_new = stores["parallel"][1].keys() - stores["parallel"][0].keys()
+    # py-evm keeps a few replaced nodes; nothing the per-transaction roots made is left over
+    assert len(parallel_new) <= len(serial_new) + 1
