@@ -15,6 +15,10 @@ speculative pass), re-executions, and where the parallel time went (speculation 
 vs the merge and block work here), summed over the best rounds.
 
     python -m benchmarks.parallel_execution [--blocks 4] [--txs 100] [--workers 0,1,2] [--rounds 3]
+        [--profiles transfers,erc20,amm,mixed] [--no-mainnet]
+
+The real mainnet blocks of mainnet/nimbus-persist-block follow the generated chains (see
+benchmarks/parallel_mainnet.py; `--profiles ""` for them alone, skipped if the data is absent).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ from khipu.execution.storage_roots import MIN_UPDATES_FOR_WORKERS, StorageRoots,
 from khipu.execution.worker import run_task
 
 PROFILES = ("transfers", "erc20", "amm", "mixed")
+# The benchmark's blocks go through speculation from one transaction on (the node's executor
+# runs blocks of fewer than two serially): what the parallel path costs on a tiny block.
+PARALLEL_MIN_TRANSACTIONS = 1
 
 
 class MemoryChainSpeculator:
@@ -107,39 +114,11 @@ def bench_profile(
         if pool is not None and roots_min_updates is not None
     }
     n = len(blocks)
-    results = {
-        mode: ModeResult([float("inf")] * n, [None] * n, [0.0] * n, [0.0] * n)
-        for mode in ["serial", "batched", *worker_counts]
-    }
+    results = new_results(worker_counts, n)
     try:
-        for pool in pools.values():
-            if pool is not None:
-                pool.map([])  # nothing: the workers fork on the first block
         for _round in range(rounds):
             for position, block in enumerate(blocks):
-                started, cpu = time.perf_counter(), time.process_time()
-                execute_block_serial(chain, block)
-                elapsed = time.perf_counter() - started
-                _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
-                started, cpu = time.perf_counter(), time.process_time()
-                in_order = execute_block_batched(chain, block, StorageRoots(None, 1))
-                elapsed = time.perf_counter() - started
-                if in_order.block.header.hash != block.header.hash:
-                    raise AssertionError(f"block #{block.number}: batched result differs")
-                _keep_best(results["batched"], position, elapsed, in_order,
-                           time.process_time() - cpu)  # fmt: skip
-                for count, pool in pools.items():
-                    before = workers_cpu(pool)
-                    started, cpu = time.perf_counter(), time.process_time()
-                    execution = execute_block_parallel(
-                        chain, block, pool, workers=count, storage_roots=roots.get(count)
-                    )
-                    elapsed = time.perf_counter() - started
-                    main_cpu = time.process_time() - cpu
-                    if execution.block.header.hash != block.header.hash:
-                        raise AssertionError(f"block #{block.number}: parallel result differs")
-                    _keep_best(results[count], position, elapsed, execution, main_cpu,
-                               workers_cpu(pool) - before)  # fmt: skip
+                measure_block(chain, block, pools, results, position, roots)
     finally:
         for pool in pools.values():
             if pool is not None:
@@ -162,6 +141,56 @@ def bench_profile(
                 f"{counters['remote']} accounts on workers, {counters['local']} here"
             )
     return lines
+
+
+def new_results(worker_counts: list[int], blocks: int) -> dict[Any, ModeResult]:
+    """Empty results of every mode: serial, batched and each worker count."""
+    return {
+        mode: ModeResult([float("inf")] * blocks, [None] * blocks, [0.0] * blocks, [0.0] * blocks)
+        for mode in ["serial", "batched", *worker_counts]
+    }
+
+
+def measure_block(
+    chain: Any,
+    block: Any,
+    pools: dict[int, WorkerPool[SpeculationTask, list[TxOutcome]] | None],
+    results: dict[Any, ModeResult],
+    position: int,
+    roots: dict[int, StorageRoots] | None = None,
+) -> None:
+    """Execute `block` once in each mode (serial, batched, each pool's worker count), keeping
+    each mode's best time at `position`; `roots[count]` puts the storage roots of that worker
+    count's blocks on its workers. Raises AssertionError if a result differs from the block's
+    header."""
+    roots = roots or {}
+    started, cpu = time.perf_counter(), time.process_time()
+    execute_block_serial(chain, block)
+    elapsed = time.perf_counter() - started
+    _keep_best(results["serial"], position, elapsed, None, time.process_time() - cpu)
+    started, cpu = time.perf_counter(), time.process_time()
+    in_order = execute_block_batched(chain, block, StorageRoots(None, 1))
+    elapsed = time.perf_counter() - started
+    if in_order.block.header.hash != block.header.hash:
+        raise AssertionError(f"block #{block.number}: batched result differs")
+    _keep_best(results["batched"], position, elapsed, in_order, time.process_time() - cpu)
+    for count, pool in pools.items():
+        before = workers_cpu(pool)
+        started, cpu = time.perf_counter(), time.process_time()
+        execution = execute_block_parallel(
+            chain,
+            block,
+            pool,
+            workers=count,
+            min_transactions=PARALLEL_MIN_TRANSACTIONS,
+            storage_roots=roots.get(count),
+        )
+        elapsed = time.perf_counter() - started
+        main_cpu = time.process_time() - cpu
+        if execution.block.header.hash != block.header.hash:
+            raise AssertionError(f"block #{block.number}: parallel result differs")
+        _keep_best(results[count], position, elapsed, execution, main_cpu,
+                   workers_cpu(pool) - before)  # fmt: skip
 
 
 def _keep_best(
@@ -187,10 +216,12 @@ def _line(
     seconds: float,
     serial: float,
     result: ModeResult,
+    gas: int | None = None,
 ) -> str:
     line = (
         f"{profile:10s} {mode:10s} {blocks / seconds:6.2f} blk/s {txs / seconds:7.1f} tx/s  "
-        f"speedup {serial / seconds:4.2f}x"
+        + ("" if gas is None else f"{gas / seconds / 1e6:6.2f} Mgas/s  ")
+        + f"speedup {serial / seconds:4.2f}x"
     )
     cpu = f"cpu {sum(result.main_cpu):5.2f}s here"
     if mode == "serial":
@@ -202,7 +233,9 @@ def _line(
     speculating = sum(e.speculate_seconds for e in executions)
     merging = sum(e.merge_seconds for e in executions)
     rooting = sum(e.roots_seconds for e in executions)
-    rate = "n/a" if mode == "batched" else f"{100 * (txs - reexecuted) / max(1, txs):5.1f}%"
+    # Committed from the speculative pass, over all transactions (blocks run serially commit none).
+    committed = sum(e.transactions - e.reexecuted for e in executions if e.mode == "parallel")
+    rate = "n/a" if mode == "batched" else f"{100 * committed / max(1, txs):5.1f}%"
     return line + (
         f"  parallel rate {rate}  "
         f"re-executed {reexecuted}/{txs}  ({seconds:5.2f}s: speculation {speculating:5.2f}s, "
@@ -228,18 +261,32 @@ def main(argv: list[str]) -> int:
         default=MIN_UPDATES_FOR_WORKERS,
         help="slot updates from which a block's storage roots go to the workers (-1: never)",
     )
+    parser.add_argument(
+        "--mainnet",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the real mainnet blocks of mainnet/nimbus-persist-block ($KHIPU_TESTDATA)",
+    )
     args = parser.parse_args(argv)
     worker_counts = [int(n) for n in args.workers.split(",")]
-    print(f"parallel execution: {args.blocks} blocks x {args.txs} txs, workers {worker_counts}, "
+    profiles = [profile for profile in args.profiles.split(",") if profile]
+    chains = f"{args.blocks} blocks x {args.txs} txs of {','.join(profiles)}" if profiles else ""
+    print(f"parallel execution: {chains}{' + ' if chains and args.mainnet else ''}"
+          f"{'mainnet witness blocks' if args.mainnet else ''}, workers {worker_counts}, "
           f"best of {args.rounds} interleaved rounds, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for profile in args.profiles.split(","):
+        for profile in profiles:
             folder = Path(tmp) / profile
             generate_chain(folder, args.blocks, args.txs, profile, seed=11)
             threshold = None if args.roots_min_updates < 0 else args.roots_min_updates
             for line in bench_profile(folder, worker_counts, args.rounds, threshold):
                 print(line, flush=True)
+    if args.mainnet:
+        from benchmarks.parallel_mainnet import bench_mainnet_blocks
+
+        for line in bench_mainnet_blocks(worker_counts, args.rounds):
+            print(line, flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -12,7 +12,8 @@ Each block runs in one of four modes, chosen per block:
 - parallel: speculation on the workers, then the in-order merge;
 - serial: the AdaptiveExecutor judged serial cheaper (most transactions conflict, as in a block
   of swaps on one AMM pool), or it is probing serial's cost;
-- serial-only: the block cannot run in parallel (before Byzantium, or fewer than two transactions);
+- serial-only: the block cannot run in parallel (before Byzantium with
+  KHIPU_PARALLEL_PRE_BYZANTIUM=0; blocks of fewer than two transactions run batched, in order);
 - serial-fallback: the parallel result disagreed with the header, or no worker could run the
   speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
 
@@ -167,7 +168,7 @@ class ParallelBlockExecutor:
         )
 
     def can_parallel(self, block: BlockAPI) -> bool:
-        """Byzantium or later, with at least MIN_TRANSACTIONS transactions."""
+        """supports_parallel (every fork unless told otherwise), at least MIN_TRANSACTIONS txs."""
         vm_class = self.chain.rules.vm_class_for_header(block.header)
         return supports_parallel(vm_class) and len(block.transactions) >= MIN_TRANSACTIONS
 
@@ -177,7 +178,7 @@ class ParallelBlockExecutor:
             execution = self._run_parallel(block)
         elif self.can_parallel(block):
             execution = self.adaptive.execute(block)
-        else:  # in order, batched where the fork allows (py-evm's serial path before Byzantium)
+        else:  # in order, batched (py-evm's serial path if supports_parallel says no)
             execution = execute_block_batched(self.chain, block, self.storage_roots)
             if execution.mode == "serial":
                 execution.mode = "serial-only"

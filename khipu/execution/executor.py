@@ -9,12 +9,15 @@ others committed as they ran, the block-level work and the (batched) state root 
 
 If the result disagrees with the header in state root, receipts root, bloom, gas used or requests
 hash, the block is re-run serially; that serial result is what is returned. Blocks before
-Byzantium (receipts carry an intermediate state root per transaction) run serially.
+Byzantium (receipts carry an intermediate state root per transaction) run in parallel too: the
+merge computes each root on the merged state (merge.py); KHIPU_PARALLEL_PRE_BYZANTIUM=0 (or
+PARALLEL_PRE_BYZANTIUM = False) sends them to py-evm's serial path instead.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +27,17 @@ from typing import Any, cast
 
 from eth.abc import BlockAPI
 from eth.vm.chain_context import ChainContext
-from eth.vm.forks.byzantium import ByzantiumVM
 from eth_utils import ValidationError
 
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
-from khipu.execution.merge import TxOutcome, as_block_class, parallel_vm_class
+from khipu.execution.merge import (
+    TxOutcome,
+    as_block_class,
+    parallel_vm_class,
+    receipts_carry_state_root,
+)
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rlp_items import encode_list, list_items
 from khipu.execution.rwset import ReadWriteSet
@@ -56,6 +63,10 @@ log = logging.getLogger("khipu.execution")
 
 # Header fields the parallel result must share with the header (else the block runs serially).
 CHECKED_FIELDS = ("state_root", "receipt_root", "bloom", "gas_used", "requests_hash")
+
+# Blocks before Byzantium go through speculation and the merge unless this is False (then
+# py-evm executes them serially): the way back if a pre-Byzantium block ever needs it.
+PARALLEL_PRE_BYZANTIUM = os.environ.get("KHIPU_PARALLEL_PRE_BYZANTIUM", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -111,8 +122,9 @@ def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, by
 
 
 def supports_parallel(vm_class: type[Any]) -> bool:
-    """Byzantium and later: receipts carry a status, not an intermediate state root."""
-    return issubclass(vm_class, ByzantiumVM)
+    """Every fork from Frontier on; forks before Byzantium (receipts with an intermediate
+    state root) only while PARALLEL_PRE_BYZANTIUM."""
+    return PARALLEL_PRE_BYZANTIUM or not receipts_carry_state_root(vm_class)
 
 
 def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
@@ -237,10 +249,11 @@ def execute_block_parallel(
     memory) runs the speculation and is closed afterwards. A given pool's handler must be
     `speculate` bound to a chain that can read the parent state (or a `DatadirSpeculator`).
     With `workers` 0 every transaction is speculated here, before the merge (no pool: the
-    batched state root and the merge without parallelism). Blocks before Byzantium and blocks
-    of fewer than `min_transactions` transactions run serially. Raises py-evm's
-    ValidationError if the block is invalid (as serial execution would). With `storage_roots`
-    the end-of-block storage tries are updated there (on the workers, see storage_roots).
+    batched state root and the merge without parallelism). Blocks of fewer than
+    `min_transactions` transactions (and blocks before Byzantium if not
+    PARALLEL_PRE_BYZANTIUM) run serially. Raises py-evm's ValidationError if the block is
+    invalid (as serial execution would). With `storage_roots` the end-of-block storage tries
+    are updated there (on the workers, see storage_roots).
     """
     vm_class = chain.rules.vm_class_for_header(block.header)
     count = len(block.transactions)

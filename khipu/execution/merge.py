@@ -7,6 +7,14 @@ merged state (recording its rw-set); every other transaction's writes are applie
 and its receipt kept with the cumulative gas patched in (MergedReceipt). py-evm then does the
 block-level work in its place: withdrawals, rewards, Prague requests, and the state root, which
 this VM's state computes with batched trie updates (BatchedAccountDB).
+
+Before Byzantium each receipt carries the state root after its transaction. Speculation leaves a
+placeholder there (PLACEHOLDER_STATE_ROOT: the worker's root would be of the parent state plus
+one transaction, and costly); the merge computes the merged state's root after each committed
+transaction, as py-evm's `make_receipt` does, and patches it in. A re-executed transaction's
+receipt is py-evm's own, root included. Either root is computed with a batched account trie
+(intermediate_root.py). The DAO fork's irregular state change happens in
+py-evm's `configure_header`, which both `begin_block` and `import_block` call.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any, cast
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, WithdrawalAPI
 from eth.rlp.accounts import Account
+from eth.vm.forks.byzantium import ByzantiumVM
 from eth.vm.forks.frontier.validation import validate_frontier_transaction_against_header
 from eth.vm.forks.prague.constants import (
     DEPOSIT_CONTRACT_ADDRESS,
@@ -26,6 +35,7 @@ from eth.vm.forks.prague.constants import (
 from eth_bloom.bloom import BloomFilter
 from eth_utils import ValidationError, to_bytes
 
+from khipu.execution.intermediate_root import IntermediateRootStateMixin
 from khipu.execution.merged_receipt import MergedReceipt
 from khipu.execution.rwset import (
     FieldKey,
@@ -41,6 +51,14 @@ from khipu.execution.trie_batch import ordered_trie
 
 # Blob transactions always go through py-evm (blob gas accounting on the header).
 BLOB_TRANSACTION_TYPE = 3
+
+# The state root a speculative receipt before Byzantium carries until the merge patches it.
+PLACEHOLDER_STATE_ROOT = b"\x00" * 32
+
+
+def receipts_carry_state_root(vm_class: type[Any]) -> bool:
+    """True for forks before Byzantium: a receipt holds the state root after its transaction."""
+    return not issubclass(vm_class, ByzantiumVM)
 
 
 @dataclass(frozen=True)
@@ -67,11 +85,15 @@ class ParallelVMMixin:
     reexecuted: int = 0
     storage_roots: StorageRoots | None = None  # where the end-of-block storage roots run
     merged_receipts: Sequence[Any] = ()
+    # Set by begin_block, which only speculation calls: receipts get PLACEHOLDER_STATE_ROOT.
+    speculative: bool = False
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
         """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
-        state, pre-processing system calls); returns the header to apply transactions on."""
+        state, pre-processing system calls, the DAO fork's state change); returns the header
+        to apply transactions on. The VM is speculative from then on (see make_receipt)."""
         vm: Any = self
+        self.speculative = True
         fields: dict[str, Any] = {
             "coinbase": block.header.coinbase,
             "difficulty": block.header.difficulty,
@@ -90,11 +112,26 @@ class ParallelVMMixin:
         vm.block_preprocessing(block)
         return cast(BlockHeaderAPI, header)
 
+    def make_receipt(
+        self,
+        base_header: BlockHeaderAPI,
+        transaction: SignedTransactionAPI,
+        computation: Any,
+        state: Any,
+    ) -> ReceiptAPI:
+        """py-evm's receipt; on a speculative VM before Byzantium with PLACEHOLDER_STATE_ROOT
+        instead of the state root (the merge patches the real one in)."""
+        if self.speculative and receipts_carry_state_root(type(self)):
+            state = PlaceholderRootState(state)
+        parent: Any = super()
+        return cast(ReceiptAPI, parent.make_receipt(base_header, transaction, computation, state))
+
     def apply_all_transactions(
         self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
     ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[Any, ...]]:
         vm: Any = self
         state = cast(RecordingStateMixin, vm.state)
+        intermediate_roots = receipts_carry_state_root(type(vm))
         seed_parent_accounts(vm.state, self.speculation)
         vm.state._account_db.storage_roots = self.storage_roots
         # Only Frontier's gas-limit check is known to need nothing but gas from the header;
@@ -147,7 +184,8 @@ class ParallelVMMixin:
                     vm.validate_transaction_against_header(header, transaction)
                 vm.state.lock_changes()
                 apply_writes(vm.state, rwset)
-                receipt = MergedReceipt(outcome.receipt, gas_used)
+                root = vm.state.make_state_root() if intermediate_roots else None
+                receipt = MergedReceipt(outcome.receipt, gas_used, root)
                 gas_used, bloom = receipt.gas_used, bloom | receipt.bloom
             written |= rwset.written_keys()
             receipts.append(receipt)
@@ -204,6 +242,20 @@ class ParallelVMMixin:
             roots[name] = trie.root_hash
         fields["header"] = new_header.copy(**roots)
         return base_block.copy(**fields)
+
+
+class PlaceholderRootState:
+    """A state seen through py-evm's `make_receipt`: `make_state_root` gives the placeholder
+    (nothing is computed or flushed), everything else is the state's own."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+
+    def make_state_root(self) -> bytes:
+        return PLACEHOLDER_STATE_ROOT
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._state, name)
 
 
 def _header_at(header: BlockHeaderAPI, gas_used: int, bloom: int) -> BlockHeaderAPI:
@@ -285,8 +337,10 @@ def parallel_vm_class(vm_class: type[Any]) -> type[Any]:
     parallel = _VM_CLASSES.get(vm_class)
     if parallel is None:
         recording = recording_state_class(vm_class.get_state_class())
-        # The merged state's end-of-block root is computed with batched trie updates.
-        state_class = type("Batched" + recording.__name__, (recording,),
+        # The merged state's end-of-block root is computed with batched trie updates, and so
+        # are the roots after each transaction before Byzantium (intermediate_root.py).
+        state_class = type("Batched" + recording.__name__,
+                           (IntermediateRootStateMixin, recording),
                            {"account_db_class": BatchedAccountDB})  # fmt: skip
         base_block = vm_class.get_block_class()
         block_class = type(base_block.__name__, (ShallowCopyBlockMixin, base_block), {})

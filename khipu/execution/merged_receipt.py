@@ -4,6 +4,10 @@ A worker runs each transaction alone, so its receipt carries the transaction's o
 block's receipt carries the cumulative gas of the block so far. The merge only needs to patch
 that one field, and the block only needs the receipt's encoding (for the receipt root), its gas
 and its bloom: `MergedReceipt` splices the new gas into the bytes without decoding the logs.
+
+Before Byzantium a receipt's first item is the state root after its transaction, which a worker
+cannot know (it ran on the parent state and left a placeholder there): the merge computes that
+root on the merged state and `MergedReceipt` splices it in place of the placeholder.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ class MergedReceipt:
 
     __slots__ = ("bloom", "encoded", "gas_used", "own_gas")
 
-    def __init__(self, speculative: bytes, gas_before: int) -> None:
+    def __init__(
+        self, speculative: bytes, gas_before: int, state_root: bytes | None = None
+    ) -> None:
         """The receipt `speculative` (encoded, gas of its transaction alone) placed after
-        `gas_before` gas of earlier transactions. Raises ReceiptEncodingError on bad bytes."""
+        `gas_before` gas of earlier transactions; with `state_root` (a receipt before
+        Byzantium), that root replaces its first item. Raises ReceiptEncodingError on bad
+        bytes, or if `state_root` is given for a receipt whose first item is not 32 bytes."""
         typed = bool(speculative) and speculative[0] < 0x80
         prefix = speculative[:1] if typed else b""
         try:
@@ -44,9 +52,14 @@ class MergedReceipt:
         self.gas_used = gas_before + self.own_gas
         self.bloom = int.from_bytes(_payload(speculative, gas_end, bloom_end), "big")
         gas = self.gas_used.to_bytes((self.gas_used.bit_length() + 7) // 8, "big")
-        payload = (
-            speculative[start:status_end] + encode_rlp(gas) + speculative[gas_end:end]
-        )  # fmt: skip
+        status = speculative[start:status_end]
+        if state_root is not None:
+            if status_end - start != 33 or len(state_root) != 32:
+                raise ReceiptEncodingError(
+                    f"receipt 0x{speculative.hex()} has no state root to replace"
+                )
+            status = encode_rlp(state_root)
+        payload = status + encode_rlp(gas) + speculative[gas_end:end]
         self.encoded = prefix + list_prefix(len(payload)) + payload
 
     def encode(self) -> bytes:

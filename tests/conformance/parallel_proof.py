@@ -155,7 +155,7 @@ def compare_receipts(serial: Sequence[ReceiptAPI], parallel: Sequence[ReceiptAPI
 
 
 def expects_parallel(chain: KhipuChain, block: BlockAPI, min_transactions: int = 1) -> bool:
-    """Whether the executor claims to run `block` in parallel (Byzantium on, enough txs)."""
+    """Whether the executor claims to run `block` in parallel (supports_parallel, enough txs)."""
     vm_class = chain.rules.vm_class_for_header(block.header)
     return supports_parallel(vm_class) and len(block.transactions) >= max(1, min_transactions)
 

@@ -48,8 +48,8 @@ def compare_chain(
     """Execute each block in parallel, batched (execute_block_batched), then serially, and
     assert the results are equal.
 
-    Blocks of at least `min_transactions` transactions (from Byzantium on) must have been
-    executed in parallel, not serially.
+    Blocks of at least `min_transactions` transactions (of a fork supports_parallel covers) must
+    have been executed in parallel, not serially.
     """
     chain, rules = memory_chain(genesis_document)
     importer = BlockImporter(chain, check_seal=False)

@@ -2,7 +2,8 @@
 
 Blocks go through `BlockImporter(executor=ProvingExecutor)`: each block is executed serially
 and in parallel on its parent state; both must reject it or give the same header, receipts and
-post-state, and a block the executor claims to handle (Byzantium on, at least one transaction)
+post-state, and a block the executor claims to handle (supports_parallel: every fork from Frontier
+on, receipts with intermediate state roots included; at least one transaction)
 whose serial result agrees with its header must have run in parallel, not through the fallback.
 The importer then checks the result against the header, and each suite's own expectation
 (the fixture's post-state and last block, the chain's head) must hold.
@@ -110,7 +111,8 @@ def test_blockchain_fixture_in_parallel(case: Any, workers: tuple[int, ...]) -> 
     assert result.accepted + result.rejected == len(fixture["blocks"])
 
 
-# Nimbus persist-block: real mainnet blocks, all before Byzantium (serial by design)
+# Nimbus persist-block: real mainnet blocks, all before Byzantium (receipts with intermediate
+# state roots), from Frontier to Spurious Dragon
 
 
 def _witness_params() -> list[Any]:
@@ -172,8 +174,8 @@ def _chain_workers() -> list[Any]:
 
 
 def test_mainnet_era1_first_blocks_in_parallel() -> None:
-    """Frontier blocks run serially by design (receipts with intermediate state roots): the
-    parallel path must hand them over intact. Only with KHIPU_CONFORMANCE=full (all of epoch 0,
+    """Epoch 0 of mainnet (Frontier, no transaction yet: uncle and block rewards only) through
+    the proving executor. Only with KHIPU_CONFORMANCE=full (all of epoch 0,
     every block also executed serially): building the mainnet genesis state alone takes 10-20 s
     here, and test_chain_files imports the first 200 blocks serially by default."""
     if not conformance_full():

@@ -9,6 +9,7 @@ import pytest
 import rlp
 from eth.rlp.logs import Log
 from eth.rlp.receipts import Receipt
+from eth.vm.forks.frontier import FrontierVM
 from eth.vm.forks.prague import PragueVM
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from khipu.chain.importer import decode_block
 from khipu.devnet.generate import generate_chain
 from khipu.execution.executor import partial_block
+from khipu.execution.merge import PLACEHOLDER_STATE_ROOT
 from khipu.execution.merged_receipt import MergedReceipt, ReceiptEncodingError
 from khipu.execution.rlp_items import RlpItemError, encode_list, list_items
 from tests.chain_helpers import memory_chain, read_blocks
@@ -54,6 +56,33 @@ def test_merged_receipt_equals_pyevm_copy(
     assert merged.gas_used == before + own_gas and merged.own_gas == own_gas
     assert merged.bloom == bloom
     assert merged.decoded(builder).logs == expected.logs
+
+
+@given(
+    root=st.binary(min_size=32, max_size=32),
+    own_gas=st.integers(0, 2**40),
+    before=st.integers(0, 2**40),
+    entries=logs,
+)
+def test_merged_receipt_patches_the_state_root_of_a_frontier_receipt(
+    root: bytes, own_gas: int, before: int, entries: list[Log]
+) -> None:
+    bloom = int.from_bytes(bytes(range(256)), "big")
+    placeholder = Receipt(state_root=PLACEHOLDER_STATE_ROOT, gas_used=own_gas, bloom=bloom,
+                          logs=entries)  # fmt: skip
+    expected = Receipt(state_root=root, gas_used=before + own_gas, bloom=bloom, logs=entries)
+
+    merged = MergedReceipt(rlp.encode(placeholder), before, root)
+
+    assert merged.encode() == rlp.encode(expected)
+    assert merged.gas_used == before + own_gas and merged.bloom == bloom
+    assert merged.decoded(FrontierVM.get_receipt_builder()).state_root == root
+
+
+def test_merged_receipt_refuses_a_root_for_a_status_receipt() -> None:
+    encoded = rlp.encode(Receipt(state_root=b"\x01", gas_used=21000, bloom=0, logs=[]))
+    with pytest.raises(ReceiptEncodingError, match="no state root"):
+        MergedReceipt(encoded, 0, b"\x11" * 32)
 
 
 def test_merged_receipt_rejects_truncated_bytes() -> None:
