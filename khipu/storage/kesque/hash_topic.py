@@ -17,7 +17,6 @@ orders every candidate entry. `put_many` is the matching lean write path.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
 from collections.abc import Iterable, Iterator
@@ -379,33 +378,60 @@ class HashTopic(TopicLog):
         if superseding:
             self.cache.discard(key)
 
-    def index_syncs(self) -> list[SyncJob]:
-        """Commit step 2: enter the fsynced records into the index (a grown copy, made durable
-        at once, if it would be too full); return the msync of the index. Raises OSError."""
+    def write_out(self) -> None:
+        """Commit step 1: write out the segments; if the new entries would fill the index too
+        much, build a grown copy of it now (durable, named by the commit file; the new
+        entries go into it at step 3). Raises OSError."""
+        super().write_out()
         index = self.index
         assert index is not None
+        needed = self.index_used + len(self._pending)
+        if (
+            self._pending
+            and self._grown is None
+            and needed > self.config.hash_index_max_load * index.slots
+        ):
+            self._grow(index, needed)
+
+    def index_syncs(self) -> list[SyncJob]:
+        """Commit step 3 (the records and the commit file are durable): enter the records into
+        the index; return its msync when `index_sync_bytes` of records were entered since the
+        last one (until then the commit file names where those records begin, and a writer
+        re-enters them at open: hash_recovery.py). Raises OSError."""
+        index = self._grown or self.index
+        assert index is not None
         if self._pending:
-            needed = self.index_used + len(self._pending)
-            if needed > self.config.hash_index_max_load * index.slots:
-                self._grow(index, needed)
-                return []
             index.insert_many(self._pending)
-            self.index_used += len(self._pending)
+            if self._grown is not None:
+                self._grown_used += len(self._pending)
+            else:
+                self.index_used += len(self._pending)
             if self._replay_from is None:
                 self._replay_from = self._pending[0][1], self._pending[0][2]
             self._unsynced_bytes += sum(entry[3] for entry in self._pending)
-        if not self.config.fsync:
+        if not self.config.fsync:  # the page cache holds the entries of earlier commits
+            self._replay_from = None
+            return []
+        if self._replay_from is None:
             return []
         if self._created_files or self._unsynced_bytes >= self.config.index_sync_bytes:
-            self._replay_from = None  # durable once this step ends, before the commit file
             self._unsynced_bytes = 0
-            return [index.sync]
+            return [self._index_synced(index)]
         return []
+
+    def _index_synced(self, index: HashIndex) -> SyncJob:
+        def sync() -> None:
+            index.sync()
+            self._replay_from = None  # the next commit file need not name them
+
+        return sync
 
     def settle_index(self) -> bool:
         """Writer closing: msync the index if committed entries are not durable yet; True if
         the commit file should now say so (no replay at the next open). Raises OSError."""
-        if self._replay_from is None or self.index is None or not self.config.fsync:
+        if self.index is None or not self.config.fsync:
+            return False
+        if self._replay_from is None and self.state.replay_from is None:
             return False
         self.index.sync()
         self._replay_from = None
@@ -419,33 +445,29 @@ class HashTopic(TopicLog):
         live = (entry[1:] for entry in index.entries())
         path = self.directory / index_file_name(generation)
         self._grown, self._grown_used = build_index(
-            path,
-            slots_log2,
-            generation,
-            index.salt,
-            itertools.chain(live, self._pending),
-            self.config.fsync,
-            index.version,
+            path, slots_log2, generation, index.salt, live, self.config.fsync, index.version
         )
         if self.config.fsync:
             files.fsync_directory(self.directory)
-        self._replay_from = None  # the grown index was built durable
-        self._unsynced_bytes = 0
 
-    def proposed_state(self) -> TopicState:
+    def proposed_state(self, sequence: int) -> TopicState:
         index = self._grown or self.index
         assert index is not None
+        replay = self._replay_from
+        if replay is None and self._pending:  # entered after the commit file is durable
+            replay = self._pending[0][1], self._pending[0][2]
         return (
             super()
-            .proposed_state()
+            .proposed_state(sequence)
             .with_changes(
                 index_generation=index.generation,
-                index_used=self._grown_used if self._grown else self.index_used,
+                index_used=(self._grown_used if self._grown else self.index_used)
+                + len(self._pending),
                 index_slots=index.slots,
                 overwrites=self.state.overwrites + int(self._superseded),
                 superseded=int(self.state.may_have_superseded or self._superseded),
-                replay_segment=self._replay_from[0] if self._replay_from else -1,
-                replay_position=self._replay_from[1] if self._replay_from else 0,
+                replay_segment=replay[0] if replay else -1,
+                replay_position=replay[1] if replay else 0,
             )
         )
 
@@ -480,6 +502,9 @@ class HashTopic(TopicLog):
             self.index = HashIndex.create(path, slots_log2, 1, os.urandom(16))
             self.index_used = 0
             self._created_files = True
+            if self.config.fsync:  # durable before any commit file names it
+                self.index.sync()
+                files.fsync_directory(self.directory)
         else:
             path = self.directory / index_file_name(generation)
             if not path.exists():
