@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -64,6 +65,7 @@ from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 IndexEntry = tuple[int, int, int, int]
 
 _unpack_slot = SLOT.unpack_from
+_unpack_hash = struct.Struct("<Q").unpack_from
 _unpack_header = RECORD_HEADER.unpack_from
 _unpack_words = KEY_WORDS.unpack
 _pack_body_header = BODY_HEADER.pack
@@ -299,12 +301,21 @@ class HashTopic(TopicLog):
         index_map, shift, mask, salt = index.map, index.shift, index.mask, index.salt_word
         words = index.version == VERSION_WORDS
         pending, pending_by_key = self._pending, self._pending_by_key
+        append_entry = pending.append
+        segment_bytes = self.segment_bytes
+        # the loop keeps its counters in locals and hands them back before anything that
+        # reads them (the general path, a roll) and at the end, whatever happens
+        next_offset = self.next_offset
+        added = 0
+        failed = False
         segment = self.segments[-1] if self.segments else None
         buffer = segment.buffer if segment is not None else bytearray()
-        written = segment.size if segment is not None else 0
+        position = segment.end if segment is not None else 0
+        ordinal = segment.ordinal if segment is not None else -1
         try:
             for key, value in items:
-                if words and len(key) == 32:
+                key_length = len(key)
+                if key_length == 32 and words:
                     a, b, c, d = _unpack_words(key)
                     hashed = (((a ^ b ^ c ^ d ^ salt) * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
                 else:
@@ -313,39 +324,45 @@ class HashTopic(TopicLog):
                 if not known:  # a committed entry with this hash? (almost never for a new key)
                     slot = hashed >> shift
                     while True:
-                        entry_hash = _unpack_slot(index_map, SLOTS_START + slot * SLOT_SIZE)[0]
+                        entry_hash = _unpack_hash(index_map, SLOTS_START + slot * SLOT_SIZE)[0]
                         if entry_hash in (hashed, EMPTY):
                             known = entry_hash == hashed
                             break
                         slot = (slot + 1) & mask
                 if known:
+                    self.next_offset, self.records = next_offset, self.records + added
+                    added = 0
                     self._put_general(key, value, hashed)
+                    next_offset = self.next_offset
                     segment = self.segments[-1]
-                    buffer, written = segment.buffer, segment.size
+                    buffer, position, ordinal = segment.buffer, segment.end, segment.ordinal
                     continue
-                key_length = len(key)
                 if key_length > MAX_KEY_BYTES:
                     raise ValueError(f"key of {key_length} bytes is longer than {MAX_KEY_BYTES}")
                 length = HEADER_SIZE + key_length + len(value)
-                position = written + len(buffer)
-                if segment is None or (position > 0 and position + length > self.segment_bytes):
-                    self.roll(self.next_offset)
+                if segment is None or (position > 0 and position + length > segment_bytes):
+                    self.roll(next_offset)
                     segment = self.segments[-1]
-                    buffer, written, position = segment.buffer, 0, 0
-                body = _pack_body_header(0, self.next_offset, key_length) + key + value
+                    buffer, position, ordinal = segment.buffer, 0, segment.ordinal
+                if ordinal not in self._dirty:
+                    self._dirty.add(ordinal)
+                body = _pack_body_header(0, next_offset, key_length) + key + value
                 buffer += _pack_length_crc(length, crc32c(body))
                 buffer += body
-                entry = (hashed, segment.ordinal, position, length)
-                pending.append(entry)
+                entry = (hashed, ordinal, position, length)
+                append_entry(entry)
                 pending_by_key[key] = entry
-                self.next_offset += 1
-                self.records += 1
-                self._dirty.add(segment.ordinal)
+                position += length
+                next_offset += 1
+                added += 1
                 if len(buffer) >= WRITE_BUFFER_BYTES:
                     segment.flush()
-                    written = segment.size
         except OSError as error:
+            failed = True  # the rollback puts the counters back at the commit
             self.fail(error, self.segments[-1].path if self.segments else self.directory)
+        finally:
+            if not failed:
+                self.next_offset, self.records = next_offset, self.records + added
 
     def _put_general(self, key: bytes, value: bytes, hashed: int) -> None:
         current = self._newest(key, hashed)
