@@ -370,10 +370,8 @@ class Kesque:
             for _ in range(10):
                 self._last_refresh = time.monotonic()
                 state, data = self._read_published()
-                if data == self._commit_bytes:
-                    return False
-                if state.sequence <= self.state.sequence:
-                    return False
+                if state.sequence <= self.state.sequence:  # (the same bytes may publish
+                    return False  # a newer slot: the published sequence chooses)
                 try:
                     for topic in self.all_topics():
                         topic.apply_state(state.topic(topic.name))
