@@ -3,15 +3,17 @@
     with Kesque.open(path) as kq:                  # the single writer (exclusive lock file)
         kq.topic("account").put(key, value)
         kq.topic("header").put_at(number, header)
-        kq.commit()                                 # durable: fsync, then publish
+        kq.commit()                                 # durable (one round of fsyncs), published
     with Kesque.open(path, readonly=True) as kq:   # any number of processes
         kq.topic("account").get(key)                # bytes or None
 
-A commit fsyncs the logs, enters the new records into the indexes and msyncs them, then writes
-the commit file's spare slot and fdatasyncs it (commit_file.py); readers see exactly what the
-commit file names, and learn that it changed from the commit counter (commit_counter.py).
-Opening never scans the logs: a writer reopening after a crash reads only the bytes past the
-last commit.
+A commit writes out the logs and the commit file's spare slot, then waits for one round of
+flushes, the segments' fsyncs and the slot's fdatasync side by side; the hash indexes take the
+new records after it, and the commit counter publishes its sequence last (commit_file.py,
+commit_counter.py). Readers see exactly the published commit. A writer reopening after a crash
+checks only the bytes the newest commit appended, falling back to the commit before it if some
+never reached the disk (commit_recovery.py), and re-reads only the records whose index entries
+may not be durable yet (hash_recovery.py); it never scans the logs.
 """
 
 from __future__ import annotations
