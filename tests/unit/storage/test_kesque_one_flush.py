@@ -69,6 +69,9 @@ def test_a_durable_slot_whose_records_are_whole_is_the_commit(
     writer.commit()
     put_batch(writer, 20, 20)
     flushed = flush_without_publishing(writer)
+    checked = check_store(store_dir, small_config)
+    assert checked.ok, checked.problems
+    assert any("whole: the writer's next open takes it" in note for note in checked.notes)
     with Kesque.open(store_dir, readonly=True, config=small_config) as reader:
         # never published: a reader stays at the previous commit though the slot is whole
         assert reader.state.sequence == flushed.sequence - 1
@@ -97,6 +100,8 @@ def test_lost_records_of_the_newest_slot_fall_back_to_the_previous_commit(
     segments, end = committed_ends(store_dir, "storage")
     assert flushed.topic("storage").end > end and segments == flushed.topic("storage").segments
     os.truncate(last_segment(store_dir, "storage"), end + 10)
+    notes = check_store(store_dir, small_config).notes
+    assert any(f"falls back to commit {flushed.sequence - 1}" in note for note in notes), notes
     with Kesque.open(store_dir, config=small_config) as reopened:
         assert reopened.state.sequence == flushed.sequence - 1
         assert reopened.topic("storage").get(key_of(20)) is None
