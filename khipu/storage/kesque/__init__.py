@@ -3,7 +3,8 @@
     DATADIR/kesque/
       LOCK                              the single writer's flock (holds its pid)
       COMMIT                            what readers may see, in two slots (commit_file.py)
-      COMMIT_COUNTER                    bumped at every commit; readers map it (commit_counter.py)
+      COMMIT_COUNTER                    the published commit and a counter; readers map it
+                                        (commit_counter.py)
       account/ storage/ evmcode/        hash topics: found by key
         {first_offset:020d}.log         segments of records (segment.py)
         hash.{generation:08d}.idx       the memory-mapped hash index (hash_index.py)

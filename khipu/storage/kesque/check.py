@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from khipu.storage.kesque.commit_file import TopicState
+from khipu.storage.kesque.commit_file import TopicState, commit_candidates
+from khipu.storage.kesque.commit_recovery import appended_problem
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.hash_index import index_file_name
@@ -93,6 +94,7 @@ def check_store(store_path: Path, config: KesqueConfig | None = None) -> CheckRe
     except StoreCorrupted as error:
         return CheckReport([Problem(error.file, error.offset, error.reason)], notes, 0)
     with store:
+        notes.extend(_unpublished_commit(store_path, store, config or KesqueConfig()))
         for topic in store.all_topics():
             notes.extend(_uncommitted_tail(topic.directory, topic.state))
             try:
@@ -105,6 +107,26 @@ def check_store(store_path: Path, config: KesqueConfig | None = None) -> CheckRe
             except OSError as error:
                 problems.append(Problem(topic.directory, 0, f"cannot read: {error}"))
     return CheckReport(problems, notes, records)
+
+
+def _unpublished_commit(store_path: Path, store: Kesque, config: KesqueConfig) -> list[str]:
+    """A note on a newer commit slot than the published one: a commit whose flushes were under
+    way (or a writer killed after them), and what the writer's next open will make of it."""
+    try:
+        newest = commit_candidates(store.commit_path.read_bytes(), store.commit_path)[0]
+    except (OSError, StoreCorrupted):
+        return []
+    if newest.sequence <= store.state.sequence:
+        return []
+    try:
+        problem = appended_problem(store_path, newest, config)
+    except StoreCorrupted as error:
+        problem = error.reason
+    if problem is None:
+        fate = "its records are whole: the writer's next open takes it"
+    else:
+        fate = f"the writer's next open falls back to commit {store.state.sequence} ({problem})"
+    return [f"commit {newest.sequence} was written but not published; {fate}"]
 
 
 def _uncommitted_tail(directory: Path, state: TopicState) -> list[str]:

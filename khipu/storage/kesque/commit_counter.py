@@ -1,4 +1,6 @@
-"""CommitCounter: the 8-byte file `DATADIR/kesque/COMMIT_COUNTER` that tells readers of commits.
+"""CommitCounter: the file `DATADIR/kesque/COMMIT_COUNTER` that tells readers of commits.
+
+Two u64 words: the counter, and the sequence of the newest published commit (0: unknown).
 
 The writer adds one to it after every commit file it publishes (and when it opens the store);
 every reader maps it and compares it with the value it saw when it last read the commit file. A
@@ -6,6 +8,11 @@ get thus learns of a new commit from one load of shared memory, with no system c
 the counter moved does the reader re-read the commit file. A reader reads the counter before the
 commit file and the writer bumps it after replacing the commit file, so whatever counter value a
 reader has seen, the commit file it read afterwards is at least that new.
+
+The second word publishes: the commit file's newest slot may hold a commit whose flushes have not
+all ended (commit_file.py), so a reader takes the newest slot at or before the published sequence.
+The writer stores it before bumping the counter, and a reader loads the counter before it (x86
+keeps both orders), so a reader that sees the counter move sees the sequence that moved it.
 
 The counter is a hint, never durable data: a crash between publishing a commit and bumping the
 counter is repaired by the bump of the writer's next open. A store written before this file
@@ -22,7 +29,9 @@ from pathlib import Path
 from khipu.storage.kesque import files
 
 COUNTER_FILE_NAME = "COMMIT_COUNTER"
-COUNTER_BYTES = 8
+COUNTER_BYTES = 16
+OLD_COUNTER_BYTES = 8
+"""Files made before the published word hold the counter only."""
 
 
 class CommitCounter:
@@ -33,7 +42,8 @@ class CommitCounter:
         self.path = path
         self._map = mapped
         self.view = memoryview(mapped if mapped is not None else bytearray(COUNTER_BYTES)).cast("Q")
-        """Index 0 is the counter; topics hold this view to check it inline."""
+        """Index 0 is the counter, index 1 (when the file has it) the published sequence;
+        topics hold this view to check the counter inline."""
 
     @classmethod
     def open_writer(cls, store_path: Path) -> CommitCounter:
@@ -59,9 +69,11 @@ class CommitCounter:
         except FileNotFoundError:
             return None
         try:
-            if os.fstat(fd).st_size < COUNTER_BYTES:
+            size = os.fstat(fd).st_size
+            if size < OLD_COUNTER_BYTES:
                 return None
-            mapped = mmap.mmap(fd, COUNTER_BYTES, access=mmap.ACCESS_READ)
+            size = COUNTER_BYTES if size >= COUNTER_BYTES else OLD_COUNTER_BYTES
+            mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
         return cls(path, mapped)
@@ -77,6 +89,23 @@ class CommitCounter:
     @property
     def value(self) -> int:
         return int(self.view[0])
+
+    @property
+    def published(self) -> int | None:
+        """The sequence of the newest published commit; None when unknown (a file of the older
+        layout, or a writer that has not published yet)."""
+        if len(self.view) < 2 or self.view[1] == 0:
+            return None
+        return int(self.view[1])
+
+    @property
+    def has_published_word(self) -> bool:
+        return len(self.view) >= 2
+
+    def publish(self, sequence: int) -> None:
+        """Writer: readers may now take commit `sequence` (then tell them: bump)."""
+        self.view[1] = sequence
+        self.bump()
 
     def close(self) -> None:
         """Unmap the file (whoever held `view` must have let go of it: it is released)."""

@@ -4,10 +4,14 @@ A small JSON document holding, per topic, the number of segments, the committed 
 one, the next offset, the record count and the hash index generation, plus a CRC32C of the rest.
 The file has two slots of SLOT_BYTES, each holding such a document padded with zero bytes;
 commit n is written into slot n % 2, over commit n - 2, and made durable with one fdatasync
-(the file never changes size), after the logs and indexes are durable. The other slot keeps the
-last commit whole meanwhile, so a reader that catches a slot half-written (its CRC fails) or a
-writer that crashed while writing it finds the previous commit; the newest valid slot is the
-commit. Nothing past it exists for a reader. (Stores made before the slots hold one document
+(the file never changes size) run side by side with the fsyncs of its logs, so a commit waits
+for one round of flushes. Should a crash come before all of them are done, the slot may be
+durable while some of its records are not: the commit names where its appended bytes begin and
+their CRC32C (`appended_*`), the writer checks them at open and falls back to the other slot,
+commit n - 1, whose flushes all ended before commit n began (commit_recovery.py). Readers never
+see such a commit: they take the newest valid slot not past the sequence the writer published
+through the commit counter after the flushes (commit_counter.py). A reader that catches a slot
+half-written (its CRC fails) takes the other one. (Stores made before the slots hold one document
 replaced by write-temp + fsync + rename; a writer converts the file when it opens the store.)
 """
 
@@ -23,7 +27,9 @@ from khipu.storage.kesque.crc32c import crc32c
 from khipu.storage.kesque.errors import StoreCorrupted
 
 COMMIT_FILE_NAME = "COMMIT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 adds the `appended_*` fields (a commit's slot is made durable beside its logs)."""
 SLOT_BYTES = 16384
 
 
@@ -55,6 +61,18 @@ class TopicState:
     yet (the index is msynced every `index_sync_bytes`, not every commit); -1: none."""
     replay_position: int = 0
     """... and the byte in it where they begin."""
+
+    appended_in: int = -1
+    """The sequence of the last commit that appended records to this topic (-1: none, or a
+    commit file written before this field). Only the newest commit's appended bytes can be
+    missing after a crash (its slot is made durable beside its logs, see store.py); the writer
+    checks them at open with the three fields below."""
+    appended_segment: int = 0
+    """The segment where that commit's appended bytes begin ..."""
+    appended_position: int = 0
+    """... the byte in it where they begin (they end at `segments`/`end`) ..."""
+    appended_crc: int = 0
+    """... and the CRC32C of all of them, in log order across segments."""
 
     @property
     def replay_from(self) -> tuple[int, int] | None:
@@ -105,7 +123,7 @@ def decode_commit(data: bytes, path: Path) -> CommitState:
         if crc32c(body.encode()) != outer["crc32c"]:
             raise StoreCorrupted(path, 0, "commit file CRC32C mismatch")
         document = json.loads(body)
-        if document["version"] != FORMAT_VERSION:
+        if document["version"] not in READABLE_VERSIONS:
             raise StoreCorrupted(path, 0, f"unknown commit format {document['version']}")
         topics = {name: TopicState(**fields) for name, fields in document["topics"].items()}
         return CommitState(int(document["sequence"]), topics)
@@ -113,27 +131,35 @@ def decode_commit(data: bytes, path: Path) -> CommitState:
         raise StoreCorrupted(path, 0, f"unreadable commit file: {error}") from error
 
 
-def decode_commit_file(data: bytes, path: Path) -> CommitState:
+def decode_commit_file(data: bytes, path: Path, published: int | None = None) -> CommitState:
     """The newest valid commit in a commit file's bytes, of either layout (see the module
-    docstring). Raises StoreCorrupted when no slot holds a valid commit."""
+    docstring), not newer than `published` when given (a reader: the commit counter's
+    published sequence). Raises StoreCorrupted when no slot holds such a commit."""
+    candidates = commit_candidates(data, path)
+    for state in candidates:
+        if published is None or state.sequence <= published:
+            return state
+    raise StoreCorrupted(path, 0, f"no commit slot at or before published commit {published}")
+
+
+def commit_candidates(data: bytes, path: Path) -> list[CommitState]:
+    """The valid commits in a commit file's bytes, newest first (one for the single-document
+    layout). Raises StoreCorrupted when there is none."""
     if len(data) != 2 * SLOT_BYTES:
-        return decode_commit(data, path)  # the single-document layout of older stores
-    newest: CommitState | None = None
+        return [decode_commit(data, path)]  # the single-document layout of older stores
+    found: list[CommitState] = []
     problem = "both commit slots are empty"
     for slot in (0, 1):
         raw = data[slot * SLOT_BYTES : (slot + 1) * SLOT_BYTES].rstrip(b"\0")
         if not raw:
             continue
         try:
-            state = decode_commit(raw, path)
+            found.append(decode_commit(raw, path))
         except StoreCorrupted as error:  # a torn slot: the writer was writing it
             problem = error.reason
-            continue
-        if newest is None or state.sequence > newest.sequence:
-            newest = state
-    if newest is None:
+    if not found:
         raise StoreCorrupted(path, 0, problem)
-    return newest
+    return sorted(found, key=lambda state: state.sequence, reverse=True)
 
 
 def read_commit(path: Path) -> tuple[CommitState, bytes]:
@@ -174,11 +200,14 @@ class CommitSlots:
         self.path = path
         self._fd = os.open(path, os.O_RDWR)
 
-    def write(self, state: CommitState) -> None:
+    def write(self, state: CommitState, slot_of: int | None = None) -> None:
         """Overwrite the slot of `state.sequence`'s parity (the one not holding the last
-        commit): from here on readers may see it. Raises OSError, ValueError if too large."""
+        commit; or that of sequence `slot_of`, to void a commit that failed). Readers take it
+        once the commit counter publishes its sequence. Raises OSError, ValueError if too
+        large."""
+        slot = state.sequence if slot_of is None else slot_of
         with files.naming(self.path):
-            files.write_at(self._fd, _slot_bytes(state), (state.sequence % 2) * SLOT_BYTES)
+            files.write_at(self._fd, _slot_bytes(state), (slot % 2) * SLOT_BYTES)
 
     def make_durable(self) -> None:
         """fdatasync the file (its size never changes, so no metadata is due). Raises OSError."""

@@ -2,8 +2,9 @@
 
 Two things can be out of line after a crash:
 
-- entries of records past the commit (the commit's index step ran, its commit file write did
-  not): `retire_uncommitted` marks them deleted;
+- entries of records past the commit: `retire_uncommitted` marks them deleted. (A writer enters
+  a commit's entries only after its commit file slot is durable, so only a crash of a writer of
+  the previous format, which entered them before writing the slot, leaves such entries);
 - entries of committed records that never reached the disk (the index is msynced only every
   `index_sync_bytes` of records, not at every commit; the commit file names where the records
   begin whose entries may not be durable): `replay_committed` enters every such record that has

@@ -17,9 +17,9 @@ orders every candidate entry. `put_many` is the matching lean write path.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -65,6 +65,7 @@ from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 IndexEntry = tuple[int, int, int, int]
 
 _unpack_slot = SLOT.unpack_from
+_unpack_hash = struct.Struct("<Q").unpack_from
 _unpack_header = RECORD_HEADER.unpack_from
 _unpack_words = KEY_WORDS.unpack
 _pack_body_header = BODY_HEADER.pack
@@ -300,12 +301,21 @@ class HashTopic(TopicLog):
         index_map, shift, mask, salt = index.map, index.shift, index.mask, index.salt_word
         words = index.version == VERSION_WORDS
         pending, pending_by_key = self._pending, self._pending_by_key
+        append_entry = pending.append
+        segment_bytes = self.segment_bytes
+        # the loop keeps its counters in locals and hands them back before anything that
+        # reads them (the general path, a roll) and at the end, whatever happens
+        next_offset = self.next_offset
+        added = 0
+        failed = False
         segment = self.segments[-1] if self.segments else None
         buffer = segment.buffer if segment is not None else bytearray()
-        written = segment.size if segment is not None else 0
+        position = segment.end if segment is not None else 0
+        ordinal = segment.ordinal if segment is not None else -1
         try:
             for key, value in items:
-                if words and len(key) == 32:
+                key_length = len(key)
+                if key_length == 32 and words:
                     a, b, c, d = _unpack_words(key)
                     hashed = (((a ^ b ^ c ^ d ^ salt) * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
                 else:
@@ -314,39 +324,45 @@ class HashTopic(TopicLog):
                 if not known:  # a committed entry with this hash? (almost never for a new key)
                     slot = hashed >> shift
                     while True:
-                        entry_hash = _unpack_slot(index_map, SLOTS_START + slot * SLOT_SIZE)[0]
+                        entry_hash = _unpack_hash(index_map, SLOTS_START + slot * SLOT_SIZE)[0]
                         if entry_hash in (hashed, EMPTY):
                             known = entry_hash == hashed
                             break
                         slot = (slot + 1) & mask
                 if known:
+                    self.next_offset, self.records = next_offset, self.records + added
+                    added = 0
                     self._put_general(key, value, hashed)
+                    next_offset = self.next_offset
                     segment = self.segments[-1]
-                    buffer, written = segment.buffer, segment.size
+                    buffer, position, ordinal = segment.buffer, segment.end, segment.ordinal
                     continue
-                key_length = len(key)
                 if key_length > MAX_KEY_BYTES:
                     raise ValueError(f"key of {key_length} bytes is longer than {MAX_KEY_BYTES}")
                 length = HEADER_SIZE + key_length + len(value)
-                position = written + len(buffer)
-                if segment is None or (position > 0 and position + length > self.segment_bytes):
-                    self.roll(self.next_offset)
+                if segment is None or (position > 0 and position + length > segment_bytes):
+                    self.roll(next_offset)
                     segment = self.segments[-1]
-                    buffer, written, position = segment.buffer, 0, 0
-                body = _pack_body_header(0, self.next_offset, key_length) + key + value
+                    buffer, position, ordinal = segment.buffer, 0, segment.ordinal
+                if ordinal not in self._dirty:
+                    self._dirty.add(ordinal)
+                body = _pack_body_header(0, next_offset, key_length) + key + value
                 buffer += _pack_length_crc(length, crc32c(body))
                 buffer += body
-                entry = (hashed, segment.ordinal, position, length)
-                pending.append(entry)
+                entry = (hashed, ordinal, position, length)
+                append_entry(entry)
                 pending_by_key[key] = entry
-                self.next_offset += 1
-                self.records += 1
-                self._dirty.add(segment.ordinal)
+                position += length
+                next_offset += 1
+                added += 1
                 if len(buffer) >= WRITE_BUFFER_BYTES:
                     segment.flush()
-                    written = segment.size
         except OSError as error:
+            failed = True  # the rollback puts the counters back at the commit
             self.fail(error, self.segments[-1].path if self.segments else self.directory)
+        finally:
+            if not failed:
+                self.next_offset, self.records = next_offset, self.records + added
 
     def _put_general(self, key: bytes, value: bytes, hashed: int) -> None:
         current = self._newest(key, hashed)
@@ -379,33 +395,60 @@ class HashTopic(TopicLog):
         if superseding:
             self.cache.discard(key)
 
-    def index_syncs(self) -> list[SyncJob]:
-        """Commit step 2: enter the fsynced records into the index (a grown copy, made durable
-        at once, if it would be too full); return the msync of the index. Raises OSError."""
+    def write_out(self) -> None:
+        """Commit step 1: write out the segments; if the new entries would fill the index too
+        much, build a grown copy of it now (durable, named by the commit file; the new
+        entries go into it at step 3). Raises OSError."""
+        super().write_out()
         index = self.index
         assert index is not None
+        needed = self.index_used + len(self._pending)
+        if (
+            self._pending
+            and self._grown is None
+            and needed > self.config.hash_index_max_load * index.slots
+        ):
+            self._grow(index, needed)
+
+    def index_syncs(self) -> list[SyncJob]:
+        """Commit step 3 (the records and the commit file are durable): enter the records into
+        the index; return its msync when `index_sync_bytes` of records were entered since the
+        last one (until then the commit file names where those records begin, and a writer
+        re-enters them at open: hash_recovery.py). Raises OSError."""
+        index = self._grown or self.index
+        assert index is not None
         if self._pending:
-            needed = self.index_used + len(self._pending)
-            if needed > self.config.hash_index_max_load * index.slots:
-                self._grow(index, needed)
-                return []
             index.insert_many(self._pending)
-            self.index_used += len(self._pending)
+            if self._grown is not None:
+                self._grown_used += len(self._pending)
+            else:
+                self.index_used += len(self._pending)
             if self._replay_from is None:
                 self._replay_from = self._pending[0][1], self._pending[0][2]
             self._unsynced_bytes += sum(entry[3] for entry in self._pending)
-        if not self.config.fsync:
+        if not self.config.fsync:  # the page cache holds the entries of earlier commits
+            self._replay_from = None
+            return []
+        if self._replay_from is None:
             return []
         if self._created_files or self._unsynced_bytes >= self.config.index_sync_bytes:
-            self._replay_from = None  # durable once this step ends, before the commit file
             self._unsynced_bytes = 0
-            return [index.sync]
+            return [self._index_synced(index)]
         return []
+
+    def _index_synced(self, index: HashIndex) -> SyncJob:
+        def sync() -> None:
+            index.sync()
+            self._replay_from = None  # the next commit file need not name them
+
+        return sync
 
     def settle_index(self) -> bool:
         """Writer closing: msync the index if committed entries are not durable yet; True if
         the commit file should now say so (no replay at the next open). Raises OSError."""
-        if self._replay_from is None or self.index is None or not self.config.fsync:
+        if self.index is None or not self.config.fsync:
+            return False
+        if self._replay_from is None and self.state.replay_from is None:
             return False
         self.index.sync()
         self._replay_from = None
@@ -419,33 +462,29 @@ class HashTopic(TopicLog):
         live = (entry[1:] for entry in index.entries())
         path = self.directory / index_file_name(generation)
         self._grown, self._grown_used = build_index(
-            path,
-            slots_log2,
-            generation,
-            index.salt,
-            itertools.chain(live, self._pending),
-            self.config.fsync,
-            index.version,
+            path, slots_log2, generation, index.salt, live, self.config.fsync, index.version
         )
         if self.config.fsync:
             files.fsync_directory(self.directory)
-        self._replay_from = None  # the grown index was built durable
-        self._unsynced_bytes = 0
 
-    def proposed_state(self) -> TopicState:
+    def proposed_state(self, sequence: int) -> TopicState:
         index = self._grown or self.index
         assert index is not None
+        replay = self._replay_from
+        if replay is None and self._pending:  # entered after the commit file is durable
+            replay = self._pending[0][1], self._pending[0][2]
         return (
             super()
-            .proposed_state()
+            .proposed_state(sequence)
             .with_changes(
                 index_generation=index.generation,
-                index_used=self._grown_used if self._grown else self.index_used,
+                index_used=(self._grown_used if self._grown else self.index_used)
+                + len(self._pending),
                 index_slots=index.slots,
                 overwrites=self.state.overwrites + int(self._superseded),
                 superseded=int(self.state.may_have_superseded or self._superseded),
-                replay_segment=self._replay_from[0] if self._replay_from else -1,
-                replay_position=self._replay_from[1] if self._replay_from else 0,
+                replay_segment=replay[0] if replay else -1,
+                replay_position=replay[1] if replay else 0,
             )
         )
 
@@ -480,6 +519,9 @@ class HashTopic(TopicLog):
             self.index = HashIndex.create(path, slots_log2, 1, os.urandom(16))
             self.index_used = 0
             self._created_files = True
+            if self.config.fsync:  # durable before any commit file names it
+                self.index.sync()
+                files.fsync_directory(self.directory)
         else:
             path = self.directory / index_file_name(generation)
             if not path.exists():

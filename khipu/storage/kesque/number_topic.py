@@ -20,6 +20,8 @@ from khipu.storage.kesque.offset_index import OffsetIndex, offset_index_file_nam
 from khipu.storage.kesque.segment import HEADER_SIZE, Record, record_crc_ok, scan_records
 from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
 
+MAX_RELATIVE = (1 << 32) - 1
+
 
 class NumberTopic(TopicLog):
     """Values addressed by block number."""
@@ -191,12 +193,47 @@ class NumberTopic(TopicLog):
         for segment in self.segments:
             path = self.directory / offset_index_file_name(segment.base_offset)
             if not path.exists():
-                raise StoreCorrupted(path, 0, "offset index missing: run `khipu db repair`")
+                if not self._made_by_last_append(segment.ordinal):
+                    raise StoreCorrupted(path, 0, "offset index missing: run `khipu db repair`")
+                # its directory entry was made durable beside the commit file: a crash may
+                # have lost it; its entries are rebuilt below
+                capacity = self.config.segment_bytes // self.config.offset_index_interval + 2
+                OffsetIndex(path, True, capacity, create=True).close()
             self.offset_indexes.append(OffsetIndex(path, writable=True))
         self.discard_uncommitted(extra)
+        if self.state.appended_in >= 0 and self.segments:
+            self._rebuild_appended_entries()
         if self.offset_indexes:
             self.offset_indexes[-1].truncate(self.state.end)
             self._last_entry_position = self.offset_indexes[-1].last_position()
+
+    def _made_by_last_append(self, ordinal: int) -> bool:
+        """Whether segment `ordinal` was created by the last commit that appended here."""
+        state = self.state
+        if state.appended_in < 0:
+            return False
+        return ordinal > state.appended_segment or state.appended_position == 0
+
+    def _rebuild_appended_entries(self) -> None:
+        """Enter again the offset index entries of the records the last appending commit
+        wrote: their msync ran beside the commit file's fdatasync, so a crash may have cut it
+        short (older entries were durable before that commit began). Raises StoreCorrupted at
+        a damaged committed record."""
+        state = self.state
+        interval = self.config.offset_index_interval
+        for ordinal in range(state.appended_segment, len(self.segments)):
+            segment = self.segments[ordinal]
+            start = state.appended_position if ordinal == state.appended_segment else 0
+            end = state.end if ordinal == len(self.segments) - 1 else segment.size
+            index = self.offset_indexes[ordinal]
+            # the entry before `start` (a segment's first record always has one)
+            last = index.lookup(MAX_RELATIVE, start) if start > 0 else None
+            entries = []
+            for record in scan_records(segment.read, start, end, segment.path, False):
+                if last is None or record.position - last >= interval:
+                    entries.append((record.offset - segment.base_offset, record.position))
+                    last = record.position
+            index.rebuild_from(start, entries)
 
     def reset_to_commit(self) -> None:
         self.cache.clear()

@@ -106,6 +106,29 @@ class OffsetIndex:
             self.count -= 1
             ENTRY.pack_into(self._map, self.count * ENTRY.size, 0, 0)
 
+    def rebuild_from(self, start: int, entries: list[tuple[int, int]]) -> None:
+        """Writer: replace the entries at or past byte `start` with `entries` ((relative
+        offset, position) pairs, positions ascending from `start`). The entries before `start`
+        must be whole (durable from earlier commits); past them anything may be on disk (a
+        crash cut an msync short), so every nonzero byte after them is cleared."""
+        low, high = 0, self.capacity
+        while low < high:  # the valid prefix before `start`
+            middle = (low + high) // 2
+            position = self._entry(middle)[1]
+            if (middle == 0 or position > 0) and position < start:
+                low = middle + 1
+            else:
+                high = middle
+        cut = low * ENTRY.size
+        tail = self._map[cut:]
+        dirty = len(tail.rstrip(b"\0"))
+        if dirty:
+            self._map[cut : cut + dirty] = bytes(dirty)
+        self.count = low
+        for relative, position in entries:
+            if not self.append(relative, position):
+                break
+
     def sync(self) -> None:
         """Writer only: msync the entries to disk. Raises OSError."""
         with files.naming(self.path):

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import (
     COMMIT_FILE_NAME,
     CommitState,
     TopicState,
-    read_commit,
+    commit_candidates,
     write_commit,
 )
 from khipu.storage.kesque.config import KesqueConfig
@@ -48,7 +49,7 @@ def repair_store(store_path: Path, config: KesqueConfig | None = None) -> Repair
     report = RepairReport()
     commit_path = store_path / COMMIT_FILE_NAME
     try:
-        old_state: CommitState | None = read_commit(commit_path)[0]
+        old_state: CommitState | None = _newest_commit(commit_path)
     except (FileNotFoundError, StoreCorrupted) as error:
         report.actions.append(f"commit file unusable ({error}): rebuilding it from the logs")
         old_state = None
@@ -69,10 +70,20 @@ def repair_store(store_path: Path, config: KesqueConfig | None = None) -> Repair
                 topics[name] = state
         sequence = (old_state.sequence if old_state else 0) + 1
         write_commit(commit_path, CommitState(sequence, topics), durable=config.fsync)
+        counter = CommitCounter.open_writer(store_path)
+        counter.publish(sequence)
+        counter.close()
         report.actions.append(f"published commit {sequence}")
     finally:
         os.close(lock_fd)
     return report
+
+
+def _newest_commit(commit_path: Path) -> CommitState:
+    """The newest valid commit: the logs are cut at their first damaged record below, whether
+    a crash or the disk damaged it. Raises FileNotFoundError, StoreCorrupted when no slot is
+    valid."""
+    return commit_candidates(commit_path.read_bytes(), commit_path)[0]
 
 
 def _cut_to_good_records(

@@ -135,6 +135,9 @@ class Segment:
         """Appended bytes not written to the file yet. The writer may extend it directly (it is
         never replaced, only cleared); whoever does calls `flush()` once it passes
         WRITE_BUFFER_BYTES."""
+        self.crc = 0
+        """Writer: CRC32C of the bytes written out since the topic's last commit (continued
+        from the previous segment's when the topic rolled into this one)."""
 
     @property
     def end(self) -> int:
@@ -154,6 +157,7 @@ class Segment:
         if self.buffer:
             with files.naming(self.path):
                 files.write_at(self.fd, self.buffer, self.size)
+            self.crc = crc32c(self.buffer, self.crc)
             self.size += len(self.buffer)
             self.buffer.clear()
 

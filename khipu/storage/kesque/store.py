@@ -3,19 +3,22 @@
     with Kesque.open(path) as kq:                  # the single writer (exclusive lock file)
         kq.topic("account").put(key, value)
         kq.topic("header").put_at(number, header)
-        kq.commit()                                 # durable: fsync, then publish
+        kq.commit()                                 # durable (one round of fsyncs), published
     with Kesque.open(path, readonly=True) as kq:   # any number of processes
         kq.topic("account").get(key)                # bytes or None
 
-A commit fsyncs the logs, enters the new records into the indexes and msyncs them, then writes
-the commit file's spare slot and fdatasyncs it (commit_file.py); readers see exactly what the
-commit file names, and learn that it changed from the commit counter (commit_counter.py).
-Opening never scans the logs: a writer reopening after a crash reads only the bytes past the
-last commit.
+A commit writes out the logs and the commit file's spare slot, then waits for one round of
+flushes, the segments' fsyncs and the slot's fdatasync side by side; the hash indexes take the
+new records after it, and the commit counter publishes its sequence last (commit_file.py,
+commit_counter.py). Readers see exactly the published commit. A writer reopening after a crash
+checks only the bytes the newest commit appended, falling back to the commit before it if some
+never reached the disk (commit_recovery.py), and re-reads only the records whose index entries
+may not be durable yet (hash_recovery.py); it never scans the logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -32,10 +35,10 @@ from khipu.storage.kesque.commit_file import (
     SLOT_BYTES,
     CommitSlots,
     CommitState,
-    decode_commit_file,
-    read_commit,
+    commit_candidates,
     write_commit,
 )
+from khipu.storage.kesque.commit_recovery import durable_commit
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import (
     StoreClosed,
@@ -103,14 +106,29 @@ class Kesque:
     def _open_reader(self) -> None:
         self._counter = CommitCounter.open_reader(self.path)
         seen = self._counter.value if self._counter else 0  # read before the commit file
-        try:
-            self.state, self._commit_bytes = read_commit(self.commit_path)
-        except FileNotFoundError:
-            raise StoreMissing(self.path) from None
+        self.state, self._commit_bytes = self._read_published()
         self._make_topics(writable=False)
         self._watch_counter(seen)
         for hash_topic in self.hash_topics.values():
             hash_topic.start_reading()
+
+    def _read_published(self) -> tuple[CommitState, bytes]:
+        """Reader: the newest commit the writer published, and the commit file's bytes.
+
+        Raises StoreMissing if there is no commit file, StoreCorrupted if it is damaged (or,
+        after many tries, never holds the published commit)."""
+        for _ in range(100):
+            published = self._counter.published if self._counter is not None else None
+            try:
+                data = self.commit_path.read_bytes()
+            except FileNotFoundError:
+                raise StoreMissing(self.path) from None
+            candidates = commit_candidates(data, self.commit_path)
+            for state in candidates:
+                if published is None or state.sequence <= published:
+                    return state, data
+            time.sleep(0.001)  # the writer wrote both slots since we read `published`
+        raise StoreCorrupted(self.commit_path, 0, "no commit slot holds the published commit")
 
     def _watch_counter(self, seen: int) -> None:
         """Point every topic at the commit counter (or, without one, at a counter that always
@@ -125,11 +143,12 @@ class Kesque:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = acquire_writer_lock(self.path)
         try:
-            self.state, data = read_commit(self.commit_path)
+            data = self.commit_path.read_bytes()
         except FileNotFoundError:
             self._create_empty_store()
         else:
-            if len(data) != 2 * SLOT_BYTES:  # an older store's single-document file
+            self.state, passed_over = durable_commit(self.path, data, self.commit_path, self.config)
+            if passed_over or len(data) != 2 * SLOT_BYTES:  # or an older single-document file
                 write_commit(self.commit_path, self.state, self.config.fsync)
         self._commit_slots = CommitSlots(self.commit_path)
         for name in (*self.config.hash_topics, *self.config.number_topics):
@@ -137,7 +156,7 @@ class Kesque:
         self._make_topics(writable=True)
         self._recover_topics()
         self._counter = CommitCounter.open_writer(self.path)
-        self._counter.bump()  # a commit published just before a crash may not have been told
+        self._counter.publish(self.state.sequence)  # a crash may have come before publishing
 
     def _create_empty_store(self) -> None:
         for name in (*self.config.hash_topics, *self.config.number_topics):
@@ -201,8 +220,11 @@ class Kesque:
     def commit(self) -> None:
         """Make everything put since the last commit durable, then visible to readers, at once.
 
-        Raises StoreFull or StoreWriteFailed if a write or fsync fails; the store is then back at
-        its last commit (everything since it is dropped).
+        One round of flushes: the segments' fsyncs and the commit file's fdatasync run side by
+        side (commit_recovery.py says why a crash meanwhile loses nothing committed); the hash
+        indexes take the new records after it, and readers are told last. Raises StoreFull or
+        StoreWriteFailed if a write or fsync fails; the store is then back at its last commit
+        (everything since it is dropped).
         """
         if self.readonly:
             raise PermissionError(f"{self.path} is open read-only")
@@ -211,33 +233,43 @@ class Kesque:
         topics = [topic for topic in self.all_topics() if topic.has_changes()]
         if not topics:
             return
-        try:
-            self._run_syncs([job for topic in topics for job in topic.log_syncs()])
-            self._run_syncs([job for topic in topics for job in topic.index_syncs()])
-        except OSError as error:
-            self.fail_write(error, Path(error.filename) if error.filename else self.path)
-        new_topics = dict(self.state.topics)
-        for topic in topics:
-            new_topics[topic.name] = topic.proposed_state()
-        state = CommitState(self.state.sequence + 1, new_topics)
+        sequence = self.state.sequence + 1
         assert self._commit_slots is not None
         try:
+            for topic in topics:
+                topic.write_out()
+            new_topics = dict(self.state.topics)
+            for topic in topics:
+                new_topics[topic.name] = topic.proposed_state(sequence)
+            state = CommitState(sequence, new_topics)
             self._commit_slots.write(state)
-        except OSError as error:  # a torn slot is no commit: readers take the other one
-            self.fail_write(error, self.commit_path)
+            jobs = [job for topic in topics for job in topic.log_syncs()]
+            if self.config.fsync:
+                jobs.append(self._commit_slots.make_durable)
+            self._run_syncs(jobs)
+        except OSError as error:
+            self._void_slot(sequence)
+            self.fail_write(error, Path(error.filename) if error.filename else self.path)
+        with contextlib.suppress(OSError):  # the commit is durable: a failed index msync is
+            self._run_syncs([job for topic in topics for job in topic.index_syncs()])  # redone
         self._adopt(state, topics)
         self._tell_readers()
-        if self.config.fsync:
-            try:
+
+    def _void_slot(self, sequence: int) -> None:
+        """A commit failed: put the last commit into the slot it was written to, so no later
+        open takes it (best effort: if this fails too, the open's check of its records
+        still finds what is missing)."""
+        assert self._commit_slots is not None
+        try:
+            self._commit_slots.write(self.state, slot_of=sequence)
+            if self.config.fsync:
                 self._commit_slots.make_durable()
-            except OSError as error:
-                raise StoreWriteFailed(
-                    self.commit_path, f"commit published but not made durable: {error}"
-                ) from error
+        except OSError:
+            pass
 
     def _tell_readers(self) -> None:
         if self._counter is not None:
-            self._counter.bump()
+            self._counter.publish(self.state.sequence)
 
     def _run_syncs(self, jobs: list[SyncJob]) -> None:
         """Run the fsyncs/msyncs of one commit step side by side (they release the GIL, and the
@@ -329,24 +361,19 @@ class Kesque:
         if not self.readonly or self._closed:
             return False
         with self._refresh_lock:
-            if self._counter is None:
-                self._counter = CommitCounter.open_reader(self.path)  # a writer made one since
-                if self._counter is not None:
-                    self._watch_counter(self._counter.value - 1)
+            if self._counter is None or not self._counter.has_published_word:
+                counter = CommitCounter.open_reader(self.path)  # a writer made one since
+                if counter is not None:  # (an older one is left to its last reference)
+                    self._counter = counter
+                    self._watch_counter(counter.value - 1)
             seen = self._counter.value if self._counter else 0  # before the commit file
             for topic in self.all_topics():
                 topic.seen_counter = seen
             for _ in range(10):
                 self._last_refresh = time.monotonic()
-                try:
-                    data = self.commit_path.read_bytes()
-                except FileNotFoundError:
-                    raise StoreMissing(self.path) from None
-                if data == self._commit_bytes:
-                    return False
-                state = decode_commit_file(data, self.commit_path)
-                if state.sequence < self.state.sequence:
-                    return False
+                state, data = self._read_published()
+                if state.sequence <= self.state.sequence:  # (the same bytes may publish
+                    return False  # a newer slot: the published sequence chooses)
                 try:
                     for topic in self.all_topics():
                         topic.apply_state(state.topic(topic.name))

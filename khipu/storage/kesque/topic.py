@@ -144,12 +144,15 @@ class TopicLog:
 
     def roll(self, base_offset: int) -> None:
         """Writer only: start a new segment whose first record has offset `base_offset`."""
+        crc = 0
         if self.segments:
             self.segments[-1].flush()
+            crc = self.segments[-1].crc
         ordinal = len(self.segments)
         self.segments.append(
             Segment(self.directory, base_offset, ordinal, writable=True, create=True)
         )
+        self.segments[-1].crc = crc
         self.bases.append(base_offset)
         self._created_files = True
 
@@ -163,14 +166,19 @@ class TopicLog:
         if not self.writable:
             raise PermissionError(f"topic {self.name} is open read-only")
 
+    def write_out(self) -> None:
+        """Writer, commit step 1: write out every segment appended to (subclasses: and what
+        the commit file must name). Raises OSError."""
+        for ordinal in sorted(self._dirty):
+            self.segments[ordinal].flush()
+
     def log_syncs(self) -> list[SyncJob]:
-        """Writer, commit step 1: write out every segment appended to; return the fsyncs that
-        make them (and new directory entries) durable, for the store to run side by side with
-        other topics'. Raises OSError."""
+        """Writer, commit step 2 (after `write_out`): the fsyncs that make the segments
+        appended to (and new directory entries) durable, for the store to run side by side
+        with other topics' and the commit file's. Raises OSError."""
         jobs: list[SyncJob] = []
         for ordinal in sorted(self._dirty):
             segment = self.segments[ordinal]
-            segment.flush()
             if self.config.fsync:
                 jobs.append(segment.sync)
         if self._created_files and self.config.fsync:
@@ -179,23 +187,34 @@ class TopicLog:
         return jobs
 
     def index_syncs(self) -> list[SyncJob]:
-        """Writer, commit step 2 (the logs are durable now): update the indexes; return the
-        syncs that make them durable (subclasses). Raises OSError."""
+        """Writer, commit step 3 (the logs and the commit file are durable now): update the
+        indexes; return the syncs that make them durable (subclasses). Raises OSError."""
         return []
 
-    def proposed_state(self) -> TopicState:
-        """Writer, commit step 3: the state the commit file will publish."""
+    def proposed_state(self, sequence: int) -> TopicState:
+        """Writer, after `write_out`: the state commit `sequence` will publish, naming where
+        the bytes it appended begin and their CRC32C (commit_recovery.py)."""
         last = self.segments[-1].end if self.segments else 0
-        return self.state.with_changes(
+        state = self.state.with_changes(
             segments=len(self.segments),
             end=last,
             next_offset=self.next_offset,
             records=self.records,
         )
+        if not self._dirty:
+            return state
+        return state.with_changes(
+            appended_in=sequence,
+            appended_segment=max(self.state.segments - 1, 0),
+            appended_position=self.state.end,
+            appended_crc=self.segments[-1].crc,
+        )
 
     def committed(self, state: TopicState) -> None:
         """Writer, commit step 4: the commit file now says `state`."""
         self.state = state
+        if self.segments:
+            self.segments[-1].crc = 0
         self._dirty.clear()
         self._created_files = False
 

@@ -12,13 +12,19 @@ from khipu.storage.kesque.check import check_store
 
 
 def crash_mid_commit(writer: Kesque) -> None:
-    """Do a commit's first steps (logs fsynced, indexes updated) but never publish it, then
-    drop the writer as a killed process would."""
+    """Write out a commit's records and index entries but never its commit file, then drop
+    the writer as a killed process would. (The writer enters index entries only after the
+    commit file is durable; a writer of the previous format entered them before it, and this
+    is what such a crash left.)"""
     topics = [topic for topic in writer.all_topics() if topic.has_changes()]
+    for topic in topics:
+        topic.write_out()
     for job in [job for topic in topics for job in topic.log_syncs()]:
         job()
-    for job in [job for topic in topics for job in topic.index_syncs()]:
-        job()
+    for topic in writer.hash_topics.values():
+        index = topic._grown or topic.index
+        assert index is not None
+        index.insert_many(topic._pending)
     for topic in writer.all_topics():
         topic.close()
     os.close(writer._lock_fd)
