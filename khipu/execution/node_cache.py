@@ -43,6 +43,11 @@ def decoded_node(store: NodeStore, node_hash: bytes) -> Any:
     return node
 
 
+def forget_decoded_nodes() -> None:
+    """Empty this process's decoded-node cache (a node is then read from its store again)."""
+    _decoded.clear()
+
+
 class NodeCachingTrie(HexaryTrie):
     """A HexaryTrie whose node reads go through the per-process decoded-node cache.
 

@@ -15,6 +15,7 @@ from eth_typing import Address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from khipu.execution.node_cache import forget_decoded_nodes
 from khipu.execution.pool import TaskError
 from khipu.execution.state_root import BatchedAccountDB
 from khipu.execution.storage_roots import (
@@ -152,10 +153,12 @@ def test_a_node_missing_where_the_worker_reads_is_computed_here() -> None:
     worker_view = dict(full)
     missing_root = batches[1].parent_root
     del worker_view[missing_root]  # this parent is not yet committed where the worker reads
+    forget_decoded_nodes()  # a worker process has not decoded it either (earlier tests may have)
     answer = compute_storage_roots(worker_view, StorageRootTask(tuple(batches)))
     assert [root.root_hash is None for root in answer] == [False, True, False, False]
 
     roots = StorageRoots(PickledRunner(worker_view), 2, min_updates=0, share_here=False)
+    forget_decoded_nodes()
     results = roots.compute(full, batches)
     assert roots.counters["missing"] == 1
     for batch in batches:
