@@ -1,6 +1,6 @@
 """CommitCounter: the file `DATADIR/kesque/COMMIT_COUNTER` that tells readers of commits.
 
-Two u64 words: the counter, and the sequence of the newest published commit (0: unknown).
+Two u64 words: the counter, and the sequence of the newest published commit.
 
 The writer adds one to it after every commit file it publishes (and when it opens the store);
 every reader maps it and compares it with the value it saw when it last read the commit file. A
@@ -92,9 +92,13 @@ class CommitCounter:
 
     @property
     def published(self) -> int | None:
-        """The sequence of the newest published commit; None when unknown (a file of the older
-        layout, or a writer that has not published yet)."""
-        if len(self.view) < 2 or self.view[1] == 0:
+        """The sequence of the newest published commit; None for a file of the older layout.
+
+        0 is a real answer: the empty store a new writer creates is commit 0, and it publishes
+        it at open. Reading 0 as "unknown" let a reader of a new store take the genesis commit's
+        slot before its hash-index entries were in (a head whose state had no nodes yet).
+        """
+        if len(self.view) < 2:
             return None
         return int(self.view[1])
 

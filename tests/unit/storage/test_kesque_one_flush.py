@@ -88,6 +88,22 @@ def test_a_durable_slot_whose_records_are_whole_is_the_commit(
     assert check_store(store_dir, small_config).ok
 
 
+def test_a_reader_of_a_new_store_does_not_take_its_unpublished_first_commit(
+    store_dir: Path, small_config: KesqueConfig
+) -> None:
+    """A new store's writer publishes commit 0 (empty) at open; its first commit is durable
+    before its index entries are in. A reader must stay at commit 0 until it is published (it
+    used to read a published 0 as "unknown" and take the slot: headers without their state)."""
+    writer = Kesque.open(store_dir, config=small_config)
+    put_batch(writer, 0, 20)
+    flushed = flush_without_publishing(writer)
+    assert flushed.sequence == 1
+    with Kesque.open(store_dir, readonly=True, config=small_config) as reader:
+        assert reader.state.sequence == 0
+        assert reader.topic("header").get_at(0) is None
+        assert reader.topic("storage").get(key_of(0)) is None
+
+
 def test_lost_records_of_the_newest_slot_fall_back_to_the_previous_commit(
     store_dir: Path, small_config: KesqueConfig
 ) -> None:
