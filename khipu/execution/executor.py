@@ -1,11 +1,14 @@
-"""Parallel block execution: speculate every transaction on the parent state, merge in order.
+"""Parallel block execution: speculate shares of a block as chains on its parent, merge in order.
 
-`execute_block_parallel` runs the transactions of a block in worker processes (each given a
-partial block holding only its share; this process speculates one more share meanwhile), each
-against the parent state (after the block's pre-processing system calls), recording its read and
-write set and the parent accounts it touched. It then imports the block through py-evm's own
-`import_block` on the merging VM of merge.py: conflicting transactions re-executed here, the
-others committed as they ran, the block-level work and the (batched) state root by py-evm.
+`execute_block_parallel` splits the transactions of a block into shares of likely dependent
+transactions (grouping.py) and runs them in worker processes (each given a partial block holding
+only its share; this process speculates one more share meanwhile). A share runs as a chain, in
+block order on one state that starts as the parent state (after the block's pre-processing
+system calls) and keeps each transaction's writes, recording each transaction's read and write
+set, the pre-values it read and the parent accounts it touched. It then imports the block
+through py-evm's own `import_block` on the merging VM of merge.py: transactions whose pre-values
+no longer hold re-executed here, the others committed as they ran, the block-level work and
+the (batched) state root by py-evm.
 
 If the result disagrees with the header in state root, receipts root, bloom, gas used or requests
 hash, the block is re-run serially; that serial result is what is returned. Blocks before
@@ -30,10 +33,11 @@ from eth_utils import ValidationError
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
+from khipu.execution.grouping import speculation_shares
 from khipu.execution.merge import TxOutcome, as_block_class, parallel_vm_class
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rlp_items import encode_list, list_items
-from khipu.execution.rwset import ReadWriteSet
+from khipu.execution.rwset import FieldKey, ReadWriteSet
 
 # TxOutcome lives with the merge; callers keep importing it from here.
 __all__ = [
@@ -125,7 +129,7 @@ def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
 
 
 def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
-    """Run the task's transactions, each alone on the parent state, recording rw-sets."""
+    """Run the task's transactions as a chain on the parent state, recording rw-sets."""
     block = decode_block(task.block_rlp, chain.rules)
     positions = {index: position for position, index in enumerate(task.indices)}
     return speculate_block(chain, block, task.indices, positions if task.partial else None)
@@ -138,22 +142,31 @@ def speculate_block(
     positions: dict[int, int] | None = None,
 ) -> list[TxOutcome]:
     """Run transactions `indices` of `block` (found at `positions[index]` in
-    `block.transactions` if given), each alone on the parent state, recording rw-sets."""
+    `block.transactions` if given) in that order as a chain: one state, starting as the parent
+    state after the block's pre-processing, keeps every transaction's writes, so each sees the
+    earlier ones'. Records each one's rw-set with its pre-values, and which of those came from
+    the chain rather than the parent (`TxOutcome.inherited`).
+
+    A transaction that fails (py-evm's ValidationError or ValueError) is reverted and reported
+    with its error; if py-evm refuses that revert, the chain starts again from a fresh parent
+    state (what later transactions then see is the parent's, and marked so).
+    """
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
 
     def fresh_state() -> tuple[Any, Any, Any]:
         vm = _new_vm(chain, vm_class, block)
         header = vm.begin_block(block)
-        vm.state.lock_changes()
         return vm, header, vm.state
 
-    # One state for the whole task: each transaction runs from a snapshot of the parent state
-    # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
-    # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
+    # `vm.apply_transaction` would check the header's cumulative gas, so its steps are here.
     vm, header, state = fresh_state()
+    chained: set[FieldKey] = set()  # keys written by earlier transactions of the chain
     for index in indices:
         transaction = block.transactions[index if positions is None else positions[index]]
+        # As between transactions in py-evm: the SSTORE original values become this state's,
+        # the warm accounts and slots are forgotten.
+        state.lock_changes()
         snapshot = state.snapshot()
         state.start_recording()
         try:
@@ -165,14 +178,21 @@ def speculate_block(
             state.finish_recording()
             if not _reverted(state, snapshot):
                 vm, header, state = fresh_state()
+                chained = set()
             outcomes.append(TxOutcome(index, None, None, f"{type(exc).__name__}: {exc}"))
             continue
         rwset = state.finish_recording()
-        if not _reverted(state, snapshot):
-            vm, header, state = fresh_state()
+        inherited = frozenset(
+            key for key in rwset.values if key in chained or ("wipe", key[1]) in chained
+        )
+        chained |= rwset.written_keys()
         outcomes.append(
             TxOutcome(
-                index, receipt.encode(), rwset, parent_accounts=parent_accounts_of(state, rwset)
+                index,
+                receipt.encode(),
+                rwset,
+                parent_accounts=parent_accounts_of(state, rwset),
+                inherited=inherited,
             )
         )
     return outcomes
@@ -183,8 +203,7 @@ def _reverted(state: Any, snapshot: Any) -> bool:
 
     py-evm refuses to revert across two clears of one account's storage (a contract created
     and self-destructed by the same transaction clears it at creation and at deletion); the
-    caller then starts from a fresh parent state. The transaction's rw-set is complete either
-    way (recording ended before the revert), and its storage wipe sends it to re-execution.
+    caller then starts from a fresh parent state.
     """
     try:
         state.revert(snapshot)
@@ -240,7 +259,8 @@ def execute_block_parallel(
     if workers == 0:
         results = [speculate_block(chain, block, range(count))]
     elif pool is None:
-        tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers)]
+        runs = speculation_shares(block.transactions, workers)
+        tasks = [SpeculationTask(encoded, run) for run in runs]
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
             results = own_pool.map(tasks)
@@ -309,8 +329,10 @@ def _speculate_with(
     pool that will not fork meanwhile, see _forks_nothing), one more run in this process while
     the pool works (it would only wait otherwise)."""
     speculate_here = speculate_here and _forks_nothing(pool)
-    runs = chunks(count, shares + (1 if speculate_here else 0))
-    local = runs.pop() if speculate_here and len(runs) > 1 else None
+    runs = speculation_shares(block.transactions, shares + (1 if speculate_here else 0))
+    # This process takes the share of least gas (its thread also waits on the pool).
+    lightest = min(range(len(runs)), key=lambda i: sum(block.transactions[t].gas for t in runs[i]))
+    local = runs.pop(lightest) if speculate_here and len(runs) > 1 else None
     tasks = [
         SpeculationTask(partial, run, partial=True)
         for partial, run in zip(partial_block(encoded, runs), runs, strict=True)

@@ -1,10 +1,11 @@
 """The in-order merge of speculative outcomes, inside py-evm's own `import_block`.
 
 `parallel_vm_class(vm_class)` is the fork's VM whose `apply_all_transactions` merges instead of
-executing: in block order, a transaction that failed speculatively, wiped a storage, or whose
-reads (or absolute writes) meet an earlier transaction's writes is re-executed here against the
-merged state (recording its rw-set); every other transaction's writes are applied as it ran
-and its receipt kept with the cumulative gas patched in (MergedReceipt). py-evm then does the
+executing: in block order, a transaction that failed speculatively, wiped a storage, or one of
+whose read (or absolutely written) keys holds another value in the merged state than the
+pre-value it saw (validation.py) is re-executed here against the merged state (recording its
+rw-set); every other transaction's writes are applied as it ran and its receipt kept with the
+cumulative gas patched in (MergedReceipt). py-evm then does the
 block-level work in its place: withdrawals, rewards, Prague requests, and the state root, which
 this VM's state computes with batched trie updates (BatchedAccountDB).
 """
@@ -31,11 +32,11 @@ from khipu.execution.rwset import (
     FieldKey,
     ReadWriteSet,
     RecordingStateMixin,
-    conflicts,
     recording_state_class,
 )
 from khipu.execution.state_root import BatchedAccountDB
 from khipu.execution.trie_batch import ordered_trie
+from khipu.execution.validation import read_values_changed
 
 # Blob transactions always go through py-evm (blob gas accounting on the header).
 BLOB_TRANSACTION_TYPE = 3
@@ -53,6 +54,9 @@ class TxOutcome:
     # (address, RLP of the account in the parent state) for every existing account it
     # touched: the merge seeds its account cache with them instead of walking the trie again.
     parent_accounts: tuple[tuple[bytes, bytes], ...] = ()
+    # The keys of rwset.values whose pre-value came from earlier transactions of its share
+    # (speculated as a chain on one state), not from the parent state.
+    inherited: frozenset[FieldKey] = frozenset()
 
 
 class ParallelVMMixin:
@@ -97,6 +101,7 @@ class ParallelVMMixin:
             is validate_frontier_transaction_against_header
         )
         written: set[FieldKey] = set()
+        wiped: set[bytes] = set()
         receipts: list[Any] = []
         header = base_header
         gas_used, bloom = header.gas_used, int(header.bloom)
@@ -116,8 +121,8 @@ class ParallelVMMixin:
                 or outcome.receipt is None
                 or rwset is None
                 or rwset.has_wipe
-                or conflicts(rwset, written)
                 or getattr(transaction, "type_id", None) == BLOB_TRANSACTION_TYPE
+                or read_values_changed(rwset, outcome.inherited, vm.state, written, wiped)
             ):
                 header = _header_at(header, gas_used, bloom)
                 state.start_recording()
@@ -141,7 +146,9 @@ class ParallelVMMixin:
                 apply_writes(vm.state, rwset)
                 receipt = MergedReceipt(outcome.receipt, gas_used)
                 gas_used, bloom = receipt.gas_used, bloom | receipt.bloom
-            written |= rwset.written_keys()
+            keys = rwset.written_keys()
+            written |= keys
+            wiped.update(key[1] for key in keys if key[0] == "wipe")
             receipts.append(receipt)
         self.merged_receipts = receipts
         return _header_at(header, gas_used, bloom), tuple(receipts), ()

@@ -331,9 +331,10 @@ def test_blob_transactions_carry_blobs() -> None:
 def test_the_proof_catches_a_merge_that_ignores_conflicts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With conflict detection switched off the executor's own header check falls back to
-    serial execution, which gives the right block: the proof must still fail, on the mode."""
-    monkeypatch.setattr(merge_module, "conflicts", lambda rwset, written: False)
+    """With value validation switched off (every speculated transaction commits as it ran) the
+    executor's own header check falls back to serial execution, which gives the right block:
+    the proof must still fail, on the mode."""
+    monkeypatch.setattr(merge_module, "read_values_changed", lambda *args: False)
     monkeypatch.setattr(parallel_proof, "PROOF_STATS", ProofStats())  # keep the summary clean
     with pytest.raises(ParallelMismatch, match="ran as serial-fallback, expected parallel"):
         run_scenario(EXPLICIT["coinbase-is-sender"])
