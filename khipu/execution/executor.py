@@ -47,6 +47,7 @@ __all__ = [
     "TxOutcome",
     "chunks",
     "execute_block_batched",
+    "execute_block_in_shares",
     "execute_block_parallel",
     "execute_block_serial",
     "partial_block",
@@ -98,6 +99,7 @@ class BlockExecution:
     reexecuted: int = 0
     speculate_seconds: float = 0.0  # workers running every transaction on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
+    reexecuted_indices: tuple[int, ...] = ()  # the transactions re-executed, in block order
 
 
 def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
@@ -271,6 +273,26 @@ def execute_block_parallel(
     return _merge(chain, block, vm_class, speculation, started)
 
 
+def execute_block_in_shares(
+    chain: KhipuChain, block: BlockAPI, shares: Sequence[Sequence[int]]
+) -> BlockExecution:
+    """Execute `block` in parallel mode with the given shares (each a chain of transaction
+    indices in block order; together every index once), all speculated here one after the
+    other, then merged: what the workers would do with that plan, without processes. For tests
+    and for studying a share plan. Blocks before Byzantium run serially; raises ValueError if
+    the shares do not cover the block's transactions exactly once.
+    """
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    count = len(block.transactions)
+    if sorted(index for share in shares for index in share) != list(range(count)):
+        raise ValueError(f"block #{block.number}: shares {shares} do not cover {count} txs once")
+    if not supports_parallel(vm_class):
+        return BlockExecution(execute_block_serial(chain, block), "serial", count)
+    started = time.perf_counter()
+    outcomes = [o for share in shares for o in speculate_block(chain, block, share)]
+    return _merge(chain, block, vm_class, sorted(outcomes, key=lambda o: o.index), started)
+
+
 def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
     """Execute `block` in order in this process on the merging VM, with no speculation: every
     transaction runs as in py-evm, but the state root is batched and the block work is the
@@ -312,7 +334,13 @@ def _merge(
     merged = time.perf_counter()
     reexecuted = vm.reexecuted if speculation else 0
     return BlockExecution(
-        imported, mode, count, reexecuted, speculated - started, merged - speculated
+        imported,
+        mode,
+        count,
+        reexecuted,
+        speculated - started,
+        merged - speculated,
+        vm.reexecuted_indices if speculation else (),
     )
 
 

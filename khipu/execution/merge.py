@@ -64,6 +64,7 @@ class ParallelVMMixin:
 
     speculation: Sequence[TxOutcome] = ()
     reexecuted: int = 0
+    reexecuted_indices: tuple[int, ...] = ()  # which transactions, in block order
     merged_receipts: Sequence[Any] = ()
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
@@ -102,6 +103,7 @@ class ParallelVMMixin:
         )
         written: set[FieldKey] = set()
         wiped: set[bytes] = set()
+        reexecuted: list[int] = []
         receipts: list[Any] = []
         header = base_header
         gas_used, bloom = header.gas_used, int(header.bloom)
@@ -131,6 +133,7 @@ class ParallelVMMixin:
                 finally:
                     rwset = state.finish_recording()
                 self.reexecuted += 1
+                reexecuted.append(index)
                 header = vm.add_receipt_to_header(header, receipt)
                 header = vm.increment_blob_gas_used(header, transaction)
                 gas_used, bloom = header.gas_used, int(header.bloom)
@@ -151,6 +154,7 @@ class ParallelVMMixin:
             wiped.update(key[1] for key in keys if key[0] == "wipe")
             receipts.append(receipt)
         self.merged_receipts = receipts
+        self.reexecuted_indices = tuple(reexecuted)
         return _header_at(header, gas_used, bloom), tuple(receipts), ()
 
     def process_deposit_request_data(self, block: BlockAPI) -> None:
