@@ -14,7 +14,8 @@ Balance changes that the transaction never read as an absolute value (value cred
 fee, refunds to an account it did not read) are kept as commutative deltas, so two transactions
 paying the same recipient or the same coinbase do not conflict. Deleting an account or wiping its
 storage (SELFDESTRUCT, a CREATE over an address with storage) is noted as a wipe; a transaction
-with a wipe is always re-executed in the merge (rare, and conservative).
+with a wipe is always re-executed in the merge (rare, and conservative), and a later one reading
+any field of a wiped account too.
 """
 
 from __future__ import annotations
@@ -102,21 +103,6 @@ class ReadWriteSet:
                 if write.exists:  # created by a credit: commutes with other credits
                     keys.discard(("exists", address))
         return keys
-
-
-def conflicts(rwset: ReadWriteSet, earlier_writes: set[FieldKey]) -> bool:
-    """True if `rwset` read (or wrote absolutely) a field that an earlier transaction wrote.
-
-    A storage read of an account that an earlier transaction wiped, or an existence read of an
-    account whose storage was wiped, also conflicts.
-    """
-    if not earlier_writes:
-        return False
-    wiped = {key[1] for key in earlier_writes if key[0] == "wipe"}
-    for key in rwset.reads | rwset.absolute_keys():
-        if key in earlier_writes or key[1] in wiped:
-            return True
-    return False
 
 
 @dataclass
