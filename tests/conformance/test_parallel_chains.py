@@ -4,9 +4,11 @@ Each share of a block is speculated as a chain (block order, one state keeping e
 the merge commits a transaction iff every key it read still holds the pre-value it saw. These
 blocks put dependent transactions into the same share or into different ones and check, besides
 the result equal to serial execution's, exactly which transactions the merge re-executed: a
-later transaction of a chain whose earlier one was re-executed with other values, a key written
-in another share between two transactions of one chain, a transaction reading a key it wrote
-first, the coinbase balance read inside a chain.
+later transaction of a chain whose earlier one was re-executed with other values, a value a
+chain inherited from a write the merge does not repeat, a key written in another share between
+two transactions of one chain, a delegation and its use, the coinbase balance read inside a
+chain. (A transaction reading a key it wrote first: tests/unit/execution/test_validation.py;
+in these contracts every storage and code write is preceded by a read of the key.)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ pytestmark = [
 ]
 
 # Targets in ContentionChain.recipients()
-ACCOUNT_1, FRESH_0, FRESH_1, COINBASE = 1, 3, 4, 6
+ACCOUNT_1, FRESH_0, FRESH_1, COINBASE, COUNTER, FORWARDER = 1, 3, 4, 6, 7, 9
 
 
 def count(sender: int, slot: int) -> Action:
@@ -52,6 +54,21 @@ def test_a_chain_whose_early_transaction_is_re_executed_re_executes_the_later_on
     assert run(chain, built, (0, 1), (2,)).reexecuted_indices == (2,)
 
 
+def test_a_value_inherited_from_a_write_the_merge_does_not_repeat() -> None:
+    """1's inner call (the forwarder paying the counter more than 1 brings: the counter then
+    increments slot 0) succeeds on the parent but fails after 0 drained the forwarder; 2 read
+    slot 0 as 1 had left it in their chain. In the merge nobody writes that slot: only its
+    inherited value tells 2 (which logs the slot) is stale."""
+    chain = ContentionChain("cancun", False)
+    chain.build([Action("transfer", 3, FORWARDER, 1000, False)])  # the forwarder holds 1000
+    drain = Action("forward", 0, FRESH_0, 600, True)  # forwards 1201 of 1000 + 600
+    pay = Action("forward", 1, COUNTER, 500, True)  # 1001 of 1000 + 500, or of 399 + 500
+    peek = Action("count", 2, 0, 0, True)  # logs slot 0
+    built = chain.build([drain, pay, peek])
+    assert built.receipts[2].logs[0].data != built.receipts[1].logs[0].data  # sanity: logs
+    assert run(chain, built, (0,), (1, 2)).reexecuted_indices == (1, 2)
+
+
 def test_a_key_written_in_another_share_between_two_of_a_chain() -> None:
     chain, built = build([count(0, 1), count(1, 1), count(2, 1)])
     # 2 saw 0's write (inherited in its chain), but 1 wrote the slot in between
@@ -61,14 +78,14 @@ def test_a_key_written_in_another_share_between_two_of_a_chain() -> None:
     assert run(chain, built, (0, 2), (1,)).reexecuted_indices == ()
 
 
-def test_a_transaction_reading_a_key_it_wrote_first_is_valued_before_its_write() -> None:
-    # 0 delegates account 1 to the counter (writes its code), then calls it (reads that code);
-    # 1 sends value to account 1, which runs the counter in account 1's storage
+def test_a_delegation_and_a_call_of_the_delegated_account() -> None:
+    # 0 delegates account 1 to the counter (writes its code and nonce), then calls it (reads
+    # that code again); 1 sends value to account 1, which runs the counter in its storage
     delegate = Action("delegate", 0, ACCOUNT_1, 0, False)
     transfer = Action("transfer", 2, ACCOUNT_1, 3, False)
     chain, built = build([delegate, transfer], fork="prague")
-    # alone, 0 commits: the code it read was recorded as the parent's (none), not its own
-    # delegation; 1 ran on the parent (no code at account 1) and is stale
+    # alone, 0 commits (what it read of account 1 is recorded as the parent had it); 1 ran on
+    # the parent (no code at account 1) and is stale
     assert run(chain, built, (0,), (1,)).reexecuted_indices == (1,)
     assert run(chain, built, (0, 1)).reexecuted_indices == ()
 
