@@ -16,8 +16,9 @@ Each block runs in one of four modes, chosen per block:
 - serial-fallback: the parallel result disagreed with the header, or no worker could run the
   speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
 
-Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted, ms) and
-feeds the same figures to the metrics.
+Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted,
+largest_share (transactions in the largest speculation chain), ms) and feeds the same figures to
+the metrics.
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ class ParallelBlockExecutor:
             txs=count,
             parallel_rate=f"{rate:.3f}",
             reexecuted=execution.reexecuted if mode == "parallel" else 0,
+            largest_share=execution.largest_share if mode == "parallel" else 0,
             ms=f"{seconds * 1000:.1f}",
             speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",

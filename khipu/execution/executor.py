@@ -100,6 +100,8 @@ class BlockExecution:
     speculate_seconds: float = 0.0  # workers running every transaction on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
     reexecuted_indices: tuple[int, ...] = ()  # the transactions re-executed, in block order
+    # transactions in the largest speculation share (a chain: the speculation's critical path)
+    largest_share: int = 0
 
 
 def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
@@ -268,9 +270,11 @@ def execute_block_parallel(
             results = own_pool.map(tasks)
     else:
         shares = workers * tasks_per_worker
-        results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
+        results = _speculate_with(chain, pool, block, encoded, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
-    return _merge(chain, block, vm_class, speculation, started)
+    execution = _merge(chain, block, vm_class, speculation, started)
+    execution.largest_share = max(len(result) for result in results)
+    return execution
 
 
 def execute_block_in_shares(
@@ -290,7 +294,9 @@ def execute_block_in_shares(
         return BlockExecution(execute_block_serial(chain, block), "serial", count)
     started = time.perf_counter()
     outcomes = [o for share in shares for o in speculate_block(chain, block, share)]
-    return _merge(chain, block, vm_class, sorted(outcomes, key=lambda o: o.index), started)
+    execution = _merge(chain, block, vm_class, sorted(outcomes, key=lambda o: o.index), started)
+    execution.largest_share = max(len(share) for share in shares)
+    return execution
 
 
 def execute_block_batched(chain: KhipuChain, block: BlockAPI) -> BlockExecution:
@@ -349,7 +355,6 @@ def _speculate_with(
     pool: WorkerPool[SpeculationTask, list[TxOutcome]],
     block: BlockAPI,
     encoded: bytes,
-    count: int,
     shares: int,
     speculate_here: bool,
 ) -> list[list[TxOutcome]]:
