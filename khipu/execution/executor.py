@@ -97,7 +97,7 @@ class BlockExecution:
     mode: str
     transactions: int
     reexecuted: int = 0
-    speculate_seconds: float = 0.0  # workers running every transaction on the parent state
+    speculate_seconds: float = 0.0  # workers running the shares' chains on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
     reexecuted_indices: tuple[int, ...] = ()  # the transactions re-executed, in block order
     # transactions in the largest speculation share (a chain: the speculation's critical path)

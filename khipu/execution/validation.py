@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from khipu.execution.rwset import UNKNOWN, FieldKey, ReadValue, ReadWriteSet, UnknownValue
+from khipu.execution.rwset import FieldKey, ReadValue, ReadWriteSet, UnknownValue
 
 
 def current_value(state: Any, key: FieldKey) -> ReadValue:
@@ -57,8 +57,9 @@ def read_values_changed(
     pre-value counts as changed.
     """
     values = rwset.values
-    for key in rwset.reads | values.keys():
-        recorded = values.get(key, UNKNOWN)
+    if not rwset.reads <= values.keys():
+        return True
+    for key, recorded in values.items():
         if isinstance(recorded, UnknownValue):
             return True
         if key not in written and key not in inherited and key[1] not in wiped:
