@@ -4,7 +4,9 @@ Parallel execution only pays when transactions mostly commute and there are core
 block whose transactions mostly conflict costs the speculation on top of a serial re-execution.
 `AdaptiveExecutor` keeps a moving average of seconds per gas for each mode, runs the cheaper one,
 runs serially after a parallel block that re-executed more than `conflict_limit` of its
-transactions, and probes the other mode every `probe_every` blocks so the averages stay current.
+transactions or whose speculation was split fewer than `min_parallelism` ways (its transactions
+over those of its largest share: a block of swaps on one pool is speculated as one long chain),
+and probes the other mode every `probe_every` blocks so the averages stay current.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class AdaptiveStats:
 
     seconds_per_gas: dict[str, float] = field(default_factory=dict)
     last_conflict_ratio: float = 0.0
+    last_parallelism: float = float("inf")  # transactions / transactions of the largest share
     blocks: dict[str, int] = field(default_factory=lambda: {PARALLEL: 0, SERIAL: 0})
 
 
@@ -46,6 +49,7 @@ class AdaptiveExecutor:
         *,
         probe_every: int = 16,
         conflict_limit: float = 0.5,
+        min_parallelism: float = 1.8,
         clock: Callable[[], float] = time.perf_counter,
         warmup: int = 0,
     ) -> None:
@@ -54,6 +58,7 @@ class AdaptiveExecutor:
         self.can_parallel = can_parallel
         self.probe_every = probe_every
         self.conflict_limit = conflict_limit
+        self.min_parallelism = min_parallelism
         self.clock = clock
         self.warmup = warmup
         self.stats = AdaptiveStats()
@@ -66,7 +71,10 @@ class AdaptiveExecutor:
             if mode not in costs:
                 return mode  # no estimate yet: measure it
         preferred = PARALLEL if costs[PARALLEL] < costs[SERIAL] else SERIAL
-        if self.stats.last_conflict_ratio > self.conflict_limit:
+        if (
+            self.stats.last_conflict_ratio > self.conflict_limit
+            or self.stats.last_parallelism < self.min_parallelism
+        ):
             preferred = SERIAL
         if self._eligible % self.probe_every == 0:
             return SERIAL if preferred == PARALLEL else PARALLEL
@@ -91,4 +99,8 @@ class AdaptiveExecutor:
             )
         if mode == PARALLEL and execution.transactions:
             self.stats.last_conflict_ratio = execution.reexecuted / execution.transactions
+            largest = execution.largest_share
+            self.stats.last_parallelism = (
+                execution.transactions / largest if largest else float("inf")
+            )
         return execution

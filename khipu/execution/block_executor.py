@@ -17,10 +17,11 @@ Each block runs in one of four modes, chosen per block:
 - serial-fallback: the parallel result disagreed with the header, or no worker could run the
   speculation (the ExecutionSupervisor restarting past its deadline, a task that raised).
 
-Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted, ms,
-speculate_ms, merge_ms, roots_ms: the state root's share of merge_ms, roots_tasks: storage-root
-tasks sent to the workers) and feeds the same figures to the metrics. The end-of-block storage
-tries of a block with enough slot updates are updated on the same workers (storage_roots.py).
+Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted,
+largest_share: transactions in the largest speculation chain, ms, speculate_ms, merge_ms,
+roots_ms: the state root's share of merge_ms, roots_tasks: storage-root tasks sent to the
+workers) and feeds the same figures to the metrics. The end-of-block storage tries of a block
+with enough slot updates are updated on the same workers (storage_roots.py).
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ class ParallelBlockExecutor:
             txs=count,
             parallel_rate=f"{rate:.3f}",
             reexecuted=execution.reexecuted if mode == "parallel" else 0,
+            largest_share=execution.largest_share if mode == "parallel" else 0,
             ms=f"{seconds * 1000:.1f}",
             speculate_ms=f"{execution.speculate_seconds * 1000:.1f}",
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",

@@ -1,11 +1,14 @@
-"""Parallel block execution: speculate every transaction on the parent state, merge in order.
+"""Parallel block execution: speculate shares of a block as chains on its parent, merge in order.
 
-`execute_block_parallel` runs the transactions of a block in worker processes (each given a
-partial block holding only its share; this process speculates one more share meanwhile), each
-against the parent state (after the block's pre-processing system calls), recording its read and
-write set and the parent accounts it touched. It then imports the block through py-evm's own
-`import_block` on the merging VM of merge.py: conflicting transactions re-executed here, the
-others committed as they ran, the block-level work and the (batched) state root by py-evm.
+`execute_block_parallel` splits the transactions of a block into shares of likely dependent
+transactions (grouping.py) and runs them in worker processes (each given a partial block holding
+only its share; this process speculates one more share meanwhile). A share runs as a chain, in
+block order on one state that starts as the parent state (after the block's pre-processing
+system calls) and keeps each transaction's writes, recording each transaction's read and write
+set, the pre-values it read and the parent accounts it touched. It then imports the block
+through py-evm's own `import_block` on the merging VM of merge.py: transactions whose pre-values
+no longer hold re-executed here, the others committed as they ran, the block-level work and
+the (batched) state root by py-evm.
 
 If the result disagrees with the header in state root, receipts root, bloom, gas used or requests
 hash, the block is re-run serially; that serial result is what is returned. Blocks before
@@ -32,6 +35,7 @@ from eth_utils import ValidationError
 from khipu.chain.chain import KhipuChain
 from khipu.chain.importer import decode_block
 from khipu.chain.rules import ChainRules
+from khipu.execution.grouping import speculation_shares
 from khipu.execution.merge import (
     TxOutcome,
     as_block_class,
@@ -40,7 +44,7 @@ from khipu.execution.merge import (
 )
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rlp_items import encode_list, list_items
-from khipu.execution.rwset import ReadWriteSet
+from khipu.execution.rwset import FieldKey, ReadWriteSet
 from khipu.execution.storage_roots import StorageRoots
 
 # TxOutcome lives with the merge; callers keep importing it from here.
@@ -51,6 +55,7 @@ __all__ = [
     "TxOutcome",
     "chunks",
     "execute_block_batched",
+    "execute_block_in_shares",
     "execute_block_parallel",
     "execute_block_serial",
     "partial_block",
@@ -104,9 +109,12 @@ class BlockExecution:
     mode: str
     transactions: int
     reexecuted: int = 0
-    speculate_seconds: float = 0.0  # workers running every transaction on the parent state
+    speculate_seconds: float = 0.0  # workers running the shares' chains on the parent state
     merge_seconds: float = 0.0  # the in-order merge, re-execution and block-level work
     roots_seconds: float = 0.0  # of merge_seconds: the state root (storage and account tries)
+    reexecuted_indices: tuple[int, ...] = ()  # the transactions re-executed, in block order
+    # transactions in the largest speculation share (a chain: the speculation's critical path)
+    largest_share: int = 0
 
 
 def parent_accounts_of(state: Any, rwset: ReadWriteSet) -> tuple[tuple[bytes, bytes], ...]:
@@ -139,7 +147,7 @@ def _new_vm(chain: KhipuChain, vm_class: type[Any], block: BlockAPI) -> Any:
 
 
 def speculate(chain: KhipuChain, task: SpeculationTask) -> list[TxOutcome]:
-    """Run the task's transactions, each alone on the parent state, recording rw-sets."""
+    """Run the task's transactions as a chain on the parent state, recording rw-sets."""
     block = decode_block(task.block_rlp, chain.rules)
     positions = {index: position for position, index in enumerate(task.indices)}
     return speculate_block(chain, block, task.indices, positions if task.partial else None)
@@ -152,22 +160,31 @@ def speculate_block(
     positions: dict[int, int] | None = None,
 ) -> list[TxOutcome]:
     """Run transactions `indices` of `block` (found at `positions[index]` in
-    `block.transactions` if given), each alone on the parent state, recording rw-sets."""
+    `block.transactions` if given) in that order as a chain: one state, starting as the parent
+    state after the block's pre-processing, keeps every transaction's writes, so each sees the
+    earlier ones'. Records each one's rw-set with its pre-values, and which of those came from
+    the chain rather than the parent (`TxOutcome.inherited`).
+
+    A transaction that fails (py-evm's ValidationError or ValueError) is reverted and reported
+    with its error; if py-evm refuses that revert, the chain starts again from a fresh parent
+    state (what later transactions then see is the parent's, and marked so).
+    """
     vm_class = parallel_vm_class(chain.rules.vm_class_for_header(block.header))
     outcomes = []
 
     def fresh_state() -> tuple[Any, Any, Any]:
         vm = _new_vm(chain, vm_class, block)
         header = vm.begin_block(block)
-        vm.state.lock_changes()
         return vm, header, vm.state
 
-    # One state for the whole task: each transaction runs from a snapshot of the parent state
-    # (plus pre-processing) that is reverted afterwards, so the next one sees the same base
-    # with warm caches. `vm.apply_transaction` would lock the changes, so its steps are here.
+    # `vm.apply_transaction` would check the header's cumulative gas, so its steps are here.
     vm, header, state = fresh_state()
+    chained: set[FieldKey] = set()  # keys written by earlier transactions of the chain
     for index in indices:
         transaction = block.transactions[index if positions is None else positions[index]]
+        # As between transactions in py-evm: the SSTORE original values become this state's,
+        # the warm accounts and slots are forgotten.
+        state.lock_changes()
         snapshot = state.snapshot()
         state.start_recording()
         try:
@@ -179,14 +196,17 @@ def speculate_block(
             state.finish_recording()
             if not _reverted(state, snapshot):
                 vm, header, state = fresh_state()
+                chained = set()
             error = f"{type(exc).__name__}: {exc}"
             # A sender recovered before the failure (a nonce from the future) is still good.
             sender = transaction.__dict__.get("sender")
             outcomes.append(TxOutcome(index, None, None, error, sender=sender))
             continue
         rwset = state.finish_recording()
-        if not _reverted(state, snapshot):
-            vm, header, state = fresh_state()
+        inherited = frozenset(
+            key for key in rwset.values if key in chained or ("wipe", key[1]) in chained
+        )
+        chained |= rwset.written_keys()
         outcomes.append(
             TxOutcome(
                 index,
@@ -194,6 +214,7 @@ def speculate_block(
                 rwset,
                 parent_accounts=parent_accounts_of(state, rwset),
                 sender=transaction.sender,  # recovered (and cached) by the run above
+                inherited=inherited,
             )
         )
     return outcomes
@@ -204,8 +225,7 @@ def _reverted(state: Any, snapshot: Any) -> bool:
 
     py-evm refuses to revert across two clears of one account's storage (a contract created
     and self-destructed by the same transaction clears it at creation and at deletion); the
-    caller then starts from a fresh parent state. The transaction's rw-set is complete either
-    way (recording ended before the revert), and its storage wipe sends it to re-execution.
+    caller then starts from a fresh parent state.
     """
     try:
         state.revert(snapshot)
@@ -264,15 +284,40 @@ def execute_block_parallel(
     if workers == 0:
         results = [speculate_block(chain, block, range(count))]
     elif pool is None:
-        tasks = [SpeculationTask(encoded, run) for run in chunks(count, workers)]
+        runs = speculation_shares(block.transactions, workers)
+        tasks = [SpeculationTask(encoded, run) for run in runs]
         handler: Callable[[SpeculationTask], list[TxOutcome]] = lambda task: speculate(chain, task)  # noqa: E731
         with WorkerPool(handler, PoolLimits(workers=workers)) as own_pool:
             results = own_pool.map(tasks)
     else:
         shares = workers * tasks_per_worker
-        results = _speculate_with(chain, pool, block, encoded, count, shares, speculate_here)
+        results = _speculate_with(chain, pool, block, encoded, shares, speculate_here)
     speculation = sorted((o for result in results for o in result), key=lambda o: o.index)
-    return _merge(chain, block, vm_class, speculation, started, storage_roots=storage_roots)
+    execution = _merge(chain, block, vm_class, speculation, started, storage_roots=storage_roots)
+    execution.largest_share = max(len(result) for result in results)
+    return execution
+
+
+def execute_block_in_shares(
+    chain: KhipuChain, block: BlockAPI, shares: Sequence[Sequence[int]]
+) -> BlockExecution:
+    """Execute `block` in parallel mode with the given shares (each a chain of transaction
+    indices in block order; together every index once), all speculated here one after the
+    other, then merged: what the workers would do with that plan, without processes. For tests
+    and for studying a share plan. Blocks before Byzantium run serially; raises ValueError if
+    the shares do not cover the block's transactions exactly once.
+    """
+    vm_class = chain.rules.vm_class_for_header(block.header)
+    count = len(block.transactions)
+    if sorted(index for share in shares for index in share) != list(range(count)):
+        raise ValueError(f"block #{block.number}: shares {shares} do not cover {count} txs once")
+    if not supports_parallel(vm_class):
+        return BlockExecution(execute_block_serial(chain, block), "serial", count)
+    started = time.perf_counter()
+    outcomes = [o for share in shares for o in speculate_block(chain, block, share)]
+    execution = _merge(chain, block, vm_class, sorted(outcomes, key=lambda o: o.index), started)
+    execution.largest_share = max(len(share) for share in shares)
+    return execution
 
 
 def execute_block_batched(
@@ -322,7 +367,14 @@ def _merge(
     reexecuted = vm.reexecuted if speculation else 0
     roots = 0.0 if storage_roots is None else storage_roots.seconds
     return BlockExecution(
-        imported, mode, count, reexecuted, speculated - started, merged - speculated, roots
+        imported,
+        mode,
+        count,
+        reexecuted,
+        speculated - started,
+        merged - speculated,
+        roots,
+        vm.reexecuted_indices if speculation else (),
     )
 
 
@@ -331,7 +383,6 @@ def _speculate_with(
     pool: WorkerPool[SpeculationTask, list[TxOutcome]],
     block: BlockAPI,
     encoded: bytes,
-    count: int,
     shares: int,
     speculate_here: bool,
 ) -> list[list[TxOutcome]]:
@@ -339,8 +390,10 @@ def _speculate_with(
     pool that will not fork meanwhile, see _forks_nothing), one more run in this process while
     the pool works (it would only wait otherwise)."""
     speculate_here = speculate_here and _forks_nothing(pool)
-    runs = chunks(count, shares + (1 if speculate_here else 0))
-    local = runs.pop() if speculate_here and len(runs) > 1 else None
+    runs = speculation_shares(block.transactions, shares + (1 if speculate_here else 0))
+    # This process takes the share of least gas (its thread also waits on the pool).
+    lightest = min(range(len(runs)), key=lambda i: sum(block.transactions[t].gas for t in runs[i]))
+    local = runs.pop(lightest) if speculate_here and len(runs) > 1 else None
     tasks = [
         SpeculationTask(partial, run, partial=True)
         for partial, run in zip(partial_block(encoded, runs), runs, strict=True)

@@ -1,10 +1,11 @@
 """The in-order merge of speculative outcomes, inside py-evm's own `import_block`.
 
 `parallel_vm_class(vm_class)` is the fork's VM whose `apply_all_transactions` merges instead of
-executing: in block order, a transaction that failed speculatively, wiped a storage, or whose
-reads (or absolute writes) meet an earlier transaction's writes is re-executed here against the
-merged state (recording its rw-set); every other transaction's writes are applied as it ran
-and its receipt kept with the cumulative gas patched in (MergedReceipt). py-evm then does the
+executing: in block order, a transaction that failed speculatively, wiped a storage, or one of
+whose read (or absolutely written) keys holds another value in the merged state than the
+pre-value it saw (validation.py) is re-executed here against the merged state (recording its
+rw-set); every other transaction's writes are applied as it ran and its receipt kept with the
+cumulative gas patched in (MergedReceipt). py-evm then does the
 block-level work in its place: withdrawals, rewards, Prague requests, and the state root, which
 this VM's state computes with batched trie updates (BatchedAccountDB).
 
@@ -41,13 +42,13 @@ from khipu.execution.rwset import (
     FieldKey,
     ReadWriteSet,
     RecordingStateMixin,
-    conflicts,
     recording_state_class,
 )
 from khipu.execution.senders import worker_sender
 from khipu.execution.state_root import BatchedAccountDB
 from khipu.execution.storage_roots import StorageRoots
 from khipu.execution.trie_batch import ordered_trie
+from khipu.execution.validation import read_values_changed
 
 # Blob transactions always go through py-evm (blob gas accounting on the header).
 BLOB_TRANSACTION_TYPE = 3
@@ -76,6 +77,9 @@ class TxOutcome:
     # The sender the worker recovered running the transaction: a re-execution here uses it
     # instead of recovering it again (see senders.worker_sender).
     sender: bytes | None = None
+    # The keys of rwset.values whose pre-value came from earlier transactions of its share
+    # (speculated as a chain on one state), not from the parent state.
+    inherited: frozenset[FieldKey] = frozenset()
 
 
 class ParallelVMMixin:
@@ -84,6 +88,7 @@ class ParallelVMMixin:
     speculation: Sequence[TxOutcome] = ()
     reexecuted: int = 0
     storage_roots: StorageRoots | None = None  # where the end-of-block storage roots run
+    reexecuted_indices: tuple[int, ...] = ()  # which transactions, in block order
     merged_receipts: Sequence[Any] = ()
     # Set by begin_block, which only speculation calls: receipts get PLACEHOLDER_STATE_ROOT.
     speculative: bool = False
@@ -141,6 +146,8 @@ class ParallelVMMixin:
             is validate_frontier_transaction_against_header
         )
         written: set[FieldKey] = set()
+        wiped: set[bytes] = set()
+        reexecuted: list[int] = []
         receipts: list[Any] = []
         header = base_header
         gas_used, bloom = header.gas_used, int(header.bloom)
@@ -160,8 +167,8 @@ class ParallelVMMixin:
                 or outcome.receipt is None
                 or rwset is None
                 or rwset.has_wipe
-                or conflicts(rwset, written)
                 or getattr(transaction, "type_id", None) == BLOB_TRANSACTION_TYPE
+                or read_values_changed(rwset, outcome.inherited, vm.state, written, wiped)
             ):
                 header = _header_at(header, gas_used, bloom)
                 state.start_recording()
@@ -171,6 +178,7 @@ class ParallelVMMixin:
                 finally:
                     rwset = state.finish_recording()
                 self.reexecuted += 1
+                reexecuted.append(index)
                 header = vm.add_receipt_to_header(header, receipt)
                 header = vm.increment_blob_gas_used(header, transaction)
                 gas_used, bloom = header.gas_used, int(header.bloom)
@@ -187,9 +195,12 @@ class ParallelVMMixin:
                 root = vm.state.make_state_root() if intermediate_roots else None
                 receipt = MergedReceipt(outcome.receipt, gas_used, root)
                 gas_used, bloom = receipt.gas_used, bloom | receipt.bloom
-            written |= rwset.written_keys()
+            keys = rwset.written_keys()
+            written |= keys
+            wiped.update(key[1] for key in keys if key[0] == "wipe")
             receipts.append(receipt)
         self.merged_receipts = receipts
+        self.reexecuted_indices = tuple(reexecuted)
         return _header_at(header, gas_used, bloom), tuple(receipts), ()
 
     def process_deposit_request_data(self, block: BlockAPI) -> None:

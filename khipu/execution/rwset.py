@@ -6,11 +6,16 @@ end `finish_recording` diffs the written accounts against their values before th
 returns a `ReadWriteSet`.
 
 Keys name one field: ("balance", a), ("nonce", a), ("code", a), ("exists", a), ("storage", a, slot).
+Every key read is recorded with the value it had when the transaction started (its pre-value: a
+balance, nonce or slot as an int, existence as a bool, code as its hash), even where the
+transaction wrote the field before reading it; so are the keys it wrote absolutely. A transaction
+whose every such key still holds its pre-value runs exactly as it ran (validation.py).
 Balance changes that the transaction never read as an absolute value (value credits, the coinbase
 fee, refunds to an account it did not read) are kept as commutative deltas, so two transactions
 paying the same recipient or the same coinbase do not conflict. Deleting an account or wiping its
 storage (SELFDESTRUCT, a CREATE over an address with storage) is noted as a wipe; a transaction
-with a wipe is always re-executed in the merge (rare, and conservative).
+with a wipe is always re-executed in the merge (rare, and conservative), and a later one reading
+any field of a wiped account too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,26 @@ from eth.abc import StateAPI
 from eth_typing import Address, Hash32
 
 FieldKey = tuple[str, bytes] | tuple[str, bytes, int]
+
+
+class UnknownValue:
+    """A pre-value the recording cannot know (a slot read after its account's storage was
+    wiped): equal to nothing, so a transaction that read one is always re-executed."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = UnknownValue()
+ReadValue = int | bool | bytes | UnknownValue
+# the position of each account field in _Recorder.before
+_FIELD_POSITION = {"exists": 0, "balance": 1, "nonce": 2, "code": 3}
 
 
 @dataclass(frozen=True)
@@ -39,10 +64,12 @@ class AccountWrite:
 
 @dataclass(frozen=True)
 class ReadWriteSet:
-    """What one transaction read (field keys) and wrote (per account)."""
+    """What one transaction read (field keys) and wrote (per account), and the pre-value of
+    every key it read or wrote absolutely (`values`; a key read without one is unknown)."""
 
     reads: frozenset[FieldKey]
     writes: dict[bytes, AccountWrite]
+    values: dict[FieldKey, ReadValue] = field(default_factory=dict)
 
     @property
     def has_wipe(self) -> bool:
@@ -78,24 +105,9 @@ class ReadWriteSet:
         return keys
 
 
-def conflicts(rwset: ReadWriteSet, earlier_writes: set[FieldKey]) -> bool:
-    """True if `rwset` read (or wrote absolutely) a field that an earlier transaction wrote.
-
-    A storage read of an account that an earlier transaction wiped, or an existence read of an
-    account whose storage was wiped, also conflicts.
-    """
-    if not earlier_writes:
-        return False
-    wiped = {key[1] for key in earlier_writes if key[0] == "wipe"}
-    for key in rwset.reads | rwset.absolute_keys():
-        if key in earlier_writes or key[1] in wiped:
-            return True
-    return False
-
-
 @dataclass
 class _Recorder:
-    reads: set[FieldKey] = field(default_factory=set)
+    values: dict[FieldKey, ReadValue] = field(default_factory=dict)  # key read -> pre-value
     absolute_balance: set[bytes] = field(default_factory=set)
     # address -> (exists, balance, nonce, code hash) before the first write
     before: dict[bytes, tuple[bool, int, int, Hash32]] = field(default_factory=dict)
@@ -150,13 +162,20 @@ class RecordingStateMixin:
             )
             if write != AccountWrite():
                 writes[address] = write
-        return ReadWriteSet(frozenset(recorder.reads), writes)
+        rwset = ReadWriteSet(frozenset(recorder.values), writes, dict(recorder.values))
+        for key in rwset.absolute_keys():
+            if key not in rwset.values and key[0] != "wipe":  # a wipe is re-executed anyway
+                rwset.values[key] = _pre_value(recorder, key, UNKNOWN)
+        return rwset
 
     # -- recording helpers --------------------------------------------------------------
 
-    def _read(self, key: FieldKey) -> None:
-        if self._recorder is not None:
-            self._recorder.reads.add(key)
+    def _read(self, key: FieldKey, current: ReadValue) -> None:
+        """Note a read of `key` whose value now is `current` (the first read keeps its
+        pre-value)."""
+        recorder = self._recorder
+        if recorder is not None and key not in recorder.values:
+            recorder.values[key] = _pre_value(recorder, key, current)
 
     def _before_write(self, address: Address) -> None:
         recorder = self._recorder
@@ -183,53 +202,64 @@ class RecordingStateMixin:
     # -- reads ---------------------------------------------------------------------------
 
     def get_balance(self, address: Address) -> int:
+        state: Any = super()
+        balance = int(state.get_balance(address))
         recorder = self._recorder
         if recorder is not None and not recorder.in_delta:
-            recorder.reads.add(("balance", address))
+            self._read(("balance", address), balance)
             recorder.absolute_balance.add(address)
-        state: Any = super()
-        return int(state.get_balance(address))
+        return balance
 
     def get_nonce(self, address: Address) -> int:
-        self._read(("nonce", address))
         state: Any = super()
-        return int(state.get_nonce(address))
+        nonce = int(state.get_nonce(address))
+        self._read(("nonce", address), nonce)
+        return nonce
 
     def get_code(self, address: Address) -> bytes:
-        self._read(("code", address))
         state: Any = super()
+        if self._recorder is not None:
+            self._read(("code", address), bytes(state.get_code_hash(address)))
         return bytes(state.get_code(address))
 
     def get_code_hash(self, address: Address) -> Hash32:
-        self._read(("code", address))
         state: Any = super()
-        return Hash32(state.get_code_hash(address))
+        code_hash = Hash32(state.get_code_hash(address))
+        self._read(("code", address), code_hash)
+        return code_hash
 
     def has_code_or_nonce(self, address: Address) -> bool:
-        self._read(("code", address))
-        self._read(("nonce", address))
         state: Any = super()
+        if self._recorder is not None:
+            self._read(("code", address), bytes(state.get_code_hash(address)))
+            self._read(("nonce", address), int(state.get_nonce(address)))
         return bool(state.has_code_or_nonce(address))
 
     def account_exists(self, address: Address) -> bool:
         state: Any = super()
         if self._credited(address):
             return True
-        self._read(("exists", address))
-        return bool(state.account_exists(address))
+        exists = bool(state.account_exists(address))
+        self._read(("exists", address), exists)
+        return exists
 
     def account_is_empty(self, address: Address) -> bool:
         state: Any = super()
         if self._credited(address):
             return False
-        for name in ("exists", "balance", "nonce", "code"):
-            self._read((name, address))
+        if self._recorder is not None:
+            self._read(("exists", address), bool(state.account_exists(address)))
+            self._read(("balance", address), int(state.get_balance(address)))
+            self._read(("nonce", address), int(state.get_nonce(address)))
+            self._read(("code", address), bytes(state.get_code_hash(address)))
         return bool(state.account_is_empty(address))
 
     def get_storage(self, address: Address, slot: int, from_journal: bool = True) -> int:
-        self._read(("storage", address, slot))
         state: Any = super()
-        return int(state.get_storage(address, slot, from_journal))
+        value = int(state.get_storage(address, slot, from_journal))
+        # Without the journal py-evm answers the value at the last lock: the pre-value too.
+        self._read(("storage", address, slot), value)
+        return value
 
     # -- writes --------------------------------------------------------------------------
 
@@ -258,9 +288,10 @@ class RecordingStateMixin:
         state.set_nonce(address, nonce)
 
     def increment_nonce(self, address: Address) -> None:
-        self._read(("nonce", address))
-        self._before_write(address)
         state: Any = super()
+        if self._recorder is not None:
+            self._read(("nonce", address), int(state.get_nonce(address)))
+        self._before_write(address)
         state.increment_nonce(address)
 
     def set_code(self, address: Address, code: bytes) -> None:
@@ -301,6 +332,31 @@ class RecordingStateMixin:
             self._recorder.wiped.add(address)
         state: Any = super()
         state.delete_account(address)
+
+
+def _pre_value(recorder: _Recorder, key: FieldKey, current: ReadValue) -> ReadValue:
+    """The value `key` had when the transaction started, `current` being its value now.
+
+    A field the transaction has not written yet still holds its pre-value. An account field
+    written since has it in `before` (taken at the account's first write); a slot written
+    since, in `slots`. A slot of an account whose storage the transaction wiped held 0 if the
+    account did not exist (no account, no storage); otherwise it is UNKNOWN (and the wipe
+    sends the transaction to re-execution anyway).
+    """
+    address = key[1]
+    if key[0] == "storage":
+        if address in recorder.wiped:
+            before = recorder.before.get(address)
+            return 0 if before is not None and not before[0] else UNKNOWN
+        slots = recorder.slots.get(address)
+        slot = key[2]  # type: ignore[misc]
+        if slots is not None and slot in slots:
+            return slots[slot]
+        return current
+    before = recorder.before.get(address)
+    if before is None:
+        return current
+    return before[_FIELD_POSITION[key[0]]]
 
 
 _CLASSES: dict[type[StateAPI], type[StateAPI]] = {}

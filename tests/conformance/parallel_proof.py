@@ -24,6 +24,7 @@ from khipu.execution.executor import (
     CHECKED_FIELDS,
     BlockExecution,
     execute_block_batched,
+    execute_block_in_shares,
     execute_block_parallel,
     execute_block_serial,
     supports_parallel,
@@ -184,6 +185,43 @@ def check_parallel(
             + "\n  ".join(problems)
         )
     return execution
+
+
+def check_shares(
+    chain: KhipuChain,
+    serial: BlockAPI,
+    block: BlockAPI,
+    shares: Sequence[Sequence[int]],
+    addresses: Iterable[bytes] = (),
+    suite: str = "chains",
+) -> BlockExecution:
+    """Execute `block` in parallel with the given speculation shares (each a chain, see
+    `execute_block_in_shares`) and require the serial result `serial`, with no fallback.
+    Raises ParallelMismatch listing the differences."""
+    execution = execute_block_in_shares(chain, block, shares)
+    PROOF_STATS.record(suite, execution)
+    problems = compare_blocks(chain, serial, execution.block, addresses)
+    expected_mode = "parallel" if expects_parallel(chain, block) else "serial"
+    if execution.mode != expected_mode:
+        PROOF_STATS.fallbacks.append(f"{suite} block #{block.number}, shares {shares}")
+        problems.append(f"ran as {execution.mode}, expected {expected_mode}")
+    if problems:
+        raise ParallelMismatch(
+            f"block #{block.number} ({len(block.transactions)} txs, shares {list(shares)}):\n  "
+            + "\n  ".join(problems)
+        )
+    return execution
+
+
+def shares_from(assignment: Sequence[int], count: int) -> list[tuple[int, ...]]:
+    """Transactions 0..count-1 split into shares: transaction i goes to share
+    assignment[i % len(assignment)] (an empty assignment: every transaction alone)."""
+    if not assignment:
+        return [(index,) for index in range(count)]
+    shares: dict[int, list[int]] = {}
+    for index in range(count):
+        shares.setdefault(assignment[index % len(assignment)], []).append(index)
+    return [tuple(share) for _number, share in sorted(shares.items())]
 
 
 class ProvingExecutor:

@@ -10,8 +10,9 @@ calls, access lists, EIP-1559, access-list, legacy, blob and (Prague) set-code t
 senders funded in the block, withdrawal and consolidation requests to the system contracts.
 
 Each block is built by py-evm's serial `import_block`, then executed by the parallel executor
-with 1, 2 and 4 workers on the same parent: header, receipts and post-state must be identical
-and the executor must not have fallen back to serial execution.
+with 1, 2 and 4 workers on the same parent, and once more with speculation shares drawn at
+random (each share a chain on one state, see `execute_block_in_shares`): header, receipts and
+post-state must be identical and the executor must not have fallen back to serial execution.
 
 By default a fixed (derandomized) set of DEFAULT_EXAMPLES examples; KHIPU_CONFORMANCE=full draws
 FULL_EXAMPLES random ones. A CREATE2 whose child self-destructs in the same call (py-evm refused
@@ -50,6 +51,8 @@ from tests.conformance.parallel_proof import (
     ParallelMismatch,
     ProofStats,
     check_parallel,
+    check_shares,
+    shares_from,
 )
 from tests.conftest import conformance_full
 
@@ -101,11 +104,13 @@ actions = st.builds(
 
 @dataclass(frozen=True)
 class Scenario:
-    """A fork, who the fee recipient is, and the actions of each block."""
+    """A fork, who the fee recipient is, the actions of each block, and the speculation share
+    of each transaction for the check with explicit shares (`shares_from`; empty: alone)."""
 
     fork: str
     coinbase_is_sender: bool
     blocks: tuple[tuple[Action, ...], ...]
+    share_of: tuple[int, ...] = (0, 1)
 
 
 scenarios = st.builds(
@@ -115,6 +120,7 @@ scenarios = st.builds(
     blocks=st.lists(
         st.lists(actions, min_size=1, max_size=10).map(tuple), min_size=1, max_size=3
     ).map(tuple),
+    share_of=st.lists(st.integers(0, 2), max_size=12).map(tuple),
 )
 
 PROFILE = settings(
@@ -140,6 +146,8 @@ def run_scenario(scenario: Scenario, report: Callable[[str], None] = print) -> i
         report(f"block #{block.number}: {len(block.transactions)} txs, statuses {statuses}")
         for workers in WORKER_COUNTS:
             check_parallel(chain.builder.chain, block, block, workers, chain.addresses())
+        shares = shares_from(scenario.share_of, len(block.transactions))
+        check_shares(chain.builder.chain, block, block, shares, chain.addresses())
     return transactions
 
 
@@ -331,9 +339,10 @@ def test_blob_transactions_carry_blobs() -> None:
 def test_the_proof_catches_a_merge_that_ignores_conflicts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With conflict detection switched off the executor's own header check falls back to
-    serial execution, which gives the right block: the proof must still fail, on the mode."""
-    monkeypatch.setattr(merge_module, "conflicts", lambda rwset, written: False)
+    """With value validation switched off (every speculated transaction commits as it ran) the
+    executor's own header check falls back to serial execution, which gives the right block:
+    the proof must still fail, on the mode."""
+    monkeypatch.setattr(merge_module, "read_values_changed", lambda *args: False)
     monkeypatch.setattr(parallel_proof, "PROOF_STATS", ProofStats())  # keep the summary clean
     with pytest.raises(ParallelMismatch, match="ran as serial-fallback, expected parallel"):
         run_scenario(EXPLICIT["coinbase-is-sender"])

@@ -103,8 +103,9 @@ def test_generated_chain_parallel_equals_serial(chains: dict[str, Path], profile
         # independent transfers, one coinbase: the fee credits are deltas, nothing conflicts
         assert compared.reexecuted == 0
     if profile == "amm":
-        # nearly every swap touches the same pool: most transactions are re-executed
-        assert compared.reexecuted > compared.transactions // 2
+        # nearly every swap touches the same pool, but the swaps of one pool (no address in
+        # their calldata) are speculated as one chain: they commit as they ran
+        assert compared.reexecuted < compared.transactions // 10
 
 
 def test_ethtest_chain_parallel_equals_serial() -> None:
@@ -193,11 +194,12 @@ def test_hard_cases_parallel_equals_serial() -> None:
     document, raws = build_chain(3)
     compared = compare_chain(document, raws)
     assert compared.parallel_blocks == 3
-    first, *later = compared.executions
-    # block 1: the FORWARDER call, the second drain, the create-and-destroy (BENEFICIARY now
-    # exists), the coinbase read and sender 0's second transaction run again on the merged state
-    assert first.reexecuted >= 5
-    # later blocks: at least the coinbase read and sender 0's second transaction
-    assert all(execution.reexecuted >= 2 for execution in later)
-    # the credits to FRESH and BENEFICIARY, the first drain, the first transfer commit as ran
-    assert all(e.transactions - e.reexecuted >= 4 for e in compared.executions)
+    first = compared.executions[0]
+    # Speculated in chains of likely dependent transactions (sender 0's two, the two drains,
+    # the credits of FRESH and BENEFICIARY...), most commit as they ran. Block 1: the
+    # create-and-destroy's SELFDESTRUCT read BENEFICIARY's existence, which the drains of the
+    # other chain changed; every block: the coinbase read, which the fee credits of the
+    # other chain changed.
+    assert 4 in first.reexecuted_indices
+    assert all(5 in execution.reexecuted_indices for execution in compared.executions)
+    assert all(e.transactions - e.reexecuted >= 7 for e in compared.executions)

@@ -162,7 +162,7 @@ def test_run_with_parallel_execution_reaches_the_reference_head(
 def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    amm = generate_chain(tmp_path / "amm", 8, 16, "amm", 5)  # swaps on one pool: all conflict
+    amm = generate_chain(tmp_path / "amm", 8, 16, "amm", 5)  # swaps, most on one pool
     serial, _ = import_json(
         capsys, tmp_path / "serial", amm.genesis_path, amm.chain_path, "--serial"
     )
@@ -173,11 +173,13 @@ def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
     assert adaptive["head"]["hash"] == "0x" + amm.head_hash.hex()  # type: ignore[index]
     lines = block_lines(err)
     assert len(lines) == 8
-    first_parallel = next(line for line in lines if line["mode"] == "parallel")
-    assert int(first_parallel["reexecuted"]) > int(first_parallel["txs"]) // 2
-    assert float(first_parallel["parallel_rate"]) < 0.5
+    parallel = [line for line in lines if line["mode"] == "parallel"]
+    # The swaps of one pool are speculated as one chain: they commit as they ran, but that
+    # chain holds most of the block (speculation split fewer than 1.8 ways).
+    assert all(int(line["largest_share"]) * 1.8 > int(line["txs"]) for line in parallel[:2])
+    assert float(parallel[0]["parallel_rate"]) > 0.5
     counts = modes(err)
-    # After one parallel block that re-ran most of its transactions, in-order batched execution
+    # After parallel blocks whose speculation was mostly one chain, in-order batched execution
     # is chosen; parallel comes back only as the periodic probe.
     assert counts.get("batched", 0) >= 6 and counts.get("parallel", 0) <= 2, counts
 

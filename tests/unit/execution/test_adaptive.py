@@ -12,17 +12,21 @@ from khipu.execution.executor import BlockExecution
 class Harness:
     """Fake blocks of 10 transactions and 1000 gas; each mode advances the clock by its cost."""
 
-    def __init__(self, serial_cost: float, parallel_cost: float, reexecuted: int) -> None:
+    def __init__(
+        self, serial_cost: float, parallel_cost: float, reexecuted: int, largest_share: int = 4
+    ) -> None:
         self.now = 0.0
         self.costs = {SERIAL: serial_cost, PARALLEL: parallel_cost}
         self.reexecuted = reexecuted
+        self.largest_share = largest_share
         self.modes: list[str] = []
 
     def run(self, mode: str, block: Any) -> BlockExecution:
         self.now += self.costs[mode]
         self.modes.append(mode)
-        reexecuted = self.reexecuted if mode == PARALLEL else 0
-        return BlockExecution(block, mode, 10, reexecuted)
+        if mode == SERIAL:
+            return BlockExecution(block, mode, 10)
+        return BlockExecution(block, mode, 10, self.reexecuted, largest_share=self.largest_share)
 
     def executor(self, probe_every: int = 4, warmup: int = 0) -> AdaptiveExecutor:
         return AdaptiveExecutor(
@@ -65,6 +69,16 @@ def test_mostly_conflicting_blocks_run_serially_even_if_parallel_looked_cheaper(
         executor.execute(block())
     assert harness.modes == [PARALLEL, SERIAL, SERIAL, SERIAL, SERIAL]
     assert executor.stats.last_conflict_ratio == 0.9
+
+
+def test_blocks_speculated_as_one_long_chain_run_serially_even_if_parallel_looked_cheaper() -> None:
+    # nothing re-executed, but 7 of 10 transactions speculated in one share: 1.4 ways
+    harness = Harness(serial_cost=2.0, parallel_cost=1.0, reexecuted=0, largest_share=7)
+    executor = harness.executor(probe_every=100)
+    for _ in range(4):
+        executor.execute(block())
+    assert harness.modes == [PARALLEL, SERIAL, SERIAL, SERIAL]
+    assert executor.stats.last_parallelism == 10 / 7
 
 
 def test_blocks_that_cannot_run_in_parallel_teach_nothing() -> None:

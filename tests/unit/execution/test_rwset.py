@@ -11,7 +11,7 @@ from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague import PragueVM
 from eth_typing import Address, BlockNumber, Hash32
 
-from khipu.execution.rwset import AccountWrite, ReadWriteSet, conflicts, recording_state_class
+from khipu.execution.rwset import AccountWrite, recording_state_class
 
 ALICE = Address(b"\xa1" * 20)
 BOB = Address(b"\xb0" * 20)
@@ -161,33 +161,3 @@ def test_finish_without_start_raises(state: Any) -> None:
     state.finish_recording()
     with pytest.raises(RuntimeError):
         state.finish_recording()
-
-
-def rw(reads: set[Any], writes: dict[bytes, AccountWrite]) -> ReadWriteSet:
-    return ReadWriteSet(frozenset(reads), writes)
-
-
-def test_conflicts_are_per_slot_and_per_field() -> None:
-    writer = rw(set(), {CONTRACT: AccountWrite(storage=((1, 5),)), ALICE: AccountWrite(nonce=3)})
-    earlier = writer.written_keys()
-    assert conflicts(rw({("storage", CONTRACT, 1)}, {}), earlier)
-    assert not conflicts(rw({("storage", CONTRACT, 2)}, {}), earlier)
-    assert conflicts(rw({("nonce", ALICE)}, {}), earlier)
-    assert not conflicts(rw({("balance", ALICE)}, {}), earlier)
-
-
-def test_credits_commute_but_a_read_of_a_credited_balance_conflicts() -> None:
-    fee = rw(set(), {COINBASE: AccountWrite(exists=True, balance_delta=10)})
-    earlier = fee.written_keys()
-    assert not conflicts(fee, earlier)  # a second fee credit to the same coinbase
-    assert conflicts(rw({("balance", COINBASE)}, {}), earlier)
-    assert conflicts(rw({("exists", COINBASE)}, {}), earlier)
-    absolute = rw({("balance", ALICE)}, {COINBASE: AccountWrite(balance=1)})
-    assert conflicts(absolute, earlier)
-
-
-def test_a_wipe_conflicts_with_any_later_read_of_that_account() -> None:
-    wipe = rw(set(), {CONTRACT: AccountWrite(exists=False, wiped=True)})
-    earlier = wipe.written_keys()
-    assert conflicts(rw({("storage", CONTRACT, 42)}, {}), earlier)
-    assert not conflicts(rw({("storage", BOB, 42)}, {}), earlier)
