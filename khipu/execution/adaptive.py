@@ -2,8 +2,8 @@
 
 Parallel execution only pays when transactions mostly commute and there are cores to spare; a
 block whose transactions mostly conflict costs the speculation on top of a serial re-execution.
-`AdaptiveExecutor` keeps a moving average of seconds per gas for each mode, runs the cheaper one,
-runs serially after a parallel block that re-executed more than `conflict_limit` of its
+`AdaptiveExecutor` keeps each mode's seconds per gas (the median of its last blocks), runs the
+cheaper one, runs serially after a parallel block that re-executed more than `conflict_limit` of its
 transactions or whose speculation was split fewer than `min_parallelism` ways (its transactions
 over those of its largest share: a block of swaps on one pool is speculated as one long chain),
 and probes the other mode every `probe_every` blocks so the averages stay current.
@@ -11,7 +11,9 @@ and probes the other mode every `probe_every` blocks so the averages stay curren
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,7 +22,7 @@ from eth.abc import BlockAPI
 from khipu.execution.executor import BlockExecution
 
 PARALLEL, SERIAL = "parallel", "serial"
-SMOOTHING = 0.3  # weight of the newest block in the moving averages
+RECENT_BLOCKS = 5  # each mode's cost is the median of its last blocks (one outlier is outvoted)
 
 
 @dataclass
@@ -31,6 +33,7 @@ class AdaptiveStats:
     last_conflict_ratio: float = 0.0
     last_parallelism: float = float("inf")  # transactions / transactions of the largest share
     blocks: dict[str, int] = field(default_factory=lambda: {PARALLEL: 0, SERIAL: 0})
+    samples: dict[str, int] = field(default_factory=lambda: {PARALLEL: 0, SERIAL: 0})
 
 
 class AdaptiveExecutor:
@@ -38,7 +41,8 @@ class AdaptiveExecutor:
 
     `can_parallel(block)` says whether the block may run in parallel at all (fork, transaction
     count); blocks it refuses run serially and teach nothing. The first `warmup` blocks of each
-    mode teach nothing about its cost either (workers starting, cold caches).
+    mode teach nothing about its cost either (workers starting, cold caches), and each mode is
+    measured on `min_samples` blocks before the averages choose (one noisy block decided it).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class AdaptiveExecutor:
         min_parallelism: float = 1.8,
         clock: Callable[[], float] = time.perf_counter,
         warmup: int = 0,
+        min_samples: int = 1,
     ) -> None:
         self.run_serial = run_serial
         self.run_parallel = run_parallel
@@ -61,15 +66,17 @@ class AdaptiveExecutor:
         self.min_parallelism = min_parallelism
         self.clock = clock
         self.warmup = warmup
+        self.min_samples = max(1, min_samples)
         self.stats = AdaptiveStats()
+        self._recent: dict[str, deque[float]] = {}
         self._eligible = 0
 
     def choose(self, block: BlockAPI) -> str:
         """The mode the next eligible block should run in."""
         costs = self.stats.seconds_per_gas
         for mode in (PARALLEL, SERIAL):
-            if mode not in costs:
-                return mode  # no estimate yet: measure it
+            if mode not in costs or self.stats.samples[mode] < self.min_samples:
+                return mode  # no estimate yet, or too few blocks behind it: measure it
         preferred = PARALLEL if costs[PARALLEL] < costs[SERIAL] else SERIAL
         if (
             self.stats.last_conflict_ratio > self.conflict_limit
@@ -92,11 +99,10 @@ class AdaptiveExecutor:
         self.stats.blocks[mode] += 1
         gas = block.header.gas_used
         if gas > 0 and self.stats.blocks[mode] > self.warmup:
-            cost = elapsed / gas
-            previous = self.stats.seconds_per_gas.get(mode)
-            self.stats.seconds_per_gas[mode] = (
-                cost if previous is None else SMOOTHING * cost + (1 - SMOOTHING) * previous
-            )
+            recent = self._recent.setdefault(mode, deque(maxlen=RECENT_BLOCKS))
+            recent.append(elapsed / gas)
+            self.stats.seconds_per_gas[mode] = statistics.median(recent)
+            self.stats.samples[mode] += 1
         if mode == PARALLEL and execution.transactions:
             self.stats.last_conflict_ratio = execution.reexecuted / execution.transactions
             largest = execution.largest_share

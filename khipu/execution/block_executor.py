@@ -135,7 +135,7 @@ class ParallelBlockExecutor:
         self.storage_roots = StorageRoots(roots_runner, workers, min_updates=roots_min_updates)
         # The first parallel block waits for the workers to start: not a measure of its cost.
         self.adaptive = AdaptiveExecutor(
-            self._run_serial, self._run_parallel, lambda _block: True, warmup=1
+            self._run_serial, self._run_parallel, lambda _block: True, warmup=1, min_samples=3
         )
         self._transactions = 0
         self._committed = 0  # transactions committed from the speculative pass

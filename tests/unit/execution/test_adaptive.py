@@ -28,7 +28,9 @@ class Harness:
             return BlockExecution(block, mode, 10)
         return BlockExecution(block, mode, 10, self.reexecuted, largest_share=self.largest_share)
 
-    def executor(self, probe_every: int = 4, warmup: int = 0) -> AdaptiveExecutor:
+    def executor(
+        self, probe_every: int = 4, warmup: int = 0, min_samples: int = 1
+    ) -> AdaptiveExecutor:
         return AdaptiveExecutor(
             lambda block: self.run(SERIAL, block),
             lambda block: self.run(PARALLEL, block),
@@ -36,6 +38,7 @@ class Harness:
             probe_every=probe_every,
             clock=lambda: self.now,
             warmup=warmup,
+            min_samples=min_samples,
         )
 
 
@@ -101,3 +104,17 @@ def test_a_slow_first_parallel_block_is_a_warmup_and_not_held_against_parallel()
     # each mode's first block is a warm-up: measure each on its second, then keep parallel
     assert harness.modes == [PARALLEL, PARALLEL, SERIAL, SERIAL, PARALLEL, PARALLEL]
     assert executor.stats.seconds_per_gas[PARALLEL] < executor.stats.seconds_per_gas[SERIAL]
+
+
+def test_each_mode_is_measured_on_several_blocks_before_the_averages_choose() -> None:
+    harness = Harness(serial_cost=1.0, parallel_cost=3.0, reexecuted=0)
+    harness.costs[SERIAL] = 9.0  # one unlucky serial block (the machine was busy)
+    executor = harness.executor(probe_every=100, min_samples=3)
+    for _ in range(4):
+        executor.execute(block())
+    harness.costs[SERIAL] = 1.0
+    for _ in range(4):
+        executor.execute(block())
+    # three parallel blocks, then serial until it has three too; the outlier is outvoted
+    assert harness.modes == [PARALLEL] * 3 + [SERIAL] * 5
+    assert executor.stats.samples == {PARALLEL: 3, SERIAL: 5}
