@@ -74,15 +74,20 @@ class AdaptiveExecutor:
     def choose(self, block: BlockAPI) -> str:
         """The mode the next eligible block should run in."""
         costs = self.stats.seconds_per_gas
-        for mode in (PARALLEL, SERIAL):
-            if mode not in costs or self.stats.samples[mode] < self.min_samples:
-                return mode  # no estimate yet, or too few blocks behind it: measure it
-        preferred = PARALLEL if costs[PARALLEL] < costs[SERIAL] else SERIAL
-        if (
+        # The last parallel block re-executed too much, or was speculated as one long chain.
+        conflicted = (
             self.stats.last_conflict_ratio > self.conflict_limit
             or self.stats.last_parallelism < self.min_parallelism
-        ):
+        )
+        for mode in (PARALLEL, SERIAL):
+            if mode == PARALLEL and conflicted:
+                continue  # no more samples of a mode that does not suit these blocks
+            if mode not in costs or self.stats.samples[mode] < self.min_samples:
+                return mode  # no estimate yet, or too few blocks behind it: measure it
+        if conflicted or PARALLEL not in costs:
             preferred = SERIAL
+        else:
+            preferred = PARALLEL if costs[PARALLEL] < costs[SERIAL] else SERIAL
         if self._eligible % self.probe_every == 0:
             return SERIAL if preferred == PARALLEL else PARALLEL
         return preferred
