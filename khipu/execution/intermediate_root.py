@@ -20,10 +20,9 @@ from typing import Any
 import rlp
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.backends.base import BaseDB
-from eth_hash.auto import keccak
 from eth_typing import Hash32
 
-from khipu.execution.trie_batch import update_trie
+from khipu.execution.state_root import fold_account_changes
 
 # The attribute of an AccountDB holding the account-trie nodes its intermediate roots made.
 NODES_ATTRIBUTE = "intermediate_root_nodes"
@@ -38,21 +37,12 @@ def make_intermediate_state_root(account_db: Any) -> Hash32:
     for address, storage_root in account_db._get_changed_roots():
         if account_db.account_exists(address) or storage_root != BLANK_ROOT_HASH:
             account_db._set_storage_root(address, storage_root)
-    account_db._journaldb.persist()
-    diff = account_db._journaltrie.diff()
-    updates: dict[bytes, bytes | None] = {
-        keccak(address): value for address, value in diff.pending_items()
-    }
-    updates.update((keccak(address), None) for address in diff.deleted_keys())
-    if updates:
-        result = update_trie(account_db._batchtrie, account_db.state_root, updates)
+    nodes = fold_account_changes(account_db)
+    if nodes:
         made: set[bytes] = account_db.__dict__.setdefault(NODES_ATTRIBUTE, set())
-        for node_hash, encoded in result.nodes.items():
+        for node_hash, encoded in nodes.items():
             account_db._batchtrie[node_hash] = encoded
             made.add(node_hash)
-        account_db._trie.root_hash = result.root_hash
-    account_db._journaltrie.reset()
-    account_db._trie_cache.reset_cache()
     return Hash32(account_db.state_root)
 
 

@@ -139,18 +139,7 @@ class BatchedAccountDB(AccountDB):
             if self.account_exists(address) or new_root != BLANK_ROOT_HASH:
                 self._set_storage_root(address, new_root)
 
-        self._journaldb.persist()  # code, into the batch committed below
-        diff = self._journaltrie.diff()
-        updates: dict[bytes, bytes | None] = {
-            keccak(address): value for address, value in diff.pending_items()
-        }
-        updates.update((keccak(address), None) for address in diff.deleted_keys())
-        if updates:
-            account_trie = update_trie(self._batchtrie, self.state_root, updates)
-            nodes.update(account_trie.nodes)
-            self._trie.root_hash = account_trie.root_hash
-        self._journaltrie.reset()
-        self._trie_cache.reset_cache()
+        nodes.update(fold_account_changes(self))
 
         with self._raw_store_db.atomic_batch() as write_batch:
             for store in by_pyevm:
@@ -208,3 +197,24 @@ class CachingStorageLookup(StorageLookup):
         if self._write_trie is not None:
             return self._write_trie
         return NodeCachingTrie(self._db, root_hash=self._starting_root_hash)
+
+
+def fold_account_changes(account_db: Any) -> dict[bytes, bytes]:
+    """Fold an AccountDB's journal into its account trie in one `update_trie` pass (code goes
+    to its batch), as py-evm's `make_state_root` does key by key; sets the new root and returns
+    the new account-trie nodes (not yet stored anywhere). Raises MissingTrieNodeError
+    (trie_batch) if a node on a changed path is missing."""
+    account_db._journaldb.persist()
+    diff = account_db._journaltrie.diff()
+    updates: dict[bytes, bytes | None] = {
+        keccak(address): value for address, value in diff.pending_items()
+    }
+    updates.update((keccak(address), None) for address in diff.deleted_keys())
+    nodes: dict[bytes, bytes] = {}
+    if updates:
+        account_trie = update_trie(account_db._batchtrie, account_db.state_root, updates)
+        nodes = account_trie.nodes
+        account_db._trie.root_hash = account_trie.root_hash
+    account_db._journaltrie.reset()
+    account_db._trie_cache.reset_cache()
+    return nodes

@@ -13,7 +13,6 @@ import pykka
 from eth.abc import BlockAPI
 
 from khipu.actors import ChildContext, SupervisedActor
-from khipu.actors.children import ChildSlot
 from khipu.actors.metrics import NodeMetrics
 from khipu.actors.timers import ActorTimers
 from khipu.chain.block_files import MalformedBlockFile
@@ -78,7 +77,7 @@ class Importer(SupervisedActor):
         self.retry_delay = retry_delay
         self._timers = ActorTimers(self.actor_ref)
         self._blocks: Iterator[tuple[BlockAPI, str]] | None = None
-        self._writer = WriterLink(self._writer_slot, poll)
+        self._writer = WriterLink.in_tree(context, writer_path, poll)
         self._done = False
         self._progress = ProgressReporter(
             self.status, log, "import progress", progress_interval, metrics
@@ -160,10 +159,6 @@ class Importer(SupervisedActor):
         else:
             self._blocks = None  # the writer is restarting: this block is sent again later
             self._again(self.retry_delay)
-
-    def _writer_slot(self) -> ChildSlot:
-        assert self.context is not None
-        return self.context.root.find(self.writer_path)
 
     def _resume_after(self, head: StoredHead) -> None:
         self.status.update(head=head.number)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from khipu.actors import ActorUnavailable, ChildState
+from khipu.actors import ActorUnavailable, ChildContext, ChildState
 from khipu.actors.children import ActorChild, ChildSlot
 from khipu.node_actors.messages import GetHead, ImportBlock
 from khipu.node_actors.storage_writer import BlockRejected
@@ -50,6 +50,11 @@ class WriterLink:
         self.find_slot = find_slot
         self.poll = poll
         self.pending: PendingAsk | None = None
+
+    @classmethod
+    def in_tree(cls, context: ChildContext, writer_path: str, poll: float = 0.05) -> WriterLink:
+        """The link to the writer at `writer_path` below the root of `context`'s tree."""
+        return cls(lambda: context.root.find(writer_path), poll)
 
     def ask(self, message: ImportBlock | GetHead) -> bool:
         """Send `message` to the running writer without waiting; False while it restarts."""

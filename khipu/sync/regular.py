@@ -32,7 +32,6 @@ import rlp
 from eth.abc import BlockAPI
 
 from khipu.actors import ChildContext, SupervisedActor
-from khipu.actors.children import ChildSlot
 from khipu.actors.metrics import NodeMetrics
 from khipu.actors.timers import ActorTimers
 from khipu.chain.importer import MalformedBlock, decode_block
@@ -125,7 +124,7 @@ class RegularSync(SupervisedActor):
         self.idle_delay = idle_delay
         self.probe_interval = probe_interval
         self._timers = ActorTimers(self.actor_ref)
-        self._writer = WriterLink(self._writer_slot, poll)
+        self._writer = WriterLink.in_tree(context, writer_path, poll)
         self._progress = ProgressReporter(status, log, "sync progress", progress_interval, metrics)
         self._views: dict[bytes, PeerView] = {}
         self._head: StoredHead | None = None
@@ -340,10 +339,6 @@ class RegularSync(SupervisedActor):
         log.warning("sync: peer %s %s: %s", view.label, offence.value, detail)
         with contextlib.suppress(Exception):  # the manager is down: its peers go with it
             self.report(ReportOffence(view.link.node_id, offence, detail))
-
-    def _writer_slot(self) -> ChildSlot:
-        assert self.context is not None
-        return self.context.root.find(self.writer_path)
 
     def _again(self, delay: float = 0.0) -> None:
         if delay <= 0:

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import rlp
-from eth_hash.auto import keccak
 
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.storage_roots import (
@@ -20,21 +18,11 @@ from khipu.execution.storage_roots import (
     compute_storage_roots,
     storage_root_here,
 )
-from khipu.execution.trie_batch import BLANK_ROOT, update_trie
+from tests.unit.execution.test_storage_roots import make_batch
 
 # -- a real pool: the workers fork with the store and may crash ---------------------------------
 
 STORE: dict[bytes, bytes] = {}
-
-
-def make_batch(store: dict[bytes, bytes], seed: int, size: int, address: bytes) -> StorageBatch:
-    """A batch on a parent trie of 30 slots held in `store`: updates, and deletions of some."""
-    parent = {keccak(seed.to_bytes(4, "big") + bytes([n])): rlp.encode(n + 1) for n in range(30)}
-    tree = update_trie(store, BLANK_ROOT, parent)
-    store.update(tree.nodes)
-    deletions = [(key, b"") for key in sorted(parent)[: size // 3]]
-    writes = [(keccak(bytes([n]) + address), rlp.encode(n * 7 + 1)) for n in range(size)]
-    return StorageBatch(address, tree.root_hash, tuple(sorted(dict(deletions + writes).items())))
 
 
 def crash_first_time(marker: Path) -> Any:

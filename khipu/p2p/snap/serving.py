@@ -34,7 +34,7 @@ from khipu.p2p.snap.messages import (
     GetTrieNodes,
     StorageRanges,
 )
-from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles
+from khipu.p2p.snap.trie_nodes import requested_path
 from khipu.p2p.snap.trie_reader import MalformedTrieNode, MissingTrieNode, TrieReader
 
 log = logging.getLogger("khipu.p2p.snap")
@@ -212,14 +212,7 @@ def byte_codes(state: StateReader, query: GetByteCodes) -> list[bytes]:
 
 def _path(compact: bytes) -> Nibbles | None:
     """A requested compact path as nibbles (empty: the root), None if it cannot be one."""
-    if len(compact) > MAX_COMPACT_PATH:
-        return None
-    if not compact:
-        return ()
-    try:
-        return compact_to_nibbles(compact)
-    except BadProof:
-        return None
+    return None if len(compact) > MAX_COMPACT_PATH else requested_path(compact)
 
 
 def trie_nodes(state: StateReader, query: GetTrieNodes) -> list[bytes]:

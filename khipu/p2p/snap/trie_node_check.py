@@ -21,7 +21,7 @@ from khipu.nibbles import TERMINATOR, Nibbles, key_nibbles
 from khipu.p2p import wire
 from khipu.p2p.errors import P2PError, PeerMisbehaved
 from khipu.p2p.keys import keccak256
-from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles
+from khipu.p2p.snap.trie_nodes import BadProof, compact_to_nibbles, requested_path
 
 NodeLookup = Callable[[bytes], bytes | None]  # a known trie node's RLP by its hash, or None
 # One requested node: (account hash for a storage trie or None for the account trie, path).
@@ -60,7 +60,7 @@ def check_request(root: bytes, paths: Sequence[Sequence[bytes]], known: NodeLook
     for index, (account, compact) in enumerate(requested_nodes(paths)):
         if account is not None and len(account) != 32:
             raise UnverifiablePath(f"path set {index}: account hash of {len(account)} bytes")
-        if _nibbles(compact) is None:
+        if requested_path(compact) is None:
             raise UnverifiablePath(f"requested node {index}: 0x{compact.hex()} is no path")
         try:
             expected = _expected_hash(known, root, account, compact)
@@ -111,22 +111,12 @@ def match_trie_nodes(
     return placed
 
 
-def _nibbles(compact: bytes) -> Nibbles | None:
-    """A requested compact path as nibbles (empty: the root), None if it is not one."""
-    if not compact:
-        return ()
-    try:
-        return compact_to_nibbles(compact)
-    except BadProof:
-        return None
-
-
 def _expected_hash(
     lookup: NodeLookup, root: bytes, account: bytes | None, compact: bytes
 ) -> bytes | None:
     """The hash the node at `compact` must have, None if no hash-referenced node can be there.
     Raises _Blocked for a node the walk needs and `lookup` does not know."""
-    path = _nibbles(compact)
+    path = requested_path(compact)
     if path is None:
         return None
     trie_root = root

@@ -63,6 +63,17 @@ def compact_to_nibbles(compact: bytes) -> Nibbles:
     return (*path, TERMINATOR) if leaf else path
 
 
+def requested_path(compact: bytes) -> Nibbles | None:
+    """A GetTrieNodes path (compact) as nibbles: empty is the root; None if it is not a
+    hex-prefix key."""
+    if not compact:
+        return ()
+    try:
+        return compact_to_nibbles(compact)
+    except BadProof:
+        return None
+
+
 def _nibbles_to_compact(nibbles: Nibbles) -> bytes:
     leaf = bool(nibbles) and nibbles[-1] == TERMINATOR
     return hex_prefix_encode(nibbles[:-1] if leaf else nibbles, leaf)
