@@ -1,12 +1,15 @@
 """Kesque's hash topic against LevelDB (plyvel) on the same keys, in one run.
 
     python -m benchmarks.kesque_vs_leveldb [--keys 1000000,10000000] [--reads 20000]
-        [--commit 100000] [--dir DIR]
+        [--commit 100000] [--dir DIR] [--append-rounds 1000:200,5000:40] [--index-slots N]
+        [--skip-reads]
 
 For each size N both stores get the same N records (32-byte keys, 100..600-byte incompressible
 values), loaded in commits of `--commit` records (Kesque: put_many + commit() with fsync;
-LevelDB: a write batch with sync=True); after the reads below, 20 more batches of 1,000 and of
-5,000 new records are appended the same way (a block's worth of trie nodes per batch). Then, in
+LevelDB: a write batch with sync=True); after the reads below, 200 more batches of 1,000 and
+then 40 of 5,000 new records are appended the same way (a block's worth of trie nodes per
+batch): long enough that a row is not just the first commits after open, and the rows
+include the main hash index growing (the slowest commit of each row is a row of its own). Then, in
 a fresh child process per store (so heap and /proc counters belong to that store alone):
 
   open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
@@ -14,6 +17,10 @@ a fresh child process per store (so heap and /proc counters belong to that store
           file from the page cache (posix_fadvise DONTNEED); Kesque's hash index file is read
           once beforehand so it is warm (the index is meant to live in memory)
   warm    the same R gets again (now in the page cache)
+  each-cold  the first 1,000 of those gets again, each right after evicting the data files
+          (untimed): what a get costs when its data is not cached, as in a store many times
+          the size of memory. In `cold`, the readahead of one get may serve later ones (at 1M
+          keys LevelDB's mmap readahead pulls most of its store into the cache within the run)
   heap    in a second child: tracemalloc of the Python heap and the RssAnon growth after
           opening and doing R gets, divided by N (Kesque keeps no per-key Python state)
 
@@ -33,6 +40,7 @@ moves less than the wall-clock gets/s, which include waiting for a CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import hashlib
 import json
@@ -48,10 +56,21 @@ from pathlib import Path
 from typing import Any
 
 PAGE = 4096
-APPEND_BATCHES = (1000, 5000)
 """Batch sizes of the append rows: one block's trie nodes is ~1-5k records."""
-APPEND_ROUNDS = 20
+APPEND_ROUNDS: dict[int, int] = {1000: 200, 5000: 40}
+"""Batches per append row (the 5,000 row crosses a main-index grow at 1M keys)."""
+EACH_COLD_GETS = 1000
+"""Gets of the each-cold phase (every one after an eviction of the data files)."""
 LEVELDB_OPTIONS: dict[str, int] = {"bloom_filter_bits": 10, "max_open_files": 1000}
+KESQUE_OPTIONS: dict[str, Any] = {}
+"""KesqueConfig fields given on the command line (--index-slots)."""
+
+
+def kesque_config() -> Any:
+    """Kesque's config in this run: no value cache, plus KESQUE_OPTIONS."""
+    from khipu.storage.kesque import KesqueConfig
+
+    return dataclasses.replace(KesqueConfig(cache_bytes={}), **KESQUE_OPTIONS)
 
 
 def key_of(i: int) -> bytes:
@@ -82,9 +101,9 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
     seconds = 0.0
     payload = 0
     if store == "kesque":
-        from khipu.storage.kesque import Kesque, KesqueConfig
+        from khipu.storage.kesque import Kesque
 
-        with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
+        with Kesque.open(path, config=kesque_config()) as kq:
             topic = kq.topic("storage")
             for batch in batches(records, commit):
                 start = time.perf_counter()
@@ -107,21 +126,24 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
     return {"seconds": seconds, "payload": payload, "disk": disk_usage(path)}
 
 
-def append_batches(store: str, path: Path, first: int, count: int, size: int) -> float:
+def append_batches(store: str, path: Path, first: int, count: int, size: int) -> dict[str, float]:
     """Append `count` new records to the loaded store at `path` in durable batches of `size`
-    (Kesque: put_many + commit(); LevelDB: write_batch(sync=True)); records per second."""
-    seconds = 0.0
+    (Kesque: put_many + commit(); LevelDB: write_batch(sync=True)): records per second over
+    every batch (index grows included) and the slowest batch's seconds."""
+    seconds = slowest = 0.0
     if store == "kesque":
-        from khipu.storage.kesque import Kesque, KesqueConfig
+        from khipu.storage.kesque import Kesque
 
-        with Kesque.open(path, config=KesqueConfig(cache_bytes={})) as kq:
+        with Kesque.open(path, config=kesque_config()) as kq:
             topic = kq.topic("storage")
             for start_at in range(first, first + count, size):
                 batch = [(key_of(i), value_of(i)) for i in range(start_at, start_at + size)]
                 start = time.perf_counter()
                 topic.put_many(batch)
                 kq.commit()
-                seconds += time.perf_counter() - start
+                took = time.perf_counter() - start
+                seconds += took
+                slowest = max(slowest, took)
     else:
         import plyvel
 
@@ -132,9 +154,11 @@ def append_batches(store: str, path: Path, first: int, count: int, size: int) ->
             with db.write_batch(sync=True) as write:
                 for key, value in batch:
                     write.put(key, value)
-            seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            seconds += took
+            slowest = max(slowest, took)
         db.close()
-    return count / seconds
+    return {"rate": count / seconds, "slowest": slowest}
 
 
 # -- measuring (in a child) -----------------------------------------------------------------------
@@ -168,13 +192,15 @@ def rss_anon() -> int:
     return -1
 
 
-def evict(path: Path, suffixes: tuple[str, ...]) -> None:
-    """Drop the cached pages of every file under `path` ending in one of `suffixes`."""
+def evict(path: Path, suffixes: tuple[str, ...], sync: bool = True) -> None:
+    """Drop the cached pages of every file under `path` ending in one of `suffixes` (written
+    out first if `sync`: dirty pages cannot be dropped)."""
     for file in path.rglob("*"):
         if file.is_file() and file.name.endswith(suffixes):
             fd = os.open(file, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
@@ -189,9 +215,9 @@ def warm(path: Path, pattern: str) -> None:
 
 def opener(store: str, path: Path) -> tuple[Callable[[bytes], bytes | None], Callable[[], None]]:
     if store == "kesque":
-        from khipu.storage.kesque import Kesque, KesqueConfig
+        from khipu.storage.kesque import Kesque
 
-        kq = Kesque.open(path, readonly=True, config=KesqueConfig(cache_bytes={}))
+        kq = Kesque.open(path, readonly=True, config=kesque_config())
         return kq.topic("storage").get, kq.close
     import plyvel
 
@@ -223,24 +249,53 @@ def timed_gets(
     }
 
 
+def each_cold_gets(
+    get: Callable[[bytes], bytes | None], keys: list[bytes], path: Path, data: tuple[str, ...]
+) -> dict[str, float]:
+    """Like timed_gets, but the data files are evicted from the page cache before every get
+    (untimed, uncounted): each get meets data that is not cached, as in a store many times
+    the size of memory, where the readahead of one get does not serve the next."""
+    seconds = cpu_seconds = 0.0
+    totals = {"read_bytes": 0, "syscr": 0, "dev_reads": 0}
+    before = proc_io()  # reading /proc/self/io and /proc/diskstats are reads themselves
+    device_reads(path)
+    overhead = proc_io()["syscr"] - before["syscr"]
+    for key in keys:
+        evict(path, data, sync=False)
+        io_before, dev_before = proc_io(), device_reads(path)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        get(key)
+        seconds += time.perf_counter() - start
+        cpu_seconds += time.process_time() - start_cpu
+        io_after = proc_io()
+        totals["read_bytes"] += io_after["read_bytes"] - io_before["read_bytes"]
+        totals["syscr"] += io_after["syscr"] - io_before["syscr"] - overhead
+        totals["dev_reads"] += device_reads(path) - dev_before
+    return {
+        "gets_per_s": len(keys) / seconds,
+        "cpu_us": cpu_seconds / len(keys) * 1e6,
+        **{field: float(total) for field, total in totals.items()},
+    }
+
+
 def child_reads(store: str, path: Path, records: int, reads: int) -> dict[str, Any]:
     pairs = read_keys(records, reads)
     keys = [key for key, _ in pairs]
+    data = (".log",) if store == "kesque" else (".ldb", ".log")
+    evict(path, data)
     if store == "kesque":
-        evict(path, (".log",))
         warm(path, "hash.*.idx")
-    else:
-        evict(path, (".ldb", ".log"))
     start = time.perf_counter()
     get, close = opener(store, path)
     open_seconds = time.perf_counter() - start
     cold = timed_gets(get, keys, path)
     hot = timed_gets(get, keys, path)
+    each_cold = each_cold_gets(get, keys[:EACH_COLD_GETS], path, data)
     wrong = sum(1 for key, value in pairs if get(key) != value)
     close()
     if wrong:
         raise AssertionError(f"{store}: {wrong} of {len(pairs)} gets returned a wrong value")
-    return {"open_s": open_seconds, "cold": cold, "warm": hot}
+    return {"open_s": open_seconds, "cold": cold, "warm": hot, "each-cold": each_cold}
 
 
 def child_heap(store: str, path: Path, records: int, reads: int) -> dict[str, Any]:
@@ -280,20 +335,23 @@ def run_child(kind: str, store: str, path: Path, records: int, reads: int) -> di
 # -- the table ----------------------------------------------------------------------------------
 
 
-def measure_size(work: Path, records: int, reads: int, commit: int) -> dict[str, dict[str, Any]]:
+def measure_size(
+    work: Path, records: int, reads: int, commit: int, skip_reads: bool = False
+) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for store in ("kesque", "leveldb"):
         path = work / f"{store}-{records}"
         shutil.rmtree(path, ignore_errors=True)
         print(f"  loading {store} ...", file=sys.stderr, flush=True)
         results[store] = {"load": load(store, path, records, commit)}
-        results[store].update(run_child("reads", store, path, records, reads))
-        results[store].update(run_child("heap", store, path, records, reads))
-        for size in APPEND_BATCHES:
+        if not skip_reads:
+            results[store].update(run_child("reads", store, path, records, reads))
+            results[store].update(run_child("heap", store, path, records, reads))
+        for size in APPEND_ROUNDS:
             print(f"  appending to {store} in batches of {size} ...", file=sys.stderr, flush=True)
-            first = records + size * APPEND_ROUNDS * APPEND_BATCHES.index(size)
-            rate = append_batches(store, path, first, size * APPEND_ROUNDS, size)
-            results[store][f"append_{size}"] = rate
+            first = records + sum(s * APPEND_ROUNDS[s] for s in APPEND_ROUNDS if s < size)
+            rows = append_batches(store, path, first, size * APPEND_ROUNDS[size], size)
+            results[store][f"append_{size}"] = rows
         shutil.rmtree(path, ignore_errors=True)
     return results
 
@@ -307,14 +365,21 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
     table: list[tuple[str, float, float, str]] = []
     load_rate = both(lambda r: r["load"]["payload"] / r["load"]["seconds"] / 1e6)
     table.append(("load records/s", *both(lambda r: r["records"] / r["load"]["seconds"]), ",.0f"))
-    for size in APPEND_BATCHES:
+    for size in APPEND_ROUNDS:
         field = f"append_{size}"
-        rates = both(lambda r, field=field: float(r[field]))  # type: ignore[misc]
-        table.append((f"append rec/s, batch {size:,}", *rates, ",.0f"))
+        label = f"append {size:,} x{APPEND_ROUNDS[size]}"
+        for name, part, fmt in (
+            ("rec/s", "rate", ",.0f"),
+            ("slowest commit s", "slowest", ".3f"),
+        ):
+            row = both(lambda r, f=field, p=part: float(r[f][p]))  # type: ignore[misc]
+            table.append((f"{label} {name}", *row, fmt))
     table.append(("load MB/s (key+value)", *load_rate, ".1f"))
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
+    if "open_s" not in results["kesque"]:  # --skip-reads
+        return table
     table.append(("open s (data cold)", *both(lambda r: r["open_s"]), ".4f"))
-    for phase in ("cold", "warm"):
+    for phase, gets in (("cold", reads), ("warm", reads), ("each-cold", each_cold_gets_of(reads))):
 
         def per_get(field: str, scale: float, r: dict[str, Any], phase: str = phase) -> float:
             return float(r[phase][field]) / scale
@@ -322,16 +387,20 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
         table.append((f"{phase} gets/s", *both(lambda r: per_get("gets_per_s", 1, r)), ",.0f"))
         table.append((f"{phase} CPU us/get", *both(lambda r: per_get("cpu_us", 1, r)), ".2f"))
         for name, field, scale, fmt in (
-            ("read_bytes/get", "read_bytes", reads, ",.0f"),
-            ("4K pages/get", "read_bytes", reads * PAGE, ".2f"),
-            ("device reads/get", "dev_reads", reads, ".2f"),
-            ("read syscalls/get", "syscr", reads, ".2f"),
+            ("read_bytes/get", "read_bytes", gets, ",.0f"),
+            ("4K pages/get", "read_bytes", gets * PAGE, ".2f"),
+            ("device reads/get", "dev_reads", gets, ".2f"),
+            ("read syscalls/get", "syscr", gets, ".2f"),
         ):
             row = both(lambda r, f=field, s=scale: per_get(f, s, r))  # type: ignore[misc]
             table.append((f"{phase} {name}", *row, fmt))
     table.append(("python heap B/key", *both(lambda r: r["traced_per_key"]), ".3f"))
     table.append(("RssAnon growth B/key", *both(lambda r: r["anon_per_key"]), ".3f"))
     return table
+
+
+def each_cold_gets_of(reads: int) -> int:
+    return min(reads, EACH_COLD_GETS)
 
 
 def print_table(records: int, reads: int, results: dict[str, dict[str, Any]]) -> None:
@@ -355,10 +424,29 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="LevelDB's table cache (default 1000, LevelDB's own; ~2 MB of data per table)",
     )
+    parser.add_argument(
+        "--append-rounds",
+        default="1000:200,5000:40",
+        help="batch size:batches of each append row (default 1000:200,5000:40)",
+    )
+    parser.add_argument(
+        "--index-slots",
+        type=int,
+        default=0,
+        help="Kesque: slots of a new main hash index (a power of two; default: the config's). "
+        "A big index over fewer keys has the page-dirtying cost of a bigger store",
+    )
+    parser.add_argument("--skip-reads", action="store_true", help="load and append rows only")
     parser.add_argument("--child", choices=("reads", "heap"), help=argparse.SUPPRESS)
     parser.add_argument("--store", choices=("kesque", "leveldb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     LEVELDB_OPTIONS["max_open_files"] = args.leveldb_max_open_files
+    if args.index_slots:
+        KESQUE_OPTIONS["hash_index_initial_slots"] = args.index_slots
+    APPEND_ROUNDS.clear()
+    for part in args.append_rounds.split(","):
+        size, rounds = part.split(":")
+        APPEND_ROUNDS[int(size)] = int(rounds)
 
     if args.child:
         measure_child = child_reads if args.child == "reads" else child_heap
@@ -369,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for records in (int(n) for n in args.keys.split(",")):
             print(f"{records:,} keys ...", file=sys.stderr, flush=True)
-            results = measure_size(work, records, args.reads, args.commit)
+            results = measure_size(work, records, args.reads, args.commit, args.skip_reads)
             for store in results.values():
                 store["records"] = records
             print_table(records, args.reads, results)
