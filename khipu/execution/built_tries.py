@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import eth.vm.base
 from eth.db.trie import make_trie_root_and_nodes as pyevm_make_trie_root_and_nodes
@@ -39,8 +39,8 @@ def make_trie_root_and_nodes(items: Sequence[Any]) -> tuple[bytes, dict[bytes, b
             item is known for item, known in zip(items, transactions, strict=True)
         ):
             return root, dict(nodes)
-    root, nodes = pyevm_make_trie_root_and_nodes(items)
-    return root, nodes
+    root, computed = pyevm_make_trie_root_and_nodes(items)
+    return root, cast(dict[bytes, bytes], computed)
 
 
 @contextmanager
