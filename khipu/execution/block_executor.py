@@ -25,9 +25,12 @@ the same figures to the metrics. The end-of-block storage tries of a block with 
 updates are updated on the same workers (storage_roots.py).
 
 With `sender_lookahead` (`khipu import`, whose loop calls `expect(next_block)` before importing
-the current one), the workers recover the next block's senders and check its signatures while
-this process persists the current block; executing the next block then finds them cached
-(senders.worker_senders). A block whose senders did not arrive recovers them here as before.
+the current one), after a block that ran in parallel one worker recovers the next block's
+senders (and checks the signatures py-evm would check) while this process persists the current
+block; executing the next block then finds them cached (senders.worker_senders). After a block
+run otherwise it does not: the adaptive choice found no core to spare then, and measured here
+with the second core busy, a worker recovering senders slowed this process's persist by more
+than the recovery saved. A block whose senders did not arrive recovers them here as before.
 """
 
 from __future__ import annotations
@@ -52,11 +55,9 @@ from khipu.execution.executor import (
     BlockExecution,
     SpeculationTask,
     TxOutcome,
-    chunks,
     execute_block_batched,
     execute_block_parallel,
     execute_block_serial,
-    partial_block,
     supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
@@ -216,7 +217,10 @@ class ParallelBlockExecutor:
                 if execution.mode == "serial":
                     execution.mode = "serial-only"
         self._record(block, execution, time.perf_counter() - started, senders is not None)
-        self._recover_senders_ahead(block)
+        if execution.mode == "parallel":
+            self._recover_senders_ahead(block)
+        else:
+            self._expected = None
         return execution.block
 
     def _senders_of(self, block: BlockAPI) -> list[bytes | None] | None:
@@ -250,11 +254,9 @@ class ParallelBlockExecutor:
         self._senders = (following.header.hash, future)
 
     def _recover_senders(self, block: BlockAPI) -> list[bytes | None]:
-        encoded = bytes(rlp.encode(block))
-        runs = chunks(len(block.transactions), self.workers)
-        tasks = [SenderTask(partial) for partial in partial_block(encoded, runs)]
-        results = cast(Any, self.runner).map(tasks)
-        return [sender for result in results for sender in result]
+        # One task: one worker recovers them while the other core persists the current block.
+        (senders,) = cast(Any, self.runner).map([SenderTask(bytes(rlp.encode(block)))])
+        return cast(list[bytes | None], senders)
 
     def _run_serial(self, block: BlockAPI) -> BlockExecution:
         """The adaptive choice's other arm: in order in this process, with batched trie roots

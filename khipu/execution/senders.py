@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth_keys.exceptions import BadSignature
 from eth_typing import Address
 from eth_utils import ValidationError
@@ -86,14 +87,16 @@ class SenderTask:
 
 
 def recover_senders(rules: ChainRules, task: SenderTask) -> list[bytes | None]:
-    """For each transaction of the task's block, in order, its sender if the signature is
-    valid, else None (the executing process then finds the fault itself). Raises
-    MalformedBlock if the block does not decode."""
+    """For each transaction of the task's block, in order, its sender, else None (the
+    executing process then finds the fault itself). A transaction whose validation checks its
+    signature (`checks_signature`) has it checked here too, and gets None if it is not valid.
+    Raises MalformedBlock if the block does not decode."""
     senders: list[bytes | None] = []
     for transaction in decode_block(task.block_rlp, rules).transactions:
         try:
             sender = bytes(transaction.sender)
-            transaction.check_signature_validity()
+            if checks_signature(transaction):
+                transaction.check_signature_validity()
         except (BadSignature, ValidationError, ValueError):
             senders.append(None)
         else:
@@ -101,11 +104,17 @@ def recover_senders(rules: ChainRules, task: SenderTask) -> list[bytes | None]:
     return senders
 
 
+def checks_signature(transaction: Any) -> bool:
+    """True if py-evm's `validate()` checks the transaction's signature (recovering the key
+    again): legacy transactions; a typed transaction's validation checks only its fields."""
+    return not isinstance(transaction, TypedTransaction)
+
+
 @contextmanager
 def worker_senders(transactions: Sequence[Any], senders: Sequence[bytes | None]) -> Iterator[None]:
-    """Inside, each transaction with a sender in `senders` (same order) has it cached and its
-    signature check skipped (on it and on a typed transaction's inner payload), unless py-evm
-    had cached a sender already; all taken off again on leaving (forget_worker_senders)."""
+    """Inside, each transaction with a sender in `senders` (same order, from recover_senders)
+    has it cached and, if `checks_signature`, its signature check skipped, unless py-evm had
+    cached a sender already; all taken off again on leaving (forget_worker_senders)."""
     if len(senders) != len(transactions):
         raise ValueError(f"{len(senders)} senders for {len(transactions)} transactions")
     seeded = []
@@ -115,9 +124,8 @@ def worker_senders(transactions: Sequence[Any], senders: Sequence[bytes | None])
             continue
         cache["sender"] = Address(sender)
         cache[FROM_WORKER] = True
-        for holder in (transaction, cache.get("_inner")):
-            if holder is not None and SIGNATURE_CHECK not in holder.__dict__:
-                holder.__dict__[SIGNATURE_CHECK] = _checked_by_the_worker
+        if checks_signature(transaction) and SIGNATURE_CHECK not in cache:
+            cache[SIGNATURE_CHECK] = _checked_by_the_worker
         seeded.append(transaction)
     try:
         yield

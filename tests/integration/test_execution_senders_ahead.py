@@ -36,9 +36,8 @@ def chain_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return folder
 
 
-@pytest.mark.parametrize("always_parallel", [True, False], ids=["parallel", "adaptive"])
 def test_the_import_loop_has_the_workers_recover_the_next_blocks_senders(
-    chain_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, always_parallel: bool
+    chain_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only the first block's senders are recovered here (at most twice each: the sender, and
     a legacy transaction's signature check); every later block finds them recovered."""
@@ -50,7 +49,7 @@ def test_the_import_loop_has_the_workers_recover_the_next_blocks_senders(
 
     def make_executor(chain: KhipuChain) -> ParallelBlockExecutor:
         executor = ParallelBlockExecutor.with_own_pool(
-            chain, tmp_path / "datadir", workers=2, always_parallel=always_parallel
+            chain, tmp_path / "datadir", workers=2, always_parallel=True
         )
         executor.runner.pool.start_workers()  # type: ignore[attr-defined]
         executors.append(executor)
@@ -101,15 +100,12 @@ class LyingRunner:
         return results
 
 
-@pytest.mark.parametrize("always_parallel", [True, False], ids=["parallel", "adaptive"])
-def test_a_wrong_sender_recovered_ahead_cannot_change_the_block(
-    chain_folder: Path, always_parallel: bool
-) -> None:
+def test_a_wrong_sender_recovered_ahead_cannot_change_the_block(chain_folder: Path) -> None:
     chain, rules = memory_chain(json.loads((chain_folder / "genesis.json").read_text()))
     blocks = [decode_block(raw, rules) for raw in read_blocks(chain_folder / "chain.rlp")]
     runner = LyingRunner(chain)
     executor = ParallelBlockExecutor(
-        chain, runner, workers=2, always_parallel=always_parallel, sender_lookahead=True
+        chain, runner, workers=2, always_parallel=True, sender_lookahead=True
     )
     importer = BlockImporter(chain, check_seal=False, executor=executor)
     try:
@@ -119,7 +115,7 @@ def test_a_wrong_sender_recovered_ahead_cannot_change_the_block(
             assert importer.import_block(block).header.hash == block.header.hash
     finally:
         executor.close()
-    assert runner.sender_tasks == 2 * (BLOCKS - 1)  # two workers' shares per later block
+    assert runner.sender_tasks == BLOCKS - 1  # one task per later block
     assert executor.senders_ahead == BLOCKS - 1
     # (a parallel block may not need them: its committed transactions ran on the "workers")
     for block in blocks:
@@ -149,10 +145,30 @@ def test_an_expected_block_of_another_parent_is_not_prepared(chain_folder: Path)
     chain, rules = memory_chain(json.loads((chain_folder / "genesis.json").read_text()))
     blocks = [decode_block(raw, rules) for raw in read_blocks(chain_folder / "chain.rlp")]
     runner = LyingRunner(chain)
-    executor = ParallelBlockExecutor(chain, runner, workers=2, sender_lookahead=True)
+    executor = ParallelBlockExecutor(
+        chain, runner, workers=2, always_parallel=True, sender_lookahead=True
+    )
     try:
         executor.expect(blocks[2])  # not block 1's child
         executor(blocks[0])
+        assert executor.modes == {"parallel": 1}
+    finally:
+        executor.close()
+    assert runner.sender_tasks == 0
+
+
+def test_no_senders_are_recovered_ahead_after_a_block_run_in_order(chain_folder: Path) -> None:
+    """After a batched block (no core to spare, as the adaptive choice found) the workers do
+    not recover the next block's senders."""
+    chain, rules = memory_chain(json.loads((chain_folder / "genesis.json").read_text()))
+    blocks = [decode_block(raw, rules) for raw in read_blocks(chain_folder / "chain.rlp")]
+    runner = LyingRunner(chain)
+    executor = ParallelBlockExecutor(chain, runner, workers=2, sender_lookahead=True)
+    executor.can_parallel = lambda block: False  # type: ignore[method-assign]
+    try:
+        executor.expect(blocks[1])
+        executor(blocks[0])
+        assert executor.modes == {"batched": 1}
     finally:
         executor.close()
     assert runner.sender_tasks == 0
