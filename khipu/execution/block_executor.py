@@ -86,13 +86,31 @@ class TaskRunner(Protocol):
 
 
 class LocalPool:
-    """A `TaskRunner` over a `WorkerPool` owned by this process (`khipu import`)."""
+    """A `TaskRunner` over a `WorkerPool` owned by this process (`khipu import`).
+
+    `start_in_background()` starts the workers from another thread (the first worker also
+    starts the forkserver, which imports py-evm: over a second here) while this process goes
+    on; `ready()` says whether that is done, and `map` first waits for it.
+    """
 
     def __init__(self, pool: WorkerPool[SpeculationTask, list[TxOutcome]]) -> None:
         self.pool = pool
+        self._starting: Future[int] | None = None
+        self._starter: ThreadPoolExecutor | None = None
+
+    def start_in_background(self) -> None:
+        """Start the pool's workers from a thread of its own (safe: the forkserver, not this
+        process, forks them). A start that fails is retried by the next `map`."""
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="khipu-pool-start")
+        self._starting = self._starter.submit(self.pool.start_workers)
+
+    def ready(self) -> bool:
+        """False while the workers are being started in the background."""
+        return self._starting is None or self._starting.done()
 
     def map(self, tasks: Sequence[SpeculationTask]) -> list[list[TxOutcome]]:
         """The pool's results; a task that raised in a worker is SpeculationUnavailable."""
+        self._started()
         try:
             return self.pool.map(tasks)
         except TaskError as error:
@@ -100,7 +118,19 @@ class LocalPool:
 
     def close(self) -> None:
         """Stop the workers."""
+        self._started()
         self.pool.close()
+
+    def _started(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        try:
+            starting.result()
+        except Exception as error:  # map forks what is missing (and raises if it cannot)
+            log.warning("starting the workers failed: %s", error)
+        assert self._starter is not None
+        self._starter.shutdown(wait=True)
 
 
 def speculation_pool(
@@ -177,15 +207,19 @@ class ParallelBlockExecutor:
         always_parallel: bool = False,
         roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> ParallelBlockExecutor:
-        """An executor with a pool of its own over `datadir` (`close()` stops it).
+        """An executor with a pool of its own over `datadir` (`close()` stops it), whose
+        workers start in the background: until they are up, blocks run in order here.
 
         Workers come from the forkserver even in a single-threaded process: a forked worker
         would inherit the open store's lock (a flock) and, orphaned by a SIGKILL of this
         process, keep the datadir locked."""
         pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), start_method)
+        runner = LocalPool(pool)
+        if start_method != "fork":
+            runner.start_in_background()
         return cls(
             chain,
-            LocalPool(pool),
+            runner,
             workers=workers,
             metrics=metrics,
             always_parallel=always_parallel,
@@ -199,6 +233,10 @@ class ParallelBlockExecutor:
         recovered on the workers once the current block is executed."""
         self._expected = block
 
+    def _runner_ready(self) -> bool:
+        ready = getattr(self.runner, "ready", None)
+        return ready is None or bool(ready())
+
     def can_parallel(self, block: BlockAPI) -> bool:
         """supports_parallel (every fork unless told otherwise), at least MIN_TRANSACTIONS txs."""
         vm_class = self.chain.rules.vm_class_for_header(block.header)
@@ -210,9 +248,10 @@ class ParallelBlockExecutor:
         with nullcontext() if senders is None else worker_senders(block.transactions, senders):
             if self.can_parallel(block) and self.always_parallel:
                 execution = self._run_parallel(block)
-            elif self.can_parallel(block):
+            elif self.can_parallel(block) and self._runner_ready():
                 execution = self.adaptive.execute(block)
-            else:  # in order, batched (py-evm's serial path if supports_parallel says no)
+            else:  # in order, batched (py-evm's serial path if supports_parallel says no;
+                # also while the workers start: that block would wait for them, ~1-2 s)
                 execution = execute_block_batched(self.chain, block, self.storage_roots)
                 if execution.mode == "serial":
                     execution.mode = "serial-only"
