@@ -74,6 +74,27 @@ def _count_file(path: Path) -> int:
     return count_rlp_blocks(path)
 
 
+def with_next(blocks: Iterator[BlockAPI]) -> Iterator[tuple[BlockAPI, BlockAPI | None]]:
+    """Each block with the one after it (None for the last). If reading the next block raises,
+    the current one still comes (with None) and the error is raised when the caller asks for
+    more: a block is handled before a later block's fault stops the import."""
+    try:
+        current = next(blocks)
+    except StopIteration:
+        return
+    while True:
+        try:
+            following = next(blocks)
+        except StopIteration:
+            yield current, None
+            return
+        except Exception as error:
+            yield current, None
+            raise error
+        yield current, following
+        current = following
+
+
 def import_files(
     store: ChainStore,
     rules: ChainRules,
@@ -96,16 +117,20 @@ def import_files(
     importer = BlockImporter(
         chain, check_seal=check_seal, executor=None if executor is None else executor(chain)
     )
+    # An executor that can prepare the next block (ParallelBlockExecutor: its senders) hears of it.
+    expect = getattr(importer.executor, "expect", None)
+    blocks = (block for path in paths for block in iter_file_blocks(path, rules))
     try:
-        for path in paths:
-            for block in iter_file_blocks(path, rules):
-                result = importer.import_block(block)
-                progress.advance(
-                    result.header.block_number,
-                    result.transactions,
-                    result.gas_used,
-                    not result.already_known,
-                )
+        for block, following in with_next(blocks):
+            if expect is not None and following is not None:
+                expect(following)
+            result = importer.import_block(block)
+            progress.advance(
+                result.header.block_number,
+                result.transactions,
+                result.gas_used,
+                not result.already_known,
+            )
     finally:
         store.db.sync()
     return ImportSummary(

@@ -20,8 +20,17 @@ Each block runs in one of four modes, chosen per block:
 Every block logs one line (`block executed`: block, mode, txs, parallel_rate, reexecuted,
 largest_share: transactions in the largest speculation chain, ms, speculate_ms, merge_ms,
 roots_ms: the state root's share of merge_ms, roots_tasks: storage-root tasks sent to the
-workers) and feeds the same figures to the metrics. The end-of-block storage tries of a block
-with enough slot updates are updated on the same workers (storage_roots.py).
+workers, senders_ahead: 1 if the workers recovered its senders ahead, see below) and feeds
+the same figures to the metrics. The end-of-block storage tries of a block with enough slot
+updates are updated on the same workers (storage_roots.py).
+
+With `sender_lookahead` (`khipu import`, whose loop calls `expect(next_block)` before importing
+the current one), after a block that ran in parallel one worker recovers the next block's
+senders (and checks the signatures py-evm would check) while this process persists the current
+block; executing the next block then finds them cached (senders.worker_senders). After a block
+run otherwise it does not: the adaptive choice found no core to spare then, and measured here
+with the second core busy, a worker recovering senders slowed this process's persist by more
+than the recovery saved. A block whose senders did not arrive recovers them here as before.
 """
 
 from __future__ import annotations
@@ -30,9 +39,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
+import rlp
 from eth.abc import BlockAPI
 
 from khipu.actors.metrics import NodeMetrics
@@ -49,6 +61,7 @@ from khipu.execution.executor import (
     supports_parallel,
 )
 from khipu.execution.pool import PoolLimits, TaskError, WorkerPool
+from khipu.execution.senders import SenderTask, worker_senders
 from khipu.execution.storage_roots import MIN_UPDATES_FOR_WORKERS, RootTaskRunner, StorageRoots
 from khipu.execution.worker import DatadirWorker
 from khipu.logs import event
@@ -73,13 +86,31 @@ class TaskRunner(Protocol):
 
 
 class LocalPool:
-    """A `TaskRunner` over a `WorkerPool` owned by this process (`khipu import`)."""
+    """A `TaskRunner` over a `WorkerPool` owned by this process (`khipu import`).
+
+    `start_in_background()` starts the workers from another thread (the first worker also
+    starts the forkserver, which imports py-evm: over a second here) while this process goes
+    on; `ready()` says whether that is done, and `map` first waits for it.
+    """
 
     def __init__(self, pool: WorkerPool[SpeculationTask, list[TxOutcome]]) -> None:
         self.pool = pool
+        self._starting: Future[int] | None = None
+        self._starter: ThreadPoolExecutor | None = None
+
+    def start_in_background(self) -> None:
+        """Start the pool's workers from a thread of its own (safe: the forkserver, not this
+        process, forks them). A start that fails is retried by the next `map`."""
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="khipu-pool-start")
+        self._starting = self._starter.submit(self.pool.start_workers)
+
+    def ready(self) -> bool:
+        """False while the workers are being started in the background."""
+        return self._starting is None or self._starting.done()
 
     def map(self, tasks: Sequence[SpeculationTask]) -> list[list[TxOutcome]]:
         """The pool's results; a task that raised in a worker is SpeculationUnavailable."""
+        self._started()
         try:
             return self.pool.map(tasks)
         except TaskError as error:
@@ -87,7 +118,19 @@ class LocalPool:
 
     def close(self) -> None:
         """Stop the workers."""
+        self._started()
         self.pool.close()
+
+    def _started(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        try:
+            starting.result()
+        except Exception as error:  # map forks what is missing (and raises if it cannot)
+            log.warning("starting the workers failed: %s", error)
+        assert self._starter is not None
+        self._starter.shutdown(wait=True)
 
 
 def speculation_pool(
@@ -108,7 +151,11 @@ class ParallelBlockExecutor:
     the adaptive choice (every block that can run in parallel does: tests and benchmarks).
     The end-of-block storage roots go to the same runner (`roots_on_workers`) when a block has
     at least `roots_min_updates` slot updates (storage_roots.StorageRoots; `storage_roots`
-    holds its counters).
+    holds its counters). With `sender_lookahead` the block announced by `expect` has its
+    senders recovered on the runner from a background thread after the current block is
+    executed (the runner must then take `SenderTask`s and be safe to call from that thread
+    while this one persists: a pool that never forks this process, see `with_own_pool`).
+    `senders_ahead` counts the blocks that found their senders so recovered.
     """
 
     def __init__(
@@ -121,6 +168,7 @@ class ParallelBlockExecutor:
         always_parallel: bool = False,
         roots_on_workers: bool = True,
         roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
+        sender_lookahead: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -140,6 +188,12 @@ class ParallelBlockExecutor:
         self._transactions = 0
         self._committed = 0  # transactions committed from the speculative pass
         self._roots_tasks = 0  # storage-root tasks sent to the workers before this block
+        self._expected: BlockAPI | None = None  # the block `expect` announced
+        self._lookahead = (
+            ThreadPoolExecutor(1, thread_name_prefix="khipu-senders") if sender_lookahead else None
+        )
+        self._senders: tuple[bytes, Future[list[bytes | None]]] | None = None  # (hash, result)
+        self.senders_ahead = 0
 
     @classmethod
     def with_own_pool(
@@ -153,20 +207,35 @@ class ParallelBlockExecutor:
         always_parallel: bool = False,
         roots_min_updates: int = MIN_UPDATES_FOR_WORKERS,
     ) -> ParallelBlockExecutor:
-        """An executor with a pool of its own over `datadir` (`close()` stops it).
+        """An executor with a pool of its own over `datadir` (`close()` stops it), whose
+        workers start in the background: until they are up, blocks run in order here.
 
         Workers come from the forkserver even in a single-threaded process: a forked worker
         would inherit the open store's lock (a flock) and, orphaned by a SIGKILL of this
         process, keep the datadir locked."""
         pool = speculation_pool(datadir, chain.rules, PoolLimits(workers=workers), start_method)
+        runner = LocalPool(pool)
+        if start_method != "fork":
+            runner.start_in_background()
         return cls(
             chain,
-            LocalPool(pool),
+            runner,
             workers=workers,
             metrics=metrics,
             always_parallel=always_parallel,
             roots_min_updates=roots_min_updates,
+            # a forkserver pool never forks this process, so a background thread may use it
+            sender_lookahead=start_method != "fork",
         )
+
+    def expect(self, block: BlockAPI) -> None:
+        """`block` is the next one to be executed: with `sender_lookahead`, its senders are
+        recovered on the workers once the current block is executed."""
+        self._expected = block
+
+    def _runner_ready(self) -> bool:
+        ready = getattr(self.runner, "ready", None)
+        return ready is None or bool(ready())
 
     def can_parallel(self, block: BlockAPI) -> bool:
         """supports_parallel (every fork unless told otherwise), at least MIN_TRANSACTIONS txs."""
@@ -175,16 +244,58 @@ class ParallelBlockExecutor:
 
     def __call__(self, block: BlockAPI) -> BlockAPI:
         started = time.perf_counter()
-        if self.can_parallel(block) and self.always_parallel:
-            execution = self._run_parallel(block)
-        elif self.can_parallel(block):
-            execution = self.adaptive.execute(block)
-        else:  # in order, batched (py-evm's serial path if supports_parallel says no)
-            execution = execute_block_batched(self.chain, block, self.storage_roots)
-            if execution.mode == "serial":
-                execution.mode = "serial-only"
-        self._record(block, execution, time.perf_counter() - started)
+        senders = self._senders_of(block)
+        with nullcontext() if senders is None else worker_senders(block.transactions, senders):
+            if self.can_parallel(block) and self.always_parallel:
+                execution = self._run_parallel(block)
+            elif self.can_parallel(block) and self._runner_ready():
+                execution = self.adaptive.execute(block)
+            else:  # in order, batched (py-evm's serial path if supports_parallel says no;
+                # also while the workers start: that block would wait for them, ~1-2 s)
+                execution = execute_block_batched(self.chain, block, self.storage_roots)
+                if execution.mode == "serial":
+                    execution.mode = "serial-only"
+        self._record(block, execution, time.perf_counter() - started, senders is not None)
+        if execution.mode == "parallel":
+            self._recover_senders_ahead(block)
+        else:
+            self._expected = None
         return execution.block
+
+    def _senders_of(self, block: BlockAPI) -> list[bytes | None] | None:
+        """The senders the workers recovered ahead for `block`, or None. Waits for a recovery
+        still running first (for any block): the runner is then free for this one."""
+        pending, self._senders = self._senders, None
+        if pending is None:
+            return None
+        block_hash, future = pending
+        try:
+            senders = future.result()
+        except Exception as error:  # the block recovers its senders itself, as before
+            log.debug("senders of block 0x%s not recovered ahead: %s", block_hash.hex(), error)
+            return None
+        if block_hash != block.header.hash or len(senders) != len(block.transactions):
+            return None
+        self.senders_ahead += 1
+        return senders
+
+    def _recover_senders_ahead(self, current: BlockAPI) -> None:
+        """Start recovering the expected block's senders on the runner (see the class)."""
+        following, self._expected = self._expected, None
+        if (
+            self._lookahead is None
+            or following is None
+            or following.header.parent_hash != current.header.hash
+            or len(following.transactions) < MIN_TRANSACTIONS
+        ):
+            return
+        future = self._lookahead.submit(self._recover_senders, following)
+        self._senders = (following.header.hash, future)
+
+    def _recover_senders(self, block: BlockAPI) -> list[bytes | None]:
+        # One task: one worker recovers them while the other core persists the current block.
+        (senders,) = cast(Any, self.runner).map([SenderTask(bytes(rlp.encode(block)))])
+        return cast(list[bytes | None], senders)
 
     def _run_serial(self, block: BlockAPI) -> BlockExecution:
         """The adaptive choice's other arm: in order in this process, with batched trie roots
@@ -209,7 +320,9 @@ class ParallelBlockExecutor:
             serial = execute_block_serial(self.chain, block)
             return BlockExecution(serial, "serial-fallback", len(block.transactions))
 
-    def _record(self, block: BlockAPI, execution: BlockExecution, seconds: float) -> None:
+    def _record(
+        self, block: BlockAPI, execution: BlockExecution, seconds: float, senders_ahead: bool
+    ) -> None:
         """The per-block line and metrics."""
         mode, count = execution.mode, execution.transactions
         committed = count - execution.reexecuted if mode == "parallel" else 0
@@ -233,6 +346,7 @@ class ParallelBlockExecutor:
             merge_ms=f"{execution.merge_seconds * 1000:.1f}",
             roots_ms=f"{execution.roots_seconds * 1000:.1f}",
             roots_tasks=roots_tasks,
+            senders_ahead=int(senders_ahead),
         )
         if self.metrics is not None:
             self.metrics.blocks_executed.labels(mode=mode).inc()
@@ -253,6 +367,9 @@ class ParallelBlockExecutor:
 
     def close(self) -> None:
         """Stop the runner's workers if they are this executor's own; closing twice is harmless."""
+        if self._lookahead is not None:
+            self._lookahead.shutdown(wait=True)
+        self._senders = None
         close = getattr(self.runner, "close", None)
         if close is not None:
             close()

@@ -45,6 +45,7 @@ from khipu.execution.merge import (
 from khipu.execution.pool import PoolLimits, WorkerPool
 from khipu.execution.rlp_items import encode_list, list_items
 from khipu.execution.rwset import FieldKey, ReadWriteSet
+from khipu.execution.senders import forget_worker_senders
 from khipu.execution.storage_roots import StorageRoots
 
 # TxOutcome lives with the merge; callers keep importing it from here.
@@ -235,7 +236,10 @@ def _reverted(state: Any, snapshot: Any) -> bool:
 
 
 def execute_block_serial(chain: KhipuChain, block: BlockAPI) -> BlockAPI:
-    """Execute `block` on its parent state with py-evm (nothing persisted but trie nodes)."""
+    """Execute `block` on its parent state with py-evm (nothing persisted but trie nodes).
+    Senders that workers recovered ahead are taken off first: py-evm recovers every sender and
+    checks every signature itself."""
+    forget_worker_senders(block.transactions)
     vm_class = chain.rules.vm_class_for_header(block.header)
     return cast(BlockAPI, _new_vm(chain, vm_class, block).import_block(block).block)
 

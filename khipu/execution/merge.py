@@ -36,6 +36,7 @@ from eth.vm.forks.prague.constants import (
 from eth_bloom.bloom import BloomFilter
 from eth_utils import ValidationError, to_bytes
 
+from khipu.execution.built_tries import reusing_transaction_trie
 from khipu.execution.intermediate_root import IntermediateRootStateMixin
 from khipu.execution.merged_receipt import MergedReceipt
 from khipu.execution.rwset import (
@@ -92,6 +93,9 @@ class ParallelVMMixin:
     merged_receipts: Sequence[Any] = ()
     # Set by begin_block, which only speculation calls: receipts get PLACEHOLDER_STATE_ROOT.
     speculative: bool = False
+    # (transactions, root, nodes) of the transaction trie set_block_transactions_and_withdrawals
+    # built: validate_block reuses it (built_tries.py)
+    built_transaction_trie: tuple[Sequence[Any], bytes, dict[bytes, bytes]] | None = None
 
     def begin_block(self, block: BlockAPI) -> BlockHeaderAPI:
         """Do what py-evm's `import_block` does before its transactions (block fields, a fresh
@@ -251,8 +255,21 @@ class ParallelVMMixin:
             trie = ordered_trie([item.encode() for item in items])
             vm.chaindb.persist_trie_data_dict(trie.nodes)
             roots[name] = trie.root_hash
+            if name == "transaction_root":
+                self.built_transaction_trie = (tuple(items), trie.root_hash, trie.nodes)
         fields["header"] = new_header.copy(**roots)
         return base_block.copy(**fields)
+
+    def validate_block(self, block: BlockAPI) -> None:
+        """py-evm's checks (raising its ValidationError), with the transaction trie this VM
+        built from the same transaction objects instead of a second HexaryTrie build."""
+        parent: Any = super()
+        built = self.built_transaction_trie
+        if built is None:
+            parent.validate_block(block)
+            return
+        with reusing_transaction_trie(*built):
+            parent.validate_block(block)
 
 
 class PlaceholderRootState:
