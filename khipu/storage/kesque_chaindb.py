@@ -42,7 +42,6 @@ from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB, BaseDB
 from eth_hash.auto import keccak
-from trie.exceptions import MissingTrieNode
 
 from khipu.storage import chain_records as records
 from khipu.storage.kesque import Kesque, NumberTopic
@@ -284,7 +283,7 @@ class KesqueChainDatabase(BaseAtomicDB):
             try:
                 body = records.body_record(self, fields)
                 receipts = records.receipts_record(self, fields)
-            except (KeyError, MissingTrieNode):
+            except KeyError:
                 pass  # a header persisted without its block (none of khipu's paths does that)
             else:
                 _put_number_record(self.bodies, number, body)

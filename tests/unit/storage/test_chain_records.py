@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import rlp
 from eth.db.backends.memory import MemoryDB
+from eth.db.chain import ChainDB
 from eth.db.schema import SchemaV1
 from eth.rlp.headers import BlockHeader
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trie import HexaryTrie
 
 from khipu.storage import chain_records as records
@@ -71,3 +75,53 @@ def test_score_and_number_keys_name_their_block() -> None:
 def test_raw_lists_encode_like_rlp() -> None:
     for items in ([], [b"x"], [b"y" * 60, [b"a", b"b"]], [[b"z" * 300] * 3]):
         assert records.encode_raw_list(rlp.encode(item) for item in items) == rlp.encode(items)
+
+
+def ordered_trie(values: list[bytes]) -> tuple[bytes, MemoryDB]:
+    """py-evm's trie of a block's items: value i under rlp(i)."""
+    db = MemoryDB()
+    trie = HexaryTrie(db)
+    for index, value in enumerate(values):
+        trie[rlp.encode(index)] = value
+    return trie.root_hash, db
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.binary(min_size=1, max_size=8), st.binary(min_size=30, max_size=120)),
+        max_size=300,
+    )
+)
+def test_an_ordered_trie_reads_back_as_py_evm_reads_it(values: list[bytes]) -> None:
+    # short values make embedded nodes; more than 128 items make two-byte keys
+    root, db = ordered_trie(values)
+    read = records.ordered_trie_values(db.__getitem__, root)
+    assert read == values
+    if values:
+        assert read == list(ChainDB._get_block_data_from_root_hash(db, root))  # type: ignore[arg-type]
+
+
+def test_an_ordered_trie_with_a_hole_or_a_lost_node_is_refused() -> None:
+    values = [os.urandom(40) for _ in range(20)]
+    root, db = ordered_trie(values)
+    holed = HexaryTrie(db, root)
+    del holed[rlp.encode(7)]
+    with pytest.raises(ValueError, match=r"indices are not 0\.\.18"):
+        records.ordered_trie_values(db.__getitem__, holed.root_hash)
+    for node in [key for key in db.kv_store if key != root]:  # the root's children are lost
+        del db.kv_store[node]
+    with pytest.raises(KeyError):
+        records.ordered_trie_values(db.__getitem__, root)
+
+
+def test_a_block_body_is_rebuilt_from_its_tries() -> None:
+    transactions = [rlp.encode([index, b"\x01" * 30]) for index in range(150)]
+    transactions.append(b"\x02" + rlp.encode([1, 2, 3]))  # a typed transaction: a byte string
+    root, db = ordered_trie(transactions)
+    fields = rlp.decode(rlp.encode(sample_header()))
+    fields[4] = root
+    body = rlp.decode(records.body_record(db, fields))
+    assert body[0][:150] == [rlp.decode(item) for item in transactions[:150]]
+    assert body[0][150] == transactions[150]
+    assert body[1] == []
