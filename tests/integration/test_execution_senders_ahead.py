@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth.abc import BlockAPI
 from eth_keys.datatypes import Signature
 
 from khipu.chain.chain import KhipuChain
@@ -100,13 +101,22 @@ class LyingRunner:
         return results
 
 
-def test_a_wrong_sender_recovered_ahead_cannot_change_the_block(chain_folder: Path) -> None:
+def lying_setup(
+    chain_folder: Path,
+) -> tuple[Any, list[BlockAPI], LyingRunner, ParallelBlockExecutor]:
+    """A memory chain at genesis, the chain's blocks, and an always-parallel executor with
+    sender lookahead over a LyingRunner."""
     chain, rules = memory_chain(json.loads((chain_folder / "genesis.json").read_text()))
     blocks = [decode_block(raw, rules) for raw in read_blocks(chain_folder / "chain.rlp")]
     runner = LyingRunner(chain)
     executor = ParallelBlockExecutor(
         chain, runner, workers=2, always_parallel=True, sender_lookahead=True
     )
+    return chain, blocks, runner, executor
+
+
+def test_a_wrong_sender_recovered_ahead_cannot_change_the_block(chain_folder: Path) -> None:
+    chain, blocks, runner, executor = lying_setup(chain_folder)
     importer = BlockImporter(chain, check_seal=False, executor=executor)
     try:
         for number, block in enumerate(blocks):
@@ -142,12 +152,7 @@ def test_a_batched_block_run_with_wrong_senders_falls_back_to_serial(chain_folde
 
 
 def test_an_expected_block_of_another_parent_is_not_prepared(chain_folder: Path) -> None:
-    chain, rules = memory_chain(json.loads((chain_folder / "genesis.json").read_text()))
-    blocks = [decode_block(raw, rules) for raw in read_blocks(chain_folder / "chain.rlp")]
-    runner = LyingRunner(chain)
-    executor = ParallelBlockExecutor(
-        chain, runner, workers=2, always_parallel=True, sender_lookahead=True
-    )
+    _, blocks, runner, executor = lying_setup(chain_folder)
     try:
         executor.expect(blocks[2])  # not block 1's child
         executor(blocks[0])
