@@ -172,19 +172,10 @@ def check_parallel(
     """Execute `block` in parallel with `workers` and require the serial result `serial`, with
     no fallback. Raises ParallelMismatch listing the differences."""
     execution, handled_mode = execute_proved(chain, block, workers)
-    PROOF_STATS.record(suite, execution)
-    problems = compare_blocks(chain, serial, execution.block, addresses)
     expected_mode = handled_mode if expects_parallel(chain, block) else "serial"
-    if execution.mode != expected_mode:
-        note = f"{suite} block #{block.number}, {workers} workers: mode {execution.mode}"
-        PROOF_STATS.fallbacks.append(note)
-        problems.append(f"ran as {execution.mode}, expected {expected_mode}")
-    if problems:
-        raise ParallelMismatch(
-            f"block #{block.number} ({len(block.transactions)} txs, {workers} workers):\n  "
-            + "\n  ".join(problems)
-        )
-    return execution
+    return require_serial_result(
+        chain, serial, execution, expected_mode, addresses, suite, f"{workers} workers"
+    )
 
 
 def check_shares(
@@ -199,15 +190,33 @@ def check_shares(
     `execute_block_in_shares`) and require the serial result `serial`, with no fallback.
     Raises ParallelMismatch listing the differences."""
     execution = execute_block_in_shares(chain, block, shares)
-    PROOF_STATS.record(suite, execution)
-    problems = compare_blocks(chain, serial, execution.block, addresses)
     expected_mode = "parallel" if expects_parallel(chain, block) else "serial"
+    return require_serial_result(
+        chain, serial, execution, expected_mode, addresses, suite, f"shares {list(shares)}"
+    )
+
+
+def require_serial_result(
+    chain: KhipuChain,
+    serial: BlockAPI,
+    execution: BlockExecution,
+    expected_mode: str,
+    addresses: Iterable[bytes],
+    suite: str,
+    how: str,
+) -> BlockExecution:
+    """Count `execution` for `suite` and require it to equal the serial result `serial` and to
+    have run in `expected_mode`. Raises ParallelMismatch listing the differences; `how` says
+    how the block was run (workers, shares)."""
+    block = execution.block
+    PROOF_STATS.record(suite, execution)
+    problems = compare_blocks(chain, serial, block, addresses)
     if execution.mode != expected_mode:
-        PROOF_STATS.fallbacks.append(f"{suite} block #{block.number}, shares {shares}")
+        PROOF_STATS.fallbacks.append(f"{suite} block #{block.number}, {how}: {execution.mode}")
         problems.append(f"ran as {execution.mode}, expected {expected_mode}")
     if problems:
         raise ParallelMismatch(
-            f"block #{block.number} ({len(block.transactions)} txs, shares {list(shares)}):\n  "
+            f"block #{block.number} ({len(block.transactions)} txs, {how}):\n  "
             + "\n  ".join(problems)
         )
     return execution

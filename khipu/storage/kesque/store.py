@@ -236,17 +236,8 @@ class Kesque:
         sequence = self.state.sequence + 1
         assert self._commit_slots is not None
         try:
-            for topic in topics:
-                topic.write_out()
-            new_topics = dict(self.state.topics)
-            for topic in topics:
-                new_topics[topic.name] = topic.proposed_state(sequence)
-            state = CommitState(sequence, new_topics)
-            self._commit_slots.write(state)
-            jobs = [job for topic in topics for job in topic.log_syncs()]
-            if self.config.fsync:
-                jobs.append(self._commit_slots.make_durable)
-            self._run_syncs(jobs)
+            state = self._write_commit(topics, sequence)
+            self._run_syncs(self._commit_flushes(topics))
         except OSError as error:
             self._void_slot(sequence)
             self.fail_write(error, Path(error.filename) if error.filename else self.path)
@@ -254,6 +245,27 @@ class Kesque:
             self._run_syncs([job for topic in topics for job in topic.index_syncs()])  # redone
         self._adopt(state, topics)
         self._tell_readers()
+
+    def _write_commit(self, topics: list[HashTopic | NumberTopic], sequence: int) -> CommitState:
+        """Write out the `topics`' buffered records and the commit's slot (durable only after
+        `_commit_flushes`); the commit's state. Raises OSError."""
+        for topic in topics:
+            topic.write_out()
+        new_topics = dict(self.state.topics)
+        for topic in topics:
+            new_topics[topic.name] = topic.proposed_state(sequence)
+        state = CommitState(sequence, new_topics)
+        assert self._commit_slots is not None
+        self._commit_slots.write(state)
+        return state
+
+    def _commit_flushes(self, topics: list[HashTopic | NumberTopic]) -> list[SyncJob]:
+        """The flushes that make a written commit durable: the `topics`' logs and the slot."""
+        jobs = [job for topic in topics for job in topic.log_syncs()]
+        if self.config.fsync:
+            assert self._commit_slots is not None
+            jobs.append(self._commit_slots.make_durable)
+        return jobs
 
     def _void_slot(self, sequence: int) -> None:
         """A commit failed: put the last commit into the slot it was written to, so no later

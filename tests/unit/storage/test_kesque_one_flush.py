@@ -33,17 +33,10 @@ def flush_without_publishing(writer: Kesque) -> CommitState:
     """Run a commit up to the end of its flushes (slot and logs durable), then drop the writer
     as a process killed before it entered the index entries and told readers."""
     topics = [topic for topic in writer.all_topics() if topic.has_changes()]
-    sequence = writer.state.sequence + 1
-    for topic in topics:
-        topic.write_out()
-    new_topics = dict(writer.state.topics)
-    for topic in topics:
-        new_topics[topic.name] = topic.proposed_state(sequence)
-    state = CommitState(sequence, new_topics)
-    assert writer._commit_slots is not None
-    writer._commit_slots.write(state)
-    for job in [job for topic in topics for job in topic.log_syncs()]:
+    state = writer._write_commit(topics, writer.state.sequence + 1)
+    for job in writer._commit_flushes(topics):
         job()
+    assert writer._commit_slots is not None
     for topic in writer.all_topics():
         topic.close()
     writer._commit_slots.close()
