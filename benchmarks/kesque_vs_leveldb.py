@@ -2,15 +2,19 @@
 
     python -m benchmarks.kesque_vs_leveldb [--keys 1000000,10000000] [--reads 20000]
         [--commit 100000] [--dir DIR] [--append-rounds 1000:200,5000:40] [--index-slots N]
-        [--skip-reads]
+        [--sustained 1000000] [--skip-reads]
 
 For each size N both stores get the same N records (32-byte keys, 100..600-byte incompressible
 values), loaded in commits of `--commit` records (Kesque: put_many + commit() with fsync;
 LevelDB: a write batch with sync=True); after the reads below, 200 more batches of 1,000 and
 then 40 of 5,000 new records are appended the same way (a block's worth of trie nodes per
 batch): long enough that a row is not just the first commits after open, and the rows
-include the main hash index growing (the slowest commit of each row is a row of its own). Then, in
-a fresh child process per store (so heap and /proc counters belong to that store alone):
+include the main hash index growing (the slowest commit of each row is a row of its own).
+Last, `--sustained` more records in batches of 1,000: long enough that LevelDB pays the
+compactions its writes cause (in a short row it may append at its memtable's speed and leave
+them for later; in a long import they come due, with write stalls). This row gives the overall
+rate, the slowest batch and the slowest and fastest window of 100,000 records. Then, in a fresh
+child process per store (so heap and /proc counters belong to that store alone):
 
   open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
   cold    R random gets after evicting every Kesque segment file and every LevelDB .ldb/.log
@@ -59,6 +63,8 @@ PAGE = 4096
 """Batch sizes of the append rows: one block's trie nodes is ~1-5k records."""
 APPEND_ROUNDS: dict[int, int] = {1000: 200, 5000: 40}
 """Batches per append row (the 5,000 row crosses a main-index grow at 1M keys)."""
+SUSTAINED_BATCH = 1000
+SUSTAINED_WINDOW = 100_000
 EACH_COLD_GETS = 1000
 """Gets of the each-cold phase (every one after an eviction of the data files)."""
 LEVELDB_OPTIONS: dict[str, int] = {"bloom_filter_bits": 10, "max_open_files": 1000}
@@ -126,11 +132,25 @@ def load(store: str, path: Path, records: int, commit: int) -> dict[str, float]:
     return {"seconds": seconds, "payload": payload, "disk": disk_usage(path)}
 
 
-def append_batches(store: str, path: Path, first: int, count: int, size: int) -> dict[str, float]:
+def append_batches(
+    store: str, path: Path, first: int, count: int, size: int, window: int = 0
+) -> dict[str, float]:
     """Append `count` new records to the loaded store at `path` in durable batches of `size`
     (Kesque: put_many + commit(); LevelDB: write_batch(sync=True)): records per second over
-    every batch (index grows included) and the slowest batch's seconds."""
+    every batch (index grows included), the slowest batch's seconds and, with a `window` (a
+    multiple of `size`), the lowest and highest rate over `window` records."""
     seconds = slowest = 0.0
+    windows: list[float] = []
+    window_start = 0.0
+
+    def timed(took: float, appended: int) -> None:
+        nonlocal seconds, slowest, window_start
+        seconds += took
+        slowest = max(slowest, took)
+        if window and appended % window == 0:
+            windows.append(window / (seconds - window_start))
+            window_start = seconds
+
     if store == "kesque":
         from khipu.storage.kesque import Kesque
 
@@ -141,9 +161,7 @@ def append_batches(store: str, path: Path, first: int, count: int, size: int) ->
                 start = time.perf_counter()
                 topic.put_many(batch)
                 kq.commit()
-                took = time.perf_counter() - start
-                seconds += took
-                slowest = max(slowest, took)
+                timed(time.perf_counter() - start, start_at + size - first)
     else:
         import plyvel
 
@@ -154,11 +172,12 @@ def append_batches(store: str, path: Path, first: int, count: int, size: int) ->
             with db.write_batch(sync=True) as write:
                 for key, value in batch:
                     write.put(key, value)
-            took = time.perf_counter() - start
-            seconds += took
-            slowest = max(slowest, took)
+            timed(time.perf_counter() - start, start_at + size - first)
         db.close()
-    return {"rate": count / seconds, "slowest": slowest}
+    rates = {"rate": count / seconds, "slowest": slowest}
+    if windows:
+        rates.update(lowest_window=min(windows), highest_window=max(windows))
+    return rates
 
 
 # -- measuring (in a child) -----------------------------------------------------------------------
@@ -336,7 +355,7 @@ def run_child(kind: str, store: str, path: Path, records: int, reads: int) -> di
 
 
 def measure_size(
-    work: Path, records: int, reads: int, commit: int, skip_reads: bool = False
+    work: Path, records: int, reads: int, commit: int, sustained: int, skip_reads: bool = False
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for store in ("kesque", "leveldb"):
@@ -352,6 +371,12 @@ def measure_size(
             first = records + sum(s * APPEND_ROUNDS[s] for s in APPEND_ROUNDS if s < size)
             rows = append_batches(store, path, first, size * APPEND_ROUNDS[size], size)
             results[store][f"append_{size}"] = rows
+        if sustained:
+            print(f"  appending {sustained:,} to {store} ...", file=sys.stderr, flush=True)
+            first = records + sum(s * APPEND_ROUNDS[s] for s in APPEND_ROUNDS)
+            results[store]["sustained"] = append_batches(
+                store, path, first, sustained, SUSTAINED_BATCH, SUSTAINED_WINDOW
+            )
         shutil.rmtree(path, ignore_errors=True)
     return results
 
@@ -374,6 +399,17 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
         ):
             row = both(lambda r, f=field, p=part: float(r[f][p]))  # type: ignore[misc]
             table.append((f"{label} {name}", *row, fmt))
+    if "sustained" in results["kesque"]:
+        label = f"sustained {SUSTAINED_BATCH:,}s"
+        for name, part, fmt in (
+            ("rec/s", "rate", ",.0f"),
+            ("slowest batch s", "slowest", ".3f"),
+            ("lowest 100k rec/s", "lowest_window", ",.0f"),
+            ("highest 100k rec/s", "highest_window", ",.0f"),
+        ):
+            if part in results["kesque"]["sustained"]:
+                row = both(lambda r, p=part: float(r["sustained"][p]))  # type: ignore[misc]
+                table.append((f"{label} {name}", *row, fmt))
     table.append(("load MB/s (key+value)", *load_rate, ".1f"))
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
     if "open_s" not in results["kesque"]:  # --skip-reads
@@ -436,10 +472,19 @@ def main(argv: list[str] | None = None) -> int:
         help="Kesque: slots of a new main hash index (a power of two; default: the config's). "
         "A big index over fewer keys has the page-dirtying cost of a bigger store",
     )
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=1_000_000,
+        help=f"records of the sustained append row, in batches of {SUSTAINED_BATCH:,} "
+        f"(a multiple of {SUSTAINED_WINDOW:,}; 0: no such row)",
+    )
     parser.add_argument("--skip-reads", action="store_true", help="load and append rows only")
     parser.add_argument("--child", choices=("reads", "heap"), help=argparse.SUPPRESS)
     parser.add_argument("--store", choices=("kesque", "leveldb"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sustained % SUSTAINED_WINDOW:
+        parser.error(f"--sustained must be a multiple of {SUSTAINED_WINDOW:,}")
     LEVELDB_OPTIONS["max_open_files"] = args.leveldb_max_open_files
     if args.index_slots:
         KESQUE_OPTIONS["hash_index_initial_slots"] = args.index_slots
@@ -457,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for records in (int(n) for n in args.keys.split(",")):
             print(f"{records:,} keys ...", file=sys.stderr, flush=True)
-            results = measure_size(work, records, args.reads, args.commit, args.skip_reads)
+            results = measure_size(
+                work, records, args.reads, args.commit, args.sustained, args.skip_reads
+            )
             for store in results.values():
                 store["records"] = records
             print_table(records, args.reads, results)

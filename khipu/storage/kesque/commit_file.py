@@ -58,7 +58,7 @@ class TopicState:
 
     replay_segment: int = -1
     """Hash topics: the segment where the records begin whose index entries may not be durable
-    yet (the index is msynced every `index_sync_bytes`, not every commit); -1: none."""
+    yet (the index is fsynced every `index_sync_bytes`, not every commit); -1: none."""
     replay_position: int = 0
     """... and the byte in it where they begin."""
 

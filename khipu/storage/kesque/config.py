@@ -48,10 +48,13 @@ class KesqueConfig:
     """A read-only store re-reads the commit file at most this often (and on every miss)."""
     verify_reads: bool = True
     """Check each record's CRC32C when it is read (about a tenth of a microsecond per record)."""
-    index_sync_bytes: int = 64 * MiB
-    """Hash topics: msync the hash index once this many bytes of records were committed since
-    it was last made durable, not at every commit (the commit file names where those records
-    begin; a writer re-enters them at open, so this bounds what it re-reads after a crash)."""
+    index_sync_bytes: int = 256 * MiB
+    """Hash topics: fsync the hash index (in the background) once this many bytes of records
+    were committed since it was last made durable, not at every commit. The commit file names
+    where those records begin; a writer re-enters them at open, so this bounds what it re-reads
+    after a crash (~1 s for 256 MiB). Each fsync leaves the index's pages clean, and the next
+    write to a clean page of the map costs a page fault (~4 us): syncing every 64 MiB made
+    appends into a 335 MB index 30% slower than every 256 MiB."""
     lean_reads: bool = True
     """Hash topics: use the lean get where it applies (False: always the general path; for
     tests and benchmarks that compare the two)."""

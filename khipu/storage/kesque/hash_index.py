@@ -17,6 +17,12 @@ writer only fills empty slots (location first, hash last, so a reader never sees
 and marks uncommitted entries deleted after a crash: existing entries never move while readers
 use the file. Growing builds the next generation beside it; the commit file names the
 generation readers must use.
+
+A commit's entries are staged while its records are being fsynced: each goes into the empty
+slot its insert would take, location written and hash DELETED, which every probe passes over;
+once the records are durable, `enter_staged` writes the hashes, one store per entry. The probes
+(and the page faults of the map) thus overlap the fsyncs. An entry staged for a commit that
+fails or is cut by a crash stays a deleted slot.
 """
 
 from __future__ import annotations
@@ -198,12 +204,26 @@ class HashIndex:
     def insert_many(self, entries: Iterable[tuple[int, int, int, int]]) -> int:
         """Writer only: insert every (hash, segment, position, length), as `insert` does each;
         return how many. Raises OverflowError if the index fills up."""
+        return self._place(entries, None)
+
+    def stage(self, entries: Iterable[tuple[int, int, int, int]]) -> list[int]:
+        """Writer only: put the location of every (hash, segment, position, length) into the
+        first empty slot of its chain, hash DELETED; return each one's slot offset (for
+        `enter_staged`). Raises OverflowError if no slot is empty."""
+        staged: list[int] = []
+        self._place(entries, staged)
+        return staged
+
+    def _place(self, entries: Iterable[tuple[int, int, int, int]], staged: list[int] | None) -> int:
+        """Fill the first empty slot of each entry's chain: location, then the hash (or, with
+        a `staged` list, DELETED, and the slot's offset appended to it); return how many."""
         index_map = self._map
         shift = self._shift
         mask = self._mask
         unpack_hash = _HASH.unpack_from
         pack_location = _LOCATION.pack_into
         pack_hash = _HASH.pack_into
+        keep = staged.append if staged is not None else None
         count = 0
         for hashed, segment, position, length in entries:
             slot = hashed >> shift
@@ -216,9 +236,20 @@ class HashIndex:
                 slot = (slot + 1) & mask
                 offset = SLOTS_START + slot * SLOT_SIZE
             pack_location(index_map, offset + 8, segment, position, length)
-            pack_hash(index_map, offset, hashed)
+            if keep is None:
+                pack_hash(index_map, offset, hashed)
+            else:
+                pack_hash(index_map, offset, DELETED)
+                keep(offset)
             count += 1
         return count
+
+    def enter_staged(self, entries: Iterable[tuple[int, int, int, int]], staged: list[int]) -> None:
+        """Writer only: give every entry `stage` placed (its slot offset in `staged`) its hash."""
+        index_map = self._map
+        pack_hash = _HASH.pack_into
+        for (hashed, _, _, _), offset in zip(entries, staged, strict=True):
+            pack_hash(index_map, offset, hashed)
 
     def mark_deleted(self, slot: int) -> None:
         """Writer only: retire the entry in `slot`; probe chains still run through it."""
@@ -247,9 +278,15 @@ class HashIndex:
         return used
 
     def sync(self) -> None:
-        """Writer only: msync the file. Raises OSError."""
+        """Writer only: write the entries made through the map to the disk: an fsync of the
+        file, which covers the mapped pages and, unlike mmap.flush (msync), releases the GIL,
+        so it may run on another thread while the writer goes on. Raises OSError."""
         with files.naming(self.path):
-            self._map.flush()
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                files.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self._map.close()

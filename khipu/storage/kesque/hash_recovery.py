@@ -2,10 +2,11 @@
 
 Two things can be out of line after a crash:
 
-- entries of records past the commit: `retire_uncommitted` marks them deleted. (A writer enters
-  a commit's entries only after its commit file slot is durable, so only a crash of a writer of
-  the previous format, which entered them before writing the slot, leaves such entries);
-- entries of committed records that never reached the disk (the index is msynced only every
+- entries of records past the commit: `retire_uncommitted` marks them deleted. (A writer gives
+  a commit's entries their hashes only after its commit file slot is durable; before, they are
+  staged as deleted slots, which a crash leaves as they are. So only a crash of a writer of the
+  previous format, which entered them before writing the slot, leaves such entries);
+- entries of committed records that never reached the disk (the index is fsynced only every
   `index_sync_bytes` of records, not at every commit; the commit file names where the records
   begin whose entries may not be durable): `replay_committed` enters every such record that has
   no entry. After a killed process the page cache still holds them all and it finds none

@@ -47,6 +47,7 @@ from khipu.storage.kesque.hash_index import (
     list_index_generations,
 )
 from khipu.storage.kesque.hash_recovery import replay_committed, retire_uncommitted
+from khipu.storage.kesque.index_sync import IndexSync
 from khipu.storage.kesque.segment import (
     BODY_HEADER,
     FLAG_TOMBSTONE,
@@ -69,6 +70,7 @@ _unpack_hash = struct.Struct("<Q").unpack_from
 _unpack_header = RECORD_HEADER.unpack_from
 _unpack_words = KEY_WORDS.unpack
 _pack_body_header = BODY_HEADER.pack
+_pack_body_header_32 = struct.Struct(BODY_HEADER.format + "32s").pack
 _pack_length_crc = LENGTH_CRC.pack
 _pread = os.pread
 
@@ -112,8 +114,8 @@ class HashTopic(TopicLog):
         self._grown: HashIndex | None = None
         self._grown_used = 0
         self._view: ReadView | None = None
-        self._replay_from = state.replay_from
-        self._unsynced_bytes = 0
+        self._index_sync = IndexSync(name, state.replay_from, config.index_sync_bytes)
+        self._staged: list[int] | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -312,6 +314,8 @@ class HashTopic(TopicLog):
         buffer = segment.buffer if segment is not None else bytearray()
         position = segment.end if segment is not None else 0
         ordinal = segment.ordinal if segment is not None else -1
+        if segment is not None:
+            self._dirty.add(ordinal)
         try:
             for key, value in items:
                 key_length = len(key)
@@ -344,9 +348,11 @@ class HashTopic(TopicLog):
                     self.roll(next_offset)
                     segment = self.segments[-1]
                     buffer, position, ordinal = segment.buffer, 0, segment.ordinal
-                if ordinal not in self._dirty:
                     self._dirty.add(ordinal)
-                body = _pack_body_header(0, next_offset, key_length) + key + value
+                if key_length == 32:
+                    body = _pack_body_header_32(0, next_offset, 32, key) + value
+                else:
+                    body = _pack_body_header(0, next_offset, key_length) + key + value
                 buffer += _pack_length_crc(length, crc32c(body))
                 buffer += body
                 entry = (hashed, ordinal, position, length)
@@ -410,48 +416,52 @@ class HashTopic(TopicLog):
         ):
             self._grow(index, needed)
 
-    def index_syncs(self) -> list[SyncJob]:
-        """Commit step 3 (the records and the commit file are durable): enter the records into
-        the index; return its msync when `index_sync_bytes` of records were entered since the
-        last one (until then the commit file names where those records begin, and a writer
-        re-enters them at open: hash_recovery.py). Raises OSError."""
+    def stage_index(self) -> None:
+        """Commit step 2, while the flushes run on other threads: write every new entry's
+        location into the slot its insert will take, with the hash DELETED, so that no get
+        finds it yet (HashIndex.stage); step 3 gives them their hashes. Raises OverflowError
+        if the index is full (it grew at step 1 to make room)."""
         index = self._grown or self.index
         assert index is not None
-        if self._pending:
-            index.insert_many(self._pending)
-            if self._grown is not None:
-                self._grown_used += len(self._pending)
+        self._staged = index.stage(self._pending) if self._pending else None
+
+    def index_syncs(self) -> list[SyncJob]:
+        """Commit step 3 (the records and the commit file are durable): enter the records into
+        the index; start an fsync
+        of it in the background when `index_sync_bytes` of records were entered since the last
+        one (until it is done, the commit file names where the records begin whose entries may
+        not be durable, and a writer re-enters them at open: hash_recovery.py). Raises
+        OSError."""
+        index = self._grown or self.index
+        assert index is not None
+        pending = self._pending
+        if pending:
+            if self._staged is not None and len(self._staged) == len(pending):
+                index.enter_staged(pending, self._staged)
             else:
-                self.index_used += len(self._pending)
-            if self._replay_from is None:
-                self._replay_from = self._pending[0][1], self._pending[0][2]
-            self._unsynced_bytes += sum(entry[3] for entry in self._pending)
-        if not self.config.fsync:  # the page cache holds the entries of earlier commits
-            self._replay_from = None
-            return []
-        if self._replay_from is None:
-            return []
-        if self._created_files or self._unsynced_bytes >= self.config.index_sync_bytes:
-            self._unsynced_bytes = 0
-            return [self._index_synced(index)]
+                index.insert_many(pending)
+            self._staged = None
+            if self._grown is not None:
+                self._grown_used += len(pending)
+            else:
+                self.index_used += len(pending)
+            self._index_sync.entered((pending[0][1], pending[0][2]), sum(e[3] for e in pending))
+        if self.config.fsync:
+            self._index_sync.maybe_start(index, now=self._created_files)
+        else:  # the page cache holds the entries of earlier commits
+            self._index_sync.not_durable()
         return []
 
-    def _index_synced(self, index: HashIndex) -> SyncJob:
-        def sync() -> None:
-            index.sync()
-            self._replay_from = None  # the next commit file need not name them
-
-        return sync
-
     def settle_index(self) -> bool:
-        """Writer closing: msync the index if committed entries are not durable yet; True if
+        """Writer closing: make the index durable if committed entries may not be yet; True if
         the commit file should now say so (no replay at the next open). Raises OSError."""
         if self.index is None or not self.config.fsync:
             return False
-        if self._replay_from is None and self.state.replay_from is None:
+        self._index_sync.wait()
+        if self._index_sync.replay_from is None and self.state.replay_from is None:
             return False
         self.index.sync()
-        self._replay_from = None
+        self._index_sync.reset(None)
         return True
 
     def _grow(self, index: HashIndex, needed: int) -> None:
@@ -470,7 +480,7 @@ class HashTopic(TopicLog):
     def proposed_state(self, sequence: int) -> TopicState:
         index = self._grown or self.index
         assert index is not None
-        replay = self._replay_from
+        replay = self._index_sync.replay_from
         if replay is None and self._pending:  # entered after the commit file is durable
             replay = self._pending[0][1], self._pending[0][2]
         return (
@@ -540,10 +550,13 @@ class HashTopic(TopicLog):
         replay = self.state.replay_from
         if replay is not None and self.segments:
             replay_committed(self.index, self.segments, replay, self.state.end)
+        durable_to_commit = True
         if (retired or replay) and self.config.fsync:
-            self.index.sync()
-        self._replay_from = None  # the index is durable up to the commit now
-        self._unsynced_bytes = 0
+            try:
+                self.index.sync()
+            except OSError:  # the commit file keeps naming the replay point
+                durable_to_commit = False
+        self._index_sync.reset(None if durable_to_commit else replay)
         self._update_view()
 
     def _remove_index_generations(self, keep_from: int, keep_to: int | None = None) -> None:
@@ -560,15 +573,20 @@ class HashTopic(TopicLog):
                 yield ordinal, record
 
     def reset_to_commit(self) -> None:
+        # slots staged in the index for the failed commit stay there as deleted ones
+        staged = len(self._staged or ()) if self._grown is None else 0
+        self._staged = None
         self._close_indexes()
         self._pending = []
         self._pending_by_key = {}
         self._superseded = False
         self.cache.clear()
         super().reset_to_commit()
+        self.index_used += staged
 
     def _close_indexes(self) -> None:
         self._view = None
+        self._index_sync.wait()
         if self.index is not None:
             self.index.close()
             self.index = None
@@ -578,4 +596,5 @@ class HashTopic(TopicLog):
 
     def close(self) -> None:
         self._close_indexes()
+        self._index_sync.close()
         super().close()

@@ -24,6 +24,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -221,10 +222,11 @@ class Kesque:
         """Make everything put since the last commit durable, then visible to readers, at once.
 
         One round of flushes: the segments' fsyncs and the commit file's fdatasync run side by
-        side (commit_recovery.py says why a crash meanwhile loses nothing committed); the hash
-        indexes take the new records after it, and readers are told last. Raises StoreFull or
-        StoreWriteFailed if a write or fsync fails; the store is then back at its last commit
-        (everything since it is dropped).
+        side (commit_recovery.py says why a crash meanwhile loses nothing committed), while
+        this thread finds the new records' slots in the hash indexes (staged, not yet found by
+        any get); the hash indexes take the new records after it, and readers are told last.
+        Raises StoreFull or StoreWriteFailed if a write or fsync fails; the store is then back
+        at its last commit (everything since it is dropped).
         """
         if self.readonly:
             raise PermissionError(f"{self.path} is open read-only")
@@ -237,7 +239,8 @@ class Kesque:
         assert self._commit_slots is not None
         try:
             state = self._write_commit(topics, sequence)
-            self._run_syncs(self._commit_flushes(topics))
+            staging = [topic.stage_index for topic in topics if isinstance(topic, HashTopic)]
+            self._run_syncs(self._commit_flushes(topics), meanwhile=staging)
         except OSError as error:
             self._void_slot(sequence)
             self.fail_write(error, Path(error.filename) if error.filename else self.path)
@@ -283,26 +286,41 @@ class Kesque:
         if self._counter is not None:
             self._counter.publish(self.state.sequence)
 
-    def _run_syncs(self, jobs: list[SyncJob]) -> None:
-        """Run the fsyncs/msyncs of one commit step side by side (they release the GIL, and the
-        disk merges their flushes); return when all are done. Raises the first OSError."""
-        if len(jobs) <= 1:
-            for job in jobs:
-                job()
+    def _run_syncs(
+        self, jobs: list[SyncJob], meanwhile: list[Callable[[], None]] | None = None
+    ) -> None:
+        """Run the fsyncs of one commit step side by side on threads (they release the GIL, and
+        the disk merges their flushes), and `meanwhile` in this thread once they are under way;
+        return when all are done. Raises the first OSError (after every job ended)."""
+        if not jobs:
+            for work in meanwhile or ():
+                work()
             return
         if self._sync_pool is None:
             self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="kesque-sync")
-        futures = [self._sync_pool.submit(job) for job in jobs[1:]]
+        started = threading.Semaphore(0)
+
+        def announced(job: SyncJob) -> SyncJob:
+            def run() -> None:
+                started.release()  # this thread keeps the GIL until its fsync lets go of it
+                job()
+
+            return run
+
+        futures = [self._sync_pool.submit(announced(job)) for job in jobs]
         errors: list[OSError] = []
         try:
-            jobs[0]()
-        except OSError as error:
-            errors.append(error)
-        for future in futures:  # every job ends before a rollback may close its file
-            try:
-                future.result()
-            except OSError as error:
-                errors.append(error)
+            if meanwhile:
+                for _ in range(min(len(jobs), SYNC_THREADS)):
+                    started.acquire()
+                for work in meanwhile:
+                    work()
+        finally:
+            for future in futures:  # every job ends before a rollback may close its file
+                try:
+                    future.result()
+                except OSError as error:
+                    errors.append(error)
         if errors:
             raise errors[0]
 
