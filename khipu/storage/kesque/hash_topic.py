@@ -31,6 +31,7 @@ from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.crc32c import crc32c
 from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.files import READS
+from khipu.storage.kesque.hash_growth import IndexGrowth
 from khipu.storage.kesque.hash_index import (
     EMPTY,
     HASH_FLOOR,
@@ -42,7 +43,6 @@ from khipu.storage.kesque.hash_index import (
     VERSION_WORDS,
     WORD_MULTIPLIER,
     HashIndex,
-    build_index,
     index_file_name,
     list_index_generations,
 )
@@ -116,6 +116,7 @@ class HashTopic(TopicLog):
         self._view: ReadView | None = None
         self._index_sync = IndexSync(name, state.replay_from, config.index_sync_bytes)
         self._staged: list[int] | None = None
+        self._growth = IndexGrowth(name, directory, config)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -403,18 +404,19 @@ class HashTopic(TopicLog):
 
     def write_out(self) -> None:
         """Commit step 1: write out the segments; if the new entries would fill the index too
-        much, build a grown copy of it now (durable, named by the commit file; the new
-        entries go into it at step 3). Raises OSError."""
+        much, switch to the next generation at this commit (the entries go into it at step 3;
+        built now, or adopted from a child that built it meanwhile: hash_growth.py). Raises
+        OSError."""
         super().write_out()
         index = self.index
         assert index is not None
-        needed = self.index_used + len(self._pending)
-        if (
-            self._pending
-            and self._grown is None
-            and needed > self.config.hash_index_max_load * index.slots
-        ):
-            self._grow(index, needed)
+        if self._pending and self._grown is None:
+            needed = self.index_used + len(self._pending)
+            grown = self._growth.step(index, needed, self.state, self.segments)
+            if grown is not None:
+                self._grown, self._grown_used = grown.index, grown.used
+                if grown.replay_from is not None:  # what the grown file lacks on disk
+                    self._index_sync.reset(grown.replay_from)
 
     def stage_index(self) -> None:
         """Commit step 2, while the flushes run on other threads: write every new entry's
@@ -463,19 +465,6 @@ class HashTopic(TopicLog):
         self.index.sync()
         self._index_sync.reset(None)
         return True
-
-    def _grow(self, index: HashIndex, needed: int) -> None:
-        slots_log2 = index.slots_log2 + 1
-        while needed > self.config.hash_index_max_load * (1 << slots_log2) / 2:
-            slots_log2 += 1
-        generation = index.generation + 1
-        live = (entry[1:] for entry in index.entries())
-        path = self.directory / index_file_name(generation)
-        self._grown, self._grown_used = build_index(
-            path, slots_log2, generation, index.salt, live, self.config.fsync, index.version
-        )
-        if self.config.fsync:
-            files.fsync_directory(self.directory)
 
     def proposed_state(self, sequence: int) -> TopicState:
         index = self._grown or self.index
@@ -573,6 +562,7 @@ class HashTopic(TopicLog):
                 yield ordinal, record
 
     def reset_to_commit(self) -> None:
+        self._growth.stop()  # before recover() removes the temporary files
         # slots staged in the index for the failed commit stay there as deleted ones
         staged = len(self._staged or ()) if self._grown is None else 0
         self._staged = None
@@ -595,6 +585,7 @@ class HashTopic(TopicLog):
             self._grown = None
 
     def close(self) -> None:
+        self._growth.stop()
         self._close_indexes()
         self._index_sync.close()
         super().close()
