@@ -2,6 +2,9 @@
 
     python kesque_workload.py write STORE [FSYNC]   commits batch after batch, printing each
     python kesque_workload.py read STORE SECONDS    verifies what readers see, prints a count
+    python kesque_workload.py read-all STORE SECONDS   verifies every committed batch each round,
+                                                    prints a count and the index generations seen
+    python kesque_workload.py write-background STORE   as write, every index growth in a child
 
 Batch b puts 1..40 records into `storage`, overwrites one of seven shared keys in `account`,
 and records its size at block number b in `header` (the last put of the batch), so a reader can
@@ -20,13 +23,14 @@ from khipu.storage.kesque import Kesque, KesqueConfig
 SHARED_KEYS = 7
 
 
-def config(fsync: bool = False) -> KesqueConfig:
+def config(fsync: bool = False, background: bool = False) -> KesqueConfig:
     return KesqueConfig(
         segment_bytes=32 * 1024,
         offset_index_interval=512,
         hash_index_initial_slots=64,
         fsync=fsync,
         reader_refresh_seconds=0.01,
+        hash_index_background_entries=0 if background else 200_000,
     )
 
 
@@ -73,8 +77,8 @@ def verify_shared(kq: Kesque, last_batch: int) -> None:
         assert kq.topic("account").get(shared_key(batch)) == shared_value(batch), batch
 
 
-def run_writer(store: Path, fsync: bool) -> None:
-    with Kesque.open(store, config=config(fsync)) as kq:
+def run_writer(store: Path, fsync: bool, background: bool = False) -> None:
+    with Kesque.open(store, config=config(fsync, background)) as kq:
         batch = kq.topic("header").last_offset() + 1
         print(f"start {batch}", flush=True)
         while True:
@@ -104,9 +108,30 @@ def run_reader(store: Path, seconds: float) -> None:
     print(f"checks {checks}", flush=True)
 
 
+def run_full_reader(store: Path, seconds: float) -> None:
+    """Verify every committed batch, round after round; print the count and the storage
+    index generations seen."""
+    checks = 0
+    generations: set[int] = set()
+    deadline = time.monotonic() + seconds
+    with Kesque.open(store, readonly=True, config=config()) as kq:
+        while time.monotonic() < deadline:
+            kq.refresh()
+            generations.add(kq.state.topic("storage").index_generation)
+            last = kq.topic("header").last_offset()
+            for batch in range(last + 1):
+                verify_batch(kq, batch)
+                checks += 1
+    print(f"checks {checks} generations {','.join(map(str, sorted(generations)))}", flush=True)
+
+
 if __name__ == "__main__":
     mode, path = sys.argv[1], Path(sys.argv[2])
     if mode == "write":
         run_writer(path, fsync=len(sys.argv) > 3 and sys.argv[3] == "fsync")
+    elif mode == "write-background":
+        run_writer(path, fsync=False, background=True)
+    elif mode == "read-all":
+        run_full_reader(path, float(sys.argv[3]))
     else:
         run_reader(path, float(sys.argv[3]))

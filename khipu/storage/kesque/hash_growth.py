@@ -56,7 +56,10 @@ WAIT_SECONDS_MIN = 30.0
 WAIT_SECONDS_PER_ENTRY = 10e-6
 """At the hard load the writer waits for the child at most this long per entry (several
 times what a build costs), at least WAIT_SECONDS_MIN; then it builds in the writer."""
-BUILDER_MODULE = "khipu.storage.kesque.index_builder"
+BUILDER_COMMAND = (
+    "import sys; from khipu.storage.kesque.index_builder import main; sys.exit(main(sys.argv[1:]))"
+)
+"""`python -c` of this, not `-m`: the package imports the module before `-m` would run it."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,9 @@ class GrownIndex:
     used: int
     """Its used slots."""
     replay_from: tuple[int, int] | None
-    """Where the records begin whose entries may not be durable in `index` (None: no such
-    records besides those the old generation's replay point already names)."""
+    """Where the records begin whose entries may not be durable in `index`; the commit file
+    names it so that an open after a power cut re-enters them (None: every entry is durable,
+    or the config is not)."""
 
 
 @dataclass
@@ -160,8 +164,11 @@ class IndexGrowth:
             return self._fall_back(builder, "the child did not finish in time", index, needed)
         stdout, stderr = builder.process.communicate()
         if code != 0:
-            reason = stderr.strip() or (f"signal {-code}" if code < 0 else f"exit {code}")
-            return self._fall_back(builder, f"exit={code} {reason}", index, needed)
+            said = stderr.strip().splitlines()
+            reason = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            if said:
+                reason = f"{reason}: {said[-1]}"
+            return self._fall_back(builder, reason, index, needed)
         try:
             result = BuildResult.parse(stdout.strip().splitlines()[-1] if stdout.strip() else "")
             return self._adopt(builder, result, index, needed, state, segments)
@@ -205,7 +212,7 @@ class IndexGrowth:
         package_root = str(Path(khipu.__file__).resolve().parent.parent)
         python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         process = subprocess.Popen(
-            [sys.executable, "-m", BUILDER_MODULE, *request.arguments()],
+            [sys.executable, "-c", BUILDER_COMMAND, *request.arguments()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -274,11 +281,13 @@ class IndexGrowth:
         if self.config.fsync:
             files.fsync_directory(self.directory)
         logger.info(
-            "kesque index grown topic=%s generation=%d entries=%d caught_up=%d seconds=%.2f",
+            "kesque index grown topic=%s generation=%d entries=%d caught_up=%d "
+            "caught_up_from=%d:%d seconds=%.2f",
             self.topic,
             request.generation + 1,
             result.entries + caught_up,
             caught_up,
+            *result.reached,
             time.monotonic() - builder.started,
         )
         replay = result.reached if self.config.fsync else None
