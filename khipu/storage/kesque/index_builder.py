@@ -35,21 +35,27 @@ from pathlib import Path
 
 from khipu.storage.kesque.commit_counter import CommitCounter
 from khipu.storage.kesque.commit_file import COMMIT_FILE_NAME, TopicState, decode_commit_file
+from khipu.storage.kesque.crc32c import crc32c
 from khipu.storage.kesque.errors import KesqueError, StoreCorrupted
 from khipu.storage.kesque.hash_index import (
     DELETED,
+    HASH_FLOOR,
+    KEY_WORDS,
+    MASK64,
     SLOT,
     SLOT_SIZE,
     SLOTS_START,
+    VERSION_WORDS,
+    WORD_MULTIPLIER,
     HashIndex,
     index_file_name,
 )
-from khipu.storage.kesque.segment import Segment, list_segment_bases, scan_records
+from khipu.storage.kesque.segment import HEADER_SIZE, RECORD_HEADER, Segment, list_segment_bases
 
 COPY_CHUNK_SLOTS = 1 << 14
 """Slots copied between two looks at the parent."""
-RECORDS_BETWEEN_CHECKS = 4096
-"""Records entered from the log between two looks at the parent."""
+SCAN_CHUNK_BYTES = 1 << 20
+"""Log bytes read at once in the catch-up (one look at the parent per chunk)."""
 GATE_VARIABLE = "KHIPU_KESQUE_GROWTH_GATE"
 """Tests only: a path; after the copy the builder waits until a file exists there, so commits
 surely land while it runs."""
@@ -261,16 +267,54 @@ def enter_records(
         else:
             segment.refresh_size()
             end = segment.size
-        batch = []
-        for record in scan_records(segment.read, begin, end, segment.path):
-            batch.append(
-                (target.hash_of(record.key), segment.ordinal, record.position, record.length)
-            )
-            if len(batch) == RECORDS_BETWEEN_CHECKS:
-                entered += target.insert_many(batch)
-                batch = []
-                check_parent(request.parent_pid)
-        entered += target.insert_many(batch)
+        entered += enter_segment(target, segment, begin, end, request.parent_pid)
+    return entered
+
+
+def enter_segment(
+    target: HashIndex, segment: Segment, start: int, end: int, parent_pid: int
+) -> int:
+    """Insert into `target` an entry for every record of `segment` from byte `start` to `end`
+    (the records' CRC32C checked); return how many. The lean twin of scanning with
+    `scan_records`, at about a third of its cost per record. Raises ParentGone, OSError,
+    StoreCorrupted (a damaged record, or one running past `end`)."""
+    words = target.version == VERSION_WORDS
+    salt = target.salt_word
+    hash_of = target.hash_of
+    unpack_header = RECORD_HEADER.unpack_from
+    unpack_words = KEY_WORDS.unpack_from
+    ordinal = segment.ordinal
+    entered = 0
+    position = start
+    while position < end:
+        check_parent(parent_pid)
+        chunk = segment.read(position, min(SCAN_CHUNK_BYTES, end - position))
+        if len(chunk) >= HEADER_SIZE and unpack_header(chunk, 0)[0] > len(chunk):
+            chunk = segment.read(position, unpack_header(chunk, 0)[0])  # one record, big
+        view = memoryview(chunk)
+        available = len(chunk)
+        entries = []
+        at = 0
+        while at + HEADER_SIZE <= available:
+            length, crc, _, _, key_length = unpack_header(chunk, at)
+            if length < HEADER_SIZE + key_length:
+                raise StoreCorrupted(segment.path, position + at, f"record length {length}")
+            if at + length > available:
+                break
+            if crc32c(view[at + 8 : at + length]) != crc:
+                raise StoreCorrupted(segment.path, position + at, "record CRC32C mismatch")
+            if words and key_length == 32:
+                a, b, c, d = unpack_words(chunk, at + HEADER_SIZE)
+                hashed = (((a ^ b ^ c ^ d ^ salt) * WORD_MULTIPLIER) & MASK64) | HASH_FLOOR
+            else:
+                hashed = hash_of(bytes(view[at + HEADER_SIZE : at + HEADER_SIZE + key_length]))
+            entries.append((hashed, ordinal, position + at, length))
+            at += length
+        view.release()
+        if at == 0:
+            raise StoreCorrupted(segment.path, position, f"a record runs past byte {end}")
+        entered += target.insert_many(entries)
+        position += at
     return entered
 
 

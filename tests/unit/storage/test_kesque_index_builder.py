@@ -154,3 +154,20 @@ def test_the_command_line_exits_non_zero_with_a_message(
         assert main(good.arguments()) == 0
         printed = BuildResult.parse(capsys.readouterr().out.strip())
         assert printed.entries == 40 and printed.reached == (state.segments - 1, state.end)
+
+
+def test_a_damaged_record_past_the_boundary_stops_the_build(
+    store_dir: Path, config: KesqueConfig
+) -> None:
+    with Kesque.open(store_dir, config=config) as writer:
+        fill(writer, 0, 40)
+        boundary = writer.state.topic("storage")
+        fill(writer, 40, 60)
+        segment = writer.topic("storage").segments[boundary.segments - 1]
+        damaged = boundary.end + 30  # inside the first record past the boundary
+        byte = os.pread(segment.fd, 1, damaged)
+        os.pwrite(segment.fd, bytes([byte[0] ^ 0xFF]), damaged)
+        with pytest.raises(StoreCorrupted, match="CRC32C") as raised:
+            build(request_for(writer, boundary, catch_up=0))
+        assert raised.value.offset == boundary.end
+        assert raised.value.file == segment.path
