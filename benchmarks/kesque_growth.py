@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import hashlib
 import logging
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,9 @@ def value_of(i: int) -> bytes:
     return hashlib.sha256(b"growth-value-%d" % i).digest() * (2 + i % 4)
 
 
-def run(mode: str, path: Path, keys: int, appends: int, commit: int, fsync: bool) -> dict[str, float]:
+def run(
+    mode: str, path: Path, keys: int, appends: int, commit: int, fsync: bool
+) -> dict[str, float]:
     from khipu.storage.kesque import Kesque, KesqueConfig
 
     slots = 1 << 10
@@ -44,13 +47,17 @@ def run(mode: str, path: Path, keys: int, appends: int, commit: int, fsync: bool
     with Kesque.open(path, config=config) as store:
         storage = store.hash_topic("storage")
         for start in range(0, keys, 10_000):
-            storage.put_many((key_of(i), value_of(i)) for i in range(start, min(keys, start + 10_000)))
+            storage.put_many(
+                (key_of(i), value_of(i)) for i in range(start, min(keys, start + 10_000))
+            )
             store.commit()
         batches = [
             [(key_of(i), value_of(i)) for i in range(start, min(keys + appends, start + commit))]
             for start in range(keys, keys + appends, commit)
         ]
-        slowest = switch = 0.0
+        slowest = switch = building = 0.0
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_began = time.process_time()
         began = time.perf_counter()
         for batch in batches:
             generation = store.state.topic("storage").index_generation
@@ -59,14 +66,25 @@ def run(mode: str, path: Path, keys: int, appends: int, commit: int, fsync: bool
             store.commit()
             took = time.perf_counter() - t0
             slowest = max(slowest, took)
+            if storage._growth.building:
+                building += took
             if store.state.topic("storage").index_generation != generation:
                 switch = took
         elapsed = time.perf_counter() - began
+        writer_cpu = time.process_time() - cpu_began
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu = (children.ru_utime + children.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
         state = store.state.topic("storage")
     return {
         "records_per_s": appends / elapsed,
         "slowest_commit_ms": slowest * 1000,
         "switch_commit_ms": switch * 1000,
+        "seconds": elapsed,
+        "building_s": building,
+        "writer_cpu_s": writer_cpu,
+        "child_cpu_s": child_cpu,
         "generation": state.index_generation,
         "slots": state.index_slots,
     }
@@ -89,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{mode:10s} records/s={result['records_per_s']:,.0f} "
             f"slowest_commit_ms={result['slowest_commit_ms']:.1f} "
             f"switch_commit_ms={result['switch_commit_ms']:.1f} "
+            f"seconds={result['seconds']:.2f} commits_while_building_s={result['building_s']:.2f} "
+            f"writer_cpu_s={result['writer_cpu_s']:.2f} child_cpu_s={result['child_cpu_s']:.2f} "
             f"generation={result['generation']:.0f} slots={result['slots']:.0f}",
             flush=True,
         )

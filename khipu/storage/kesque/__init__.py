@@ -8,6 +8,7 @@
       account/ storage/ evmcode/        hash topics: found by key
         {first_offset:020d}.log         segments of records (segment.py)
         hash.{generation:08d}.idx       the memory-mapped hash index (hash_index.py)
+        hash.{g:08d}.idx.grow-{pid}.tmp  the next generation a child builds (hash_growth.py)
       header/ body/ receipts/ td/       number topics: found by block number
         {first_offset:020d}.log
         {first_offset:020d}.index       sparse offset index per segment (offset_index.py)

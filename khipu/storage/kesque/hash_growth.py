@@ -40,15 +40,14 @@ from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.hash_index import HashIndex, build_index, index_file_name
-from khipu.storage.kesque.hash_recovery import replay_committed
-from khipu.storage.kesque.index_builder import BuildRequest, BuildResult
+from khipu.storage.kesque.index_builder import BuildRequest, BuildResult, enter_segment
 from khipu.storage.kesque.segment import Segment
 
 logger = logging.getLogger(__name__)
 
 HARD_LOAD = 0.85
 """While a child builds, the writer keeps inserting into g up to this load, then waits."""
-CATCH_UP_RECORDS = 4096
+CATCH_UP_RECORDS = 1024
 """A child stops catching up from the log once fewer committed records than this are left."""
 STOP_SECONDS = 5.0
 """How long a stopped child may take to exit after SIGTERM before it is killed."""
@@ -268,18 +267,20 @@ class IndexGrowth:
         try:
             if (grown.generation, grown.slots_log2) != (request.generation + 1, request.slots_log2):
                 raise ValueError(f"{request.temporary} is not the generation the child was asked")
-            committed = segments[: state.segments]
-            caught_up = replay_committed(grown, committed, result.reached, state.end)
-        finally:
+            caught_up = self._catch_up(grown, result.reached, state, segments)
+            if result.records + caught_up != state.records:
+                raise ValueError(
+                    f"{result.records} + {caught_up} records entered, "
+                    f"the commit has {state.records}"
+                )
+            path = self.directory / index_file_name(request.generation + 1)
+            os.replace(request.temporary, path)
+            grown.path = path  # the map stays: the pages just entered are mapped already
+            if self.config.fsync:
+                files.fsync_directory(self.directory)
+        except BaseException:
             grown.close()
-        if result.records + caught_up != state.records:
-            raise ValueError(
-                f"{result.records} + {caught_up} records entered, the commit has {state.records}"
-            )
-        path = self.directory / index_file_name(request.generation + 1)
-        os.replace(request.temporary, path)
-        if self.config.fsync:
-            files.fsync_directory(self.directory)
+            raise
         logger.info(
             "kesque index grown topic=%s generation=%d entries=%d caught_up=%d "
             "caught_up_from=%d:%d seconds=%.2f",
@@ -291,7 +292,21 @@ class IndexGrowth:
             time.monotonic() - builder.started,
         )
         replay = result.reached if self.config.fsync else None
-        return GrownIndex(HashIndex(path, writable=True), result.entries + caught_up, replay)
+        return GrownIndex(grown, result.entries + caught_up, replay)
+
+    @staticmethod
+    def _catch_up(
+        grown: HashIndex, reached: tuple[int, int], state: TopicState, segments: list[Segment]
+    ) -> int:
+        """Enter into `grown` the records from `reached` to the committed end of `state`;
+        return how many. Raises OSError, StoreCorrupted."""
+        entered = 0
+        first_ordinal, first_position = reached
+        for segment in segments[first_ordinal : state.segments]:
+            start = first_position if segment.ordinal == first_ordinal else 0
+            end = state.end if segment.ordinal == state.segments - 1 else segment.size
+            entered += enter_segment(grown, segment, start, end)
+        return entered
 
     def _fall_back(
         self, builder: _Builder, reason: str, index: HashIndex, needed: int

@@ -27,9 +27,11 @@ Imports stay light (no py-evm): the process starts in a fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,6 +262,7 @@ def enter_records(
         segments.append(Segment(request.directory, bases[ordinal], ordinal, writable=False))
     first_ordinal, first_position = start
     entered = 0
+    parent_check = functools.partial(check_parent, request.parent_pid)
     for segment in segments[first_ordinal : state.segments]:
         begin = first_position if segment.ordinal == first_ordinal else 0
         if segment.ordinal == state.segments - 1:
@@ -267,17 +270,22 @@ def enter_records(
         else:
             segment.refresh_size()
             end = segment.size
-        entered += enter_segment(target, segment, begin, end, request.parent_pid)
+        entered += enter_segment(target, segment, begin, end, parent_check)
     return entered
 
 
 def enter_segment(
-    target: HashIndex, segment: Segment, start: int, end: int, parent_pid: int
+    target: HashIndex,
+    segment: Segment,
+    start: int,
+    end: int,
+    between_chunks: Callable[[], None] = lambda: None,
 ) -> int:
     """Insert into `target` an entry for every record of `segment` from byte `start` to `end`
-    (the records' CRC32C checked); return how many. The lean twin of scanning with
-    `scan_records`, at about a third of its cost per record. Raises ParentGone, OSError,
-    StoreCorrupted (a damaged record, or one running past `end`)."""
+    (the records' CRC32C checked), calling `between_chunks` before each read; return how
+    many. The lean twin of scanning with `scan_records`, at about half its cost per record.
+    Raises OSError, StoreCorrupted (a damaged record, or one running past `end`), and what
+    `between_chunks` raises."""
     words = target.version == VERSION_WORDS
     salt = target.salt_word
     hash_of = target.hash_of
@@ -287,7 +295,7 @@ def enter_segment(
     entered = 0
     position = start
     while position < end:
-        check_parent(parent_pid)
+        between_chunks()
         chunk = segment.read(position, min(SCAN_CHUNK_BYTES, end - position))
         if len(chunk) >= HEADER_SIZE and unpack_header(chunk, 0)[0] > len(chunk):
             chunk = segment.read(position, unpack_header(chunk, 0)[0])  # one record, big
