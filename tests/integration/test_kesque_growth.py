@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,23 +334,36 @@ def test_close_and_rollback_stop_the_child_and_remove_its_file(tmp_path: Path, g
 
 
 def test_at_the_hard_load_the_writer_waits_for_the_child(
-    tmp_path: Path, gate: Path, growth_log: pytest.LogCaptureFixture
+    tmp_path: Path,
+    gate: Path,
+    growth_log: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    waits: list[int] = []
+    real_wait = hash_growth.IndexGrowth._wait_at_hard_load
+
+    def open_gate_and_wait(
+        growth: hash_growth.IndexGrowth, builder: object, index: HashIndex
+    ) -> int | None:
+        waits.append(index.generation)
+        gate.touch()  # the child may finish only once the writer waits for it
+        return real_wait(growth, builder, index)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hash_growth.IndexGrowth, "_wait_at_hard_load", open_gate_and_wait)
     store = tmp_path / "kesque"
     with Kesque.open(store, config=make_config()) as writer:
         keys = Keys(writer)
         keys.until_building()
         generation = writer.state.topic("storage").index_generation
-        opener = threading.Timer(0.5, gate.touch)
-        opener.start()
-        try:
-            while writer.state.topic("storage").index_generation == generation:
-                keys.commit(2)  # not sleeping: the load passes the hard limit before the gate opens
-                state = writer.state.topic("storage")
-                assert state.index_used <= hash_growth.HARD_LOAD * state.index_slots
-        finally:
-            opener.join()
+        for _ in range(100):
+            keys.commit(2)
+            state = writer.state.topic("storage")
+            assert state.index_used <= hash_growth.HARD_LOAD * state.index_slots
+            if state.index_generation > generation:
+                break
+        assert writer.state.topic("storage").index_generation == generation + 1
         keys.verify()
+    assert waits == [generation]
     lines = messages(growth_log)
     assert any("kesque index growth waiting" in line for line in lines), lines
     assert any("kesque index grown" in line for line in lines), lines

@@ -1,0 +1,45 @@
+"""The writer's side of index growth without a child: the threshold, the sizing, the config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from kesque_helpers import key_of, value_of
+
+from khipu.storage.kesque import Kesque, KesqueConfig
+from khipu.storage.kesque.hash_growth import grown_slots_log2
+from khipu.storage.kesque.hash_index import HashIndex, index_file_name
+
+
+def test_an_index_under_the_background_threshold_grows_in_the_writer(
+    store_dir: Path, small_config: KesqueConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="khipu.storage.kesque.hash_growth")
+    config = KesqueConfig(**{**small_config.__dict__, "hash_index_background_entries": 1000})
+    with Kesque.open(store_dir, config=config) as writer:
+        storage = writer.hash_topic("storage")
+        for start in range(0, 300, 10):
+            storage.put_many((key_of(i), value_of(i)) for i in range(start, start + 10))
+            writer.commit()
+            assert not storage._growth.building
+        state = writer.state.topic("storage")
+        assert state.index_generation >= 3 and state.index_slots >= 300 / 0.6  # from 32 slots
+        assert all(storage.get(key_of(i)) == value_of(i) for i in range(300))
+    assert not [r for r in caplog.records if "started" in r.getMessage()]
+
+
+def test_the_next_generation_is_twice_the_slots_or_more_for_a_big_commit(tmp_path: Path) -> None:
+    index = HashIndex.create(tmp_path / index_file_name(1), 10, 1, bytes(16))
+    try:
+        assert grown_slots_log2(index, 614, 0.6) == 11  # 614 <= 0.6 * 2048 / 2
+        assert grown_slots_log2(index, 615, 0.6) == 12
+        assert grown_slots_log2(index, 5000, 0.6) == 14
+    finally:
+        index.close()
+
+
+def test_a_negative_background_threshold_is_refused() -> None:
+    with pytest.raises(ValueError, match="hash_index_background_entries"):
+        KesqueConfig(hash_index_background_entries=-1)
