@@ -35,7 +35,7 @@ def test_the_next_generation_is_twice_the_slots_or_more_for_a_big_commit(tmp_pat
     try:
         assert grown_slots_log2(index, 614, 0.6) == 11  # 614 <= 0.6 * 2048 / 2
         assert grown_slots_log2(index, 615, 0.6) == 12
-        assert grown_slots_log2(index, 5000, 0.6) == 14
+        assert grown_slots_log2(index, 4915, 0.6) == 14
     finally:
         index.close()
 
