@@ -17,9 +17,18 @@ import pytest
 from khipu.storage.kesque import HashTopic, Kesque, KesqueConfig, hash_growth
 from khipu.storage.kesque.check import check_store
 from khipu.storage.kesque.commit_file import read_commit
-from khipu.storage.kesque.hash_index import SLOT, SLOTS_START, HashIndex, index_file_name
+from khipu.storage.kesque.hash_index import (
+    SLOT,
+    SLOTS_START,
+    VERSION_BLAKE2B,
+    HashIndex,
+    build_index,
+    index_file_name,
+    key_hash,
+)
 from khipu.storage.kesque.index_builder import GATE_VARIABLE
 from khipu.storage.kesque.repair import repair_store
+from khipu.storage.kesque.segment import scan_records
 
 HERE = Path(__file__).resolve().parent
 GROWTH_LOGGER = "khipu.storage.kesque.hash_growth"
@@ -428,4 +437,37 @@ def test_entries_the_disk_lost_after_the_switch_come_back_at_open(
     assert lost >= 3
     with Kesque.open(store, config=config) as reopened:
         keys.verify(reopened.hash_topic("storage"))
+    assert check_store(store, config).ok
+
+
+def test_a_version_1_index_grows_in_the_background_as_version_1(tmp_path: Path) -> None:
+    store = tmp_path / "kesque"
+    config = make_config()
+    with Kesque.open(store, config=config) as writer:
+        keys = Keys(writer)
+        keys.commit(10)
+        generation = writer.state.topic("storage").index_generation
+        old = keys.storage.index
+        assert old is not None
+        slots_log2 = old.slots_log2
+    # the index of a store made before version 2: keyed BLAKE2b for every key
+    directory = store / "storage"
+    salt = b"s" * 16
+    segment_path = next(directory.glob("*.log"))
+    log = segment_path.read_bytes()
+    records = scan_records(lambda at, n: log[at : at + n], 0, len(log), segment_path)
+    entries = [(key_hash(salt, r.key), 0, r.position, r.length) for r in records]
+    path = directory / index_file_name(generation)
+    path.unlink()
+    index, _ = build_index(path, slots_log2, generation, salt, entries, False, VERSION_BLAKE2B)
+    index.close()
+    with Kesque.open(store, config=config) as writer:
+        keys = Keys(writer)
+        keys.count = 10
+        keys.until_building()
+        keys.until_generation(generation + 1)
+        grown = keys.storage.index
+        assert grown is not None and grown.version == VERSION_BLAKE2B and grown.salt == salt
+        assert set(live_entries(grown)) == log_entries(keys.storage, grown)
+        keys.verify()
     assert check_store(store, config).ok
