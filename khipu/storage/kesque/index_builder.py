@@ -28,6 +28,7 @@ Imports stay light (no py-evm): the process starts in a fraction of a second.
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import sys
 import time
@@ -56,6 +57,8 @@ from khipu.storage.kesque.segment import HEADER_SIZE, RECORD_HEADER, Segment, li
 
 COPY_CHUNK_SLOTS = 1 << 14
 """Slots copied between two looks at the parent."""
+FLUSH_BYTES = 2 << 20
+"""A durable build msyncs its file in steps of this many bytes while it copies."""
 SCAN_CHUNK_BYTES = 1 << 20
 """Log bytes read at once in the catch-up (one look at the parent per chunk)."""
 GATE_VARIABLE = "KHIPU_KESQUE_GROWTH_GATE"
@@ -166,7 +169,9 @@ def build(request: BuildRequest) -> BuildResult:
             source.version,
         )
         try:
-            copied = copy_entries_before(source, target, request.boundary, request.parent_pid)
+            copied = copy_entries_before(
+                source, target, request.boundary, request.parent_pid, request.durable
+            )
             wait_at_gate(request.parent_pid)
             reached, records, entered = catch_up(target, request)
             if request.durable:
@@ -179,15 +184,31 @@ def build(request: BuildRequest) -> BuildResult:
 
 
 def copy_entries_before(
-    source: HashIndex, target: HashIndex, boundary: tuple[int, int], parent_pid: int
+    source: HashIndex,
+    target: HashIndex,
+    boundary: tuple[int, int],
+    parent_pid: int,
+    durable: bool = False,
 ) -> int:
     """Phase 1: insert into `target` every live entry of `source` whose record lies before
-    `boundary`; return how many. Raises ParentGone, OverflowError."""
+    `boundary`; return how many. `durable`: msync the part of `target` written so far every
+    FLUSH_BYTES as it goes, so the final msync is short (one long burst of writes stalls the
+    writer's commit fsyncs for as long). Raises ParentGone, OverflowError, OSError."""
     boundary_ordinal, boundary_position = boundary
     copied = 0
     source_map = source.map
+    flushed = 0
+    growth_shift = target.slots_log2 - source.slots_log2
     for first in range(0, source.slots, COPY_CHUNK_SLOTS):
         check_parent(parent_pid)
+        if durable:
+            # slot order is hash order, in both files: the target is written front to back
+            # (give or take a probe run), so what lies well behind the front is done
+            front = SLOTS_START + (first << growth_shift) * SLOT_SIZE - FLUSH_BYTES
+            front -= front % mmap.PAGESIZE
+            if front - flushed >= FLUSH_BYTES:
+                target.map.flush(flushed, front - flushed)
+                flushed = front
         start = SLOTS_START + first * SLOT_SIZE
         count = min(COPY_CHUNK_SLOTS, source.slots - first)
         chunk = source_map[start : start + count * SLOT_SIZE]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 from pathlib import Path
 
 import pytest
 from kesque_helpers import key_of, value_of
 
-from khipu.storage.kesque import Kesque, KesqueConfig, StoreCorrupted
+from khipu.storage.kesque import Kesque, KesqueConfig, StoreCorrupted, index_builder
 from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.hash_index import HashIndex, index_file_name
 from khipu.storage.kesque.index_builder import (
@@ -171,3 +172,54 @@ def test_a_damaged_record_past_the_boundary_stops_the_build(
             build(request_for(writer, boundary, catch_up=0))
         assert raised.value.offset == boundary.end
         assert raised.value.file == segment.path
+
+
+def test_a_durable_build_flushes_as_it_copies_and_copies_the_same(
+    store_dir: Path, config: KesqueConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_builder, "COPY_CHUNK_SLOTS", 64)
+    monkeypatch.setattr(index_builder, "FLUSH_BYTES", mmap.PAGESIZE)
+    flushed: list[tuple[int, int]] = []
+    real_copy = index_builder.copy_entries_before
+
+    def copy(
+        source: HashIndex, target: HashIndex, boundary: tuple[int, int], parent: int, durable: bool
+    ) -> int:
+        class Recording:
+            def __init__(self, index: HashIndex) -> None:
+                self.index = index
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self.index, name)
+
+            @property
+            def map(self) -> object:
+                index_map = self.index.map
+
+                class Flushing:
+                    def flush(self, offset: int, size: int) -> None:
+                        flushed.append((offset, size))
+                        index_map.flush(offset, size)
+
+                return Flushing()
+
+        return real_copy(source, Recording(target), boundary, parent, durable)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_builder, "copy_entries_before", copy)
+    with Kesque.open(store_dir, config=config) as writer:
+        fill(writer, 0, 300)
+        state = writer.topic("storage").state
+        storage = writer.topic("storage")
+        assert storage.index is not None
+        expected = set(live_entries(storage.index))
+        request = request_for(writer, state, catch_up=0, durable=True)
+        build(request)
+        built = HashIndex(request.temporary, writable=False)
+        try:
+            assert set(live_entries(built)) == expected
+        finally:
+            built.close()
+    assert len(flushed) >= 5
+    assert all(offset % mmap.PAGESIZE == 0 for offset, _ in flushed)
+    ends = [offset + size for offset, size in flushed]
+    assert ends == sorted(ends) and [offset for offset, _ in flushed[1:]] == ends[:-1]
