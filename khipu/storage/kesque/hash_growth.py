@@ -9,7 +9,8 @@ after the child is done:
 
 - the child copied g's entries of the records before the boundary B (the committed end at the
   commit before the growth started) and entered the later committed records from the log, up
-  to a point C; it msynced the file (durable stores) and printed C;
+  to a point C; it made the file durable (durable stores: msynced in steps while it copies, as
+  one long burst of writes would stall the writer's commit fsyncs for as long) and printed C;
 - the writer enters the records from C to the committed end (a few thousand at most), renames
   the file into place and fsyncs the directory; from there it is the synchronous path: the
   commit's own entries go into g + 1, the commit file names it, and readers switch at that
@@ -52,9 +53,9 @@ CATCH_UP_RECORDS = 1024
 STOP_SECONDS = 5.0
 """How long a stopped child may take to exit after SIGTERM before it is killed."""
 WAIT_SECONDS_MIN = 30.0
-WAIT_SECONDS_PER_ENTRY = 10e-6
-"""At the hard load the writer waits for the child at most this long per entry (several
-times what a build costs), at least WAIT_SECONDS_MIN; then it builds in the writer."""
+WAIT_SECONDS_PER_SLOT = 10e-6
+"""At the hard load the writer waits for the child at most this long per slot of g (several
+times what a build costs per entry), at least WAIT_SECONDS_MIN; then it builds itself."""
 BUILDER_COMMAND = (
     "import sys; from khipu.storage.kesque.index_builder import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -149,7 +150,7 @@ class IndexGrowth:
             try:
                 self._start(index, needed, state)
             except OSError as error:
-                self._warn("start", error, index.generation + 1)
+                self._warn(f"cannot start the child: {error}", index.generation + 1)
                 return grow_in_writer(self.directory, index, needed, self.config)
             return None
         builder = self._builder
@@ -191,7 +192,8 @@ class IndexGrowth:
                 process.wait()
         with contextlib.suppress(OSError, ValueError):
             process.communicate()  # closes the pipes
-        builder.request.temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            builder.request.temporary.unlink(missing_ok=True)
 
     def _start(self, index: HashIndex, needed: int, state: TopicState) -> None:
         generation = index.generation + 1
@@ -231,7 +233,7 @@ class IndexGrowth:
 
     def _wait_at_hard_load(self, builder: _Builder, index: HashIndex) -> int | None:
         """The child's exit code once it exits, or None if it does not within the bound."""
-        bound = max(WAIT_SECONDS_MIN, WAIT_SECONDS_PER_ENTRY * index.slots)
+        bound = max(WAIT_SECONDS_MIN, WAIT_SECONDS_PER_SLOT * index.slots)
         logger.info(
             "kesque index growth waiting topic=%s generation=%d load=%.3f bound_s=%.0f",
             self.topic,
@@ -311,15 +313,14 @@ class IndexGrowth:
     def _fall_back(
         self, builder: _Builder, reason: str, index: HashIndex, needed: int
     ) -> GrownIndex:
-        self._warn(reason, None, index.generation + 1)
+        self._warn(reason, index.generation + 1)
         builder.request.temporary.unlink(missing_ok=True)
         return grow_in_writer(self.directory, index, needed, self.config)
 
-    def _warn(self, reason: str, error: OSError | None, generation: int) -> None:
-        detail = f"{reason}: {error}" if error is not None else reason
+    def _warn(self, reason: str, generation: int) -> None:
         logger.warning(
             "kesque index growth failed topic=%s generation=%d fallback=writer reason=%r",
             self.topic,
             generation,
-            detail,
+            reason,
         )
