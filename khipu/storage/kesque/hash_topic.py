@@ -416,7 +416,7 @@ class HashTopic(TopicLog):
             if grown is not None:
                 self._grown, self._grown_used = grown.index, grown.used
                 if grown.replay_from is not None:  # what the grown file lacks on disk
-                    self._index_sync.reset(grown.replay_from)
+                    self._index_sync.replaced(grown.replay_from)
 
     def stage_index(self) -> None:
         """Commit step 2, while the flushes run on other threads: write every new entry's

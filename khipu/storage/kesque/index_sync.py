@@ -72,6 +72,17 @@ class IndexSync:
         self.replay_from = replay_from
         self._unsynced_bytes = 0
 
+    def replaced(self, replay_from: Location) -> None:
+        """The writer switched to a new index generation whose entries are durable except
+        those of the records from `replay_from` on (a generation grown by a child process,
+        hash_growth.py). Unlike `reset` it does not wait for a running fsync of the old
+        generation: that one, once done, leaves the replay point at `replay_from`."""
+        self._adopt_finished()
+        self.replay_from = replay_from
+        self._unsynced_bytes = 0
+        if self._running is not None:
+            self._entered_since_start = replay_from
+
     def wait(self) -> None:
         """Let a running fsync finish (before its index is closed or replaced)."""
         if self._running is not None:

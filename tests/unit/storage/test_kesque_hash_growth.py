@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from kesque_helpers import key_of, value_of
 from khipu.storage.kesque import Kesque, KesqueConfig
 from khipu.storage.kesque.hash_growth import grown_slots_log2
 from khipu.storage.kesque.hash_index import HashIndex, index_file_name
+from khipu.storage.kesque.index_sync import IndexSync
 
 
 def test_an_index_under_the_background_threshold_grows_in_the_writer(
@@ -43,3 +45,20 @@ def test_the_next_generation_is_twice_the_slots_or_more_for_a_big_commit(tmp_pat
 def test_a_negative_background_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match="hash_index_background_entries"):
         KesqueConfig(hash_index_background_entries=-1)
+
+
+def test_a_switch_to_a_grown_index_does_not_wait_for_the_old_ones_fsync() -> None:
+    sync = IndexSync("storage", (0, 10), sync_bytes=1)
+    old_fsync: Future[None] = Future()  # running, on the old generation
+    sync._running = old_fsync
+    sync._entered_since_start = (0, 500)
+    sync.replaced((0, 300))  # returns at once
+    assert sync.replay_from == (0, 300)
+    sync.entered((0, 700), 100)  # the switching commit's entries
+    old_fsync.set_result(None)
+    sync.wait()
+    # the old generation's fsync says nothing of the grown file's entries from 300 on
+    assert sync.replay_from == (0, 300)
+    idle = IndexSync("storage", None, sync_bytes=1)
+    idle.replaced((1, 20))
+    assert idle.replay_from == (1, 20)
