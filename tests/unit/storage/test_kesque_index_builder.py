@@ -223,3 +223,27 @@ def test_a_durable_build_flushes_as_it_copies_and_copies_the_same(
     assert all(offset % mmap.PAGESIZE == 0 for offset, _ in flushed)
     ends = [offset + size for offset, size in flushed]
     assert ends == sorted(ends) and [offset for offset, _ in flushed[1:]] == ends[:-1]
+
+
+def test_records_larger_than_a_scan_chunk_are_entered(
+    store_dir: Path, config: KesqueConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_builder, "SCAN_CHUNK_BYTES", 4096)
+    with Kesque.open(store_dir, config=config) as writer:
+        fill(writer, 0, 20)
+        boundary = writer.state.topic("storage")
+        storage = writer.topic("storage")
+        storage.put(key_of(1000), b"\x07" * 10_000)  # over two chunks, alone in its segment
+        fill(writer, 20, 60)
+        storage.put(b"a key that is not 32 bytes", b"\x08" * 5000)
+        writer.commit()
+        assert storage.index is not None
+        expected = set(live_entries(storage.index))
+        request = request_for(writer, boundary, catch_up=0)
+        result = build(request)
+        assert result.entries == len(expected) == 62
+        built = HashIndex(request.temporary, writable=False)
+        try:
+            assert set(live_entries(built)) == expected
+        finally:
+            built.close()
