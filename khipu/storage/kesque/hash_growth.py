@@ -97,13 +97,12 @@ def grow_in_writer(
     """Build the next generation of `index` here and now from its live entries (durable when
     the config is). Raises OSError."""
     generation = index.generation + 1
-    live = (entry[1:] for entry in index.entries())
     grown, used = build_index(
         directory / index_file_name(generation),
         grown_slots_log2(index, needed, config.hash_index_max_load),
         generation,
         index.salt,
-        live,
+        index.live_entries(),
         config.fsync,
         index.version,
     )

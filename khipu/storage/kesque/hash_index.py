@@ -266,6 +266,16 @@ class HashIndex:
                 if hashed > DELETED:
                     yield first + i, hashed, segment, position, length
 
+    def live_entries(self) -> Iterator[tuple[int, int, int, int]]:
+        """(hash, segment, position, length) of every live entry, in slot order (what a grown
+        generation takes: one filtered unpack per slot, no slot numbers)."""
+        chunk_slots = 1 << 14
+        for first in range(0, self.slots, chunk_slots):
+            start = SLOTS_START + first * SLOT_SIZE
+            count = min(chunk_slots, self.slots - first)
+            chunk = self._map[start : start + count * SLOT_SIZE]
+            yield from [entry for entry in SLOT.iter_unpack(chunk) if entry[0] > DELETED]
+
     def count_used_slots(self) -> int:
         """Slots not empty (live or deleted), by a full scan."""
         used = 0

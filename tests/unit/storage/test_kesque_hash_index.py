@@ -46,7 +46,25 @@ def test_deleted_entries_keep_chains_intact(tmp_path: Path) -> None:
     assert index.candidates(shared_slot | 2) == []
     assert [c[2] for c in index.candidates(shared_slot | 3)] == [10]
     assert all(entry[1] != DELETED for entry in index.entries())
+    assert list(index.live_entries()) == [entry[1:] for entry in index.entries()]
+    assert list(index.live_entries()) == [(shared_slot | 3, 0, 10, 10)]
     assert index.count_used_slots() == 2
+    index.close()
+
+
+def test_staged_entries_are_found_only_once_entered(tmp_path: Path) -> None:
+    index = HashIndex.create(tmp_path / "x.idx", 6, 1, SALT)
+    hashes = [key_hash(SALT, b"staged-%d" % i) for i in range(20)]
+    entries = [(hashed, 1, i * 10, 10) for i, hashed in enumerate(hashes)]
+    index.insert_many(entries[:5])
+    staged = index.stage(entries[5:])
+    assert len(set(staged)) == 15
+    assert all(index.candidates(hashed) == [] for hashed in hashes[5:])
+    assert index.count_used_slots() == 20  # staged slots are taken: later inserts go around
+    index.enter_staged(entries[5:], staged)
+    for i, hashed in enumerate(hashes):
+        assert [c[1:] for c in index.candidates(hashed)] == [(1, i * 10, 10)]
+    assert sorted(index.live_entries()) == sorted(entries)
     index.close()
 
 
