@@ -13,8 +13,10 @@ include the main hash index growing (the slowest commit of each row is a row of 
 Last, `--sustained` more records in batches of 1,000: long enough that LevelDB pays the
 compactions its writes cause (in a short row it may append at its memtable's speed and leave
 them for later; in a long import they come due, with write stalls). This row gives the overall
-rate, the slowest batch and the slowest and fastest window of 100,000 records. Then, in a fresh
-child process per store (so heap and /proc counters belong to that store alone):
+rate, the slowest batch and the slowest and fastest window of 100,000 records. `all writes` is
+the records of the load and of every append row over their summed seconds: each store's whole
+write work, wherever it fell. Then, in a fresh child process per store (so heap and /proc
+counters belong to that store alone):
 
   open    Kesque.open(readonly) / plyvel.DB(...) on the N-key store, with its data files cold
   cold    R random gets after evicting every Kesque segment file and every LevelDB .ldb/.log
@@ -174,7 +176,7 @@ def append_batches(
                     write.put(key, value)
             timed(time.perf_counter() - start, start_at + size - first)
         db.close()
-    rates = {"rate": count / seconds, "slowest": slowest}
+    rates = {"rate": count / seconds, "slowest": slowest, "records": count}
     if windows:
         rates.update(lowest_window=min(windows), highest_window=max(windows))
     return rates
@@ -410,6 +412,7 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
             if part in results["kesque"]["sustained"]:
                 row = both(lambda r, p=part: float(r["sustained"][p]))  # type: ignore[misc]
                 table.append((f"{label} {name}", *row, fmt))
+    table.append(("all writes rec/s", *both(all_writes_rate), ",.0f"))
     table.append(("load MB/s (key+value)", *load_rate, ".1f"))
     table.append(("size on disk MB", *both(lambda r: r["load"]["disk"] / 1e6), ",.0f"))
     if "open_s" not in results["kesque"]:  # --skip-reads
@@ -433,6 +436,22 @@ def rows(results: dict[str, dict[str, Any]], reads: int) -> list[tuple[str, floa
     table.append(("python heap B/key", *both(lambda r: r["traced_per_key"]), ".3f"))
     table.append(("RssAnon growth B/key", *both(lambda r: r["anon_per_key"]), ".3f"))
     return table
+
+
+def all_writes_rate(result: dict[str, Any]) -> float:
+    """Records per second over the load and every append row together: one store's whole
+    write work, wherever it fell (LevelDB defers compactions past the load; they come due in
+    the append rows)."""
+    records = result["records"]
+    seconds = result["load"]["seconds"]
+    for size, rounds in APPEND_ROUNDS.items():
+        records += size * rounds
+        seconds += size * rounds / result[f"append_{size}"]["rate"]
+    if "sustained" in result:
+        appended = result["sustained"]["records"]
+        records += appended
+        seconds += appended / result["sustained"]["rate"]
+    return float(records / seconds)
 
 
 def each_cold_gets_of(reads: int) -> int:
