@@ -93,10 +93,6 @@ class Keys:
             assert storage.get(key(i)) == value(i), i
 
 
-def live_entries(index: HashIndex) -> list[Entry]:
-    return [entry[1:] for entry in index.entries()]
-
-
 def log_entries(topic: HashTopic, index: HashIndex) -> set[Entry]:
     """The entries a synchronous build would hold: one per committed record."""
     return {
@@ -171,7 +167,7 @@ def test_the_background_build_holds_what_a_synchronous_build_would(
         assert state.index_generation == generation + 1
         grown = keys.storage.index
         assert grown is not None and grown.generation == generation + 1
-        entries = live_entries(grown)
+        entries = list(grown.live_entries())
         assert len(entries) == len(set(entries))
         assert set(entries) == log_entries(keys.storage, grown)
         assert state.index_used == len(entries) == keys.count
@@ -316,7 +312,7 @@ def test_sigkill_of_the_child_falls_back_to_a_build_in_the_writer(
         keys.verify()
         index = keys.storage.index
         assert index is not None
-        assert set(live_entries(index)) == log_entries(keys.storage, index)
+        assert set(index.live_entries()) == log_entries(keys.storage, index)
     warnings = [line for line in messages(growth_log) if "failed" in line]
     assert len(warnings) == 1 and "fallback=writer" in warnings[0] and "signal 9" in warnings[0]
     assert check_store(store, make_config()).ok
@@ -474,6 +470,6 @@ def test_a_version_1_index_grows_in_the_background_as_version_1(tmp_path: Path) 
         keys.until_generation(generation + 1)
         grown = keys.storage.index
         assert grown is not None and grown.version == VERSION_BLAKE2B and grown.salt == salt
-        assert set(live_entries(grown)) == log_entries(keys.storage, grown)
+        assert set(grown.live_entries()) == log_entries(keys.storage, grown)
         keys.verify()
     assert check_store(store, config).ok

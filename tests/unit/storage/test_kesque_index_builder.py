@@ -21,12 +21,6 @@ from khipu.storage.kesque.index_builder import (
     main,
 )
 
-Entry = tuple[int, int, int, int]
-
-
-def live_entries(index: HashIndex) -> list[Entry]:
-    return [entry[1:] for entry in index.entries()]
-
 
 def fill(writer: Kesque, first: int, last: int, per_commit: int = 20) -> None:
     storage = writer.topic("storage")
@@ -71,7 +65,7 @@ def test_copy_and_catch_up_give_exactly_the_entries_of_the_index(
         fill(writer, 60, 160)  # past the boundary: in the index, and in the log
         storage = writer.topic("storage")
         assert storage.index is not None
-        expected = live_entries(storage.index)
+        expected = list(storage.index.live_entries())
         assert len(expected) == 160
         request = request_for(writer, boundary, catch_up=0)
         result = build(request)
@@ -80,7 +74,7 @@ def test_copy_and_catch_up_give_exactly_the_entries_of_the_index(
         assert result.records == 160 and result.entries == 160
         built = HashIndex(request.temporary, writable=False)
         try:
-            entries = live_entries(built)
+            entries = list(built.live_entries())
             assert (built.generation, built.salt) == (
                 storage.index.generation + 1,
                 storage.index.salt,
@@ -103,7 +97,7 @@ def test_a_build_close_to_the_end_stops_at_the_boundary_and_copies_only_what_lie
         assert storage.index is not None
         before = {
             entry
-            for entry in live_entries(storage.index)
+            for entry in storage.index.live_entries()
             if (entry[1], entry[2]) < (boundary.segments - 1, boundary.end)
         }
         assert len(before) == 60
@@ -117,7 +111,7 @@ def test_a_build_close_to_the_end_stops_at_the_boundary_and_copies_only_what_lie
         assert result.reached == (boundary.segments - 1, boundary.end) and result.records == 60
         built = HashIndex(request.temporary, writable=False)
         try:
-            entries = set(live_entries(built))
+            entries = set(built.live_entries())
         finally:
             built.close()
         assert entries == before - {tuple(retired)}
@@ -211,12 +205,12 @@ def test_a_durable_build_flushes_as_it_copies_and_copies_the_same(
         state = writer.topic("storage").state
         storage = writer.topic("storage")
         assert storage.index is not None
-        expected = set(live_entries(storage.index))
+        expected = set(storage.index.live_entries())
         request = request_for(writer, state, catch_up=0, durable=True)
         build(request)
         built = HashIndex(request.temporary, writable=False)
         try:
-            assert set(live_entries(built)) == expected
+            assert set(built.live_entries()) == expected
         finally:
             built.close()
     assert len(flushed) >= 5
@@ -238,12 +232,12 @@ def test_records_larger_than_a_scan_chunk_are_entered(
         storage.put(b"a key that is not 32 bytes", b"\x08" * 5000)
         writer.commit()
         assert storage.index is not None
-        expected = set(live_entries(storage.index))
+        expected = set(storage.index.live_entries())
         request = request_for(writer, boundary, catch_up=0)
         result = build(request)
         assert result.entries == len(expected) == 62
         built = HashIndex(request.temporary, writable=False)
         try:
-            assert set(live_entries(built)) == expected
+            assert set(built.live_entries()) == expected
         finally:
             built.close()
