@@ -60,7 +60,7 @@ from khipu.storage.kesque.segment import (
     decode_record,
     scan_records,
 )
-from khipu.storage.kesque.topic import StoreLink, SyncJob, TopicLog
+from khipu.storage.kesque.topic import StoreLink, TopicLog
 
 # (key hash, segment ordinal, position, length)
 IndexEntry = tuple[int, int, int, int]
@@ -427,13 +427,12 @@ class HashTopic(TopicLog):
         assert index is not None
         self._staged = index.stage(self._pending) if self._pending else None
 
-    def index_syncs(self) -> list[SyncJob]:
-        """Commit step 3 (the records and the commit file are durable): enter the records into
-        the index; start an fsync
-        of it in the background when `index_sync_bytes` of records were entered since the last
-        one (until it is done, the commit file names where the records begin whose entries may
-        not be durable, and a writer re-enters them at open: hash_recovery.py). Raises
-        OSError."""
+    def enter_index(self) -> None:
+        """Commit step 3 (the records and the commit file are durable): give the staged entries
+        their hashes (or insert them); start an fsync of the index in the background when
+        `index_sync_bytes` of records were entered since the last one began. Until it is done,
+        the commit file names where the records begin whose entries may not be durable, and a
+        writer re-enters them at open (hash_recovery.py)."""
         index = self._grown or self.index
         assert index is not None
         pending = self._pending
@@ -452,7 +451,6 @@ class HashTopic(TopicLog):
             self._index_sync.maybe_start(index, now=self._created_files)
         else:  # the page cache holds the entries of earlier commits
             self._index_sync.not_durable()
-        return []
 
     def settle_index(self) -> bool:
         """Writer closing: make the index durable if committed entries may not be yet; True if

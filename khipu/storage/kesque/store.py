@@ -18,7 +18,6 @@ may not be durable yet (hash_recovery.py); it never scans the logs.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -244,8 +243,8 @@ class Kesque:
         except OSError as error:
             self._void_slot(sequence)
             self.fail_write(error, Path(error.filename) if error.filename else self.path)
-        with contextlib.suppress(OSError):  # the commit is durable: a failed index msync is
-            self._run_syncs([job for topic in topics for job in topic.index_syncs()])  # redone
+        for topic in topics:  # the commit is durable: its records go into the indexes
+            topic.enter_index()
         self._adopt(state, topics)
         self._tell_readers()
 

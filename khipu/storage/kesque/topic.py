@@ -186,10 +186,9 @@ class TopicLog:
             jobs.append(lambda: files.fsync_directory(directory))
         return jobs
 
-    def index_syncs(self) -> list[SyncJob]:
-        """Writer, commit step 3 (the logs and the commit file are durable now): update the
-        indexes; return the syncs that make them durable (subclasses). Raises OSError."""
-        return []
+    def enter_index(self) -> None:
+        """Writer, commit step 3 (the logs and the commit file are durable now): make the new
+        records findable through the topic's index (subclasses that have one)."""
 
     def proposed_state(self, sequence: int) -> TopicState:
         """Writer, after `write_out`: the state commit `sequence` will publish, naming where

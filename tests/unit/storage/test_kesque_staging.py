@@ -55,7 +55,7 @@ def test_staged_entries_are_deleted_slots_until_their_commit_is_durable(
             assert reader.topic("storage").get(key_of(30)) is None
             assert reader.topic("storage").get(key_of(10)) == value_of(10)
         writer._run_syncs(writer._commit_flushes(topics))
-        storage.index_syncs()
+        storage.enter_index()
         hashes = slot_hashes(index)
         assert hashes.count(DELETED) == 0
         assert staged_hashes <= set(hashes)
