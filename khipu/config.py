@@ -8,15 +8,19 @@ neither flag gets mainnet, as geth does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from khipu.chain.config import Genesis, GenesisError
 from khipu.chain.presets import NETWORKS, genesis_json
+
+if TYPE_CHECKING:
+    from khipu.storage.kesque import KesqueConfig
 
 DEFAULT_NETWORK = "mainnet"
 
@@ -50,6 +54,9 @@ CONFIG_KEYS: dict[tuple[str, str], str] = {
     ("p2p", "bootnodes"): "bootnodes",
     ("p2p", "staticnodes"): "staticnodes",
     ("p2p", "badpeer_expiry"): "p2p_badpeer_expiry",
+    ("storage", "cache_mib"): "storage_cache_mib",
+    ("storage", "index_sync_mib"): "storage_index_sync_mib",
+    ("storage", "index_background_entries"): "storage_index_background_entries",
 }
 
 
@@ -89,14 +96,88 @@ def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--genesis", type=Path, help="a geth-style genesis.json")
 
 
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the Kesque settings of the node's store ([storage] in the config file)."""
+    parser.add_argument(
+        "--storage.cache-mib",
+        dest="storage_cache_mib",
+        type=parse_topic_sizes,
+        metavar="TOPIC=MIB[,...]",
+        help="LRU value cache per Kesque topic, in MiB (account, storage, evmcode, header, "
+        "body, receipts, td; default 64, 64, 16, 8, 8, 8, 1; topics not named keep theirs)",
+    )
+    parser.add_argument(
+        "--storage.index-sync-mib",
+        dest="storage_index_sync_mib",
+        type=int,
+        metavar="MIB",
+        help="fsync a hash index every MIB of records (default 256; a crash re-reads at most "
+        "this much at the next open)",
+    )
+    parser.add_argument(
+        "--storage.index-background-entries",
+        dest="storage_index_background_entries",
+        type=int,
+        metavar="N",
+        help="a hash index of at least N entries grows in a child process (default 200000)",
+    )
+
+
+def parse_topic_sizes(text: str) -> dict[str, int]:
+    """`account=64,storage=128` -> {"account": 64, "storage": 128}. Raises
+    argparse.ArgumentTypeError for a malformed item (names are checked by storage_config)."""
+    sizes: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        topic, equals, size = item.partition("=")
+        if not equals or not size.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected TOPIC=MIB, not {item!r}")
+        sizes[topic.strip()] = int(size)
+    return sizes
+
+
+def storage_config(args: argparse.Namespace) -> KesqueConfig:
+    """The store's KesqueConfig from the storage settings in `args` (the defaults for those not
+    given). Raises ConfigError for an unknown topic or a value out of range."""
+    from khipu.storage.kesque import KesqueConfig
+
+    default = KesqueConfig()
+    changes: dict[str, Any] = {}
+    sizes = getattr(args, "storage_cache_mib", None)
+    if sizes is not None:
+        if not isinstance(sizes, dict):
+            raise ConfigError(f"storage.cache_mib must be a table of topic = MiB, not {sizes!r}")
+        topics = (*default.hash_topics, *default.number_topics)
+        cache_bytes = dict(default.cache_bytes)
+        for topic, size in sizes.items():
+            if topic not in topics:
+                raise ConfigError(f"storage.cache_mib: no topic {topic!r} (topics: {topics})")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ConfigError(f"storage.cache_mib.{topic} must be MiB >= 0, not {size!r}")
+            cache_bytes[topic] = size << 20
+        changes["cache_bytes"] = cache_bytes
+    sync_mib = getattr(args, "storage_index_sync_mib", None)
+    if sync_mib is not None:
+        if not isinstance(sync_mib, int) or isinstance(sync_mib, bool) or sync_mib < 1:
+            raise ConfigError(f"storage.index_sync_mib must be >= 1, not {sync_mib!r}")
+        changes["index_sync_bytes"] = sync_mib << 20
+    entries = getattr(args, "storage_index_background_entries", None)
+    if entries is not None:
+        if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
+            raise ConfigError(f"storage.index_background_entries must be >= 0, not {entries!r}")
+        changes["hash_index_background_entries"] = entries
+    return dataclasses.replace(default, **changes)
+
+
 @dataclass(frozen=True)
 class ChainSelection:
-    """The chain a command works on and the datadir holding it."""
+    """The chain a command works on, the datadir holding it and its store's settings."""
 
     name: str
     datadir: Path
     genesis: Genesis
     genesis_json: dict[str, Any]
+    storage: KesqueConfig | None = None
+    """Kesque's settings for the writer (None: the defaults)."""
 
 
 def select_chain(args: argparse.Namespace) -> ChainSelection:
@@ -120,4 +201,5 @@ def select_chain(args: argparse.Namespace) -> ChainSelection:
         stored = ChainStore.stored_genesis_json(datadir)
         name = datadir.name if stored is not None else DEFAULT_NETWORK
         document = stored if stored is not None else genesis_json(DEFAULT_NETWORK)
-    return ChainSelection(name, Path(datadir), Genesis.from_json(document), document)
+    storage = storage_config(args)
+    return ChainSelection(name, Path(datadir), Genesis.from_json(document), document, storage)

@@ -208,8 +208,9 @@ class Node:
         Raises GenesisMismatch or StoreLocked (before anything runs) for a datadir of another
         chain or in use, and MetricsUnavailable if the metrics address cannot be bound.
         """
+        selection = self.selection
         store = ChainStore.open(
-            self.selection.datadir, self.selection.genesis, self.selection.genesis_json
+            selection.datadir, selection.genesis, selection.genesis_json, config=selection.storage
         )
         try:
             head = store.head()

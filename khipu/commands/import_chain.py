@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from khipu.config import add_chain_arguments
+from khipu.config import add_chain_arguments, add_storage_arguments
 
 
 def register(subparsers: Any) -> None:
@@ -20,6 +20,7 @@ def register(subparsers: Any) -> None:
         "Running it again resumes after the last stored block.",
     )
     add_chain_arguments(parser)
+    add_storage_arguments(parser)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parser.add_argument("--json", action="store_true", help="end stdout with a JSON summary")
     parser.add_argument(
@@ -105,7 +106,9 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         selection = select_chain(args)
         workers = execution_workers(args)
-        store = ChainStore.open(selection.datadir, selection.genesis, selection.genesis_json)
+        store = ChainStore.open(
+            selection.datadir, selection.genesis, selection.genesis_json, config=selection.storage
+        )
     except (GenesisError, GenesisMismatch, StoreLocked, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from khipu.commands.import_chain import add_execution_arguments, execution_workers
-from khipu.config import add_chain_arguments
+from khipu.config import add_chain_arguments, add_storage_arguments
 from khipu.logs import LOG_FORMATS
 
 DEFAULT_HEALTH_INTERVAL = 60.0
@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
         "forced the exit.",
     )
     add_chain_arguments(parser)
+    add_storage_arguments(parser)
     parser.add_argument(
         "--import",
         dest="import_files",

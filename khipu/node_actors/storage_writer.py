@@ -135,7 +135,12 @@ class StorageWriter(SupervisedActor):
         selection = self.selection
         while True:
             try:
-                return ChainStore.open(selection.datadir, selection.genesis, selection.genesis_json)
+                return ChainStore.open(
+                    selection.datadir,
+                    selection.genesis,
+                    selection.genesis_json,
+                    config=selection.storage,
+                )
             except StoreLocked:
                 if time.monotonic() >= deadline:
                     raise
