@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-
-def key_of(i: int) -> bytes:
-    return hashlib.sha256(b"growth-key-%d" % i).digest()
-
-
-def value_of(i: int) -> bytes:
-    return hashlib.sha256(b"growth-value-%d" % i).digest() * (2 + i % 4)
+from benchmarks.kesque_vs_leveldb import key_of, value_of
 
 
 def run(

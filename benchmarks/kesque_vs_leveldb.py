@@ -176,7 +176,7 @@ def append_batches(
                     write.put(key, value)
             timed(time.perf_counter() - start, start_at + size - first)
         db.close()
-    rates = {"rate": count / seconds, "slowest": slowest, "records": count}
+    rates = {"rate": count / seconds, "slowest": slowest, "records": count, "seconds": seconds}
     if windows:
         rates.update(lowest_window=min(windows), highest_window=max(windows))
     return rates
@@ -442,15 +442,10 @@ def all_writes_rate(result: dict[str, Any]) -> float:
     """Records per second over the load and every append row together: one store's whole
     write work, wherever it fell (LevelDB defers compactions past the load; they come due in
     the append rows)."""
-    records = result["records"]
-    seconds = result["load"]["seconds"]
-    for size, rounds in APPEND_ROUNDS.items():
-        records += size * rounds
-        seconds += size * rounds / result[f"append_{size}"]["rate"]
-    if "sustained" in result:
-        appended = result["sustained"]["records"]
-        records += appended
-        seconds += appended / result["sustained"]["rate"]
+    appends = [result[f"append_{size}"] for size in APPEND_ROUNDS]
+    appends += [result["sustained"]] if "sustained" in result else []
+    records = result["records"] + sum(row["records"] for row in appends)
+    seconds = result["load"]["seconds"] + sum(row["seconds"] for row in appends)
     return float(records / seconds)
 
 

@@ -151,21 +151,23 @@ def storage_config(args: argparse.Namespace) -> KesqueConfig:
         for topic, size in sizes.items():
             if topic not in topics:
                 raise ConfigError(f"storage.cache_mib: no topic {topic!r} (topics: {topics})")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ConfigError(f"storage.cache_mib.{topic} must be MiB >= 0, not {size!r}")
-            cache_bytes[topic] = size << 20
+            cache_bytes[topic] = whole_number(f"storage.cache_mib.{topic}", size, 0, "MiB ") << 20
         changes["cache_bytes"] = cache_bytes
     sync_mib = getattr(args, "storage_index_sync_mib", None)
     if sync_mib is not None:
-        if not isinstance(sync_mib, int) or isinstance(sync_mib, bool) or sync_mib < 1:
-            raise ConfigError(f"storage.index_sync_mib must be >= 1, not {sync_mib!r}")
-        changes["index_sync_bytes"] = sync_mib << 20
+        changes["index_sync_bytes"] = whole_number("storage.index_sync_mib", sync_mib, 1) << 20
     entries = getattr(args, "storage_index_background_entries", None)
     if entries is not None:
-        if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
-            raise ConfigError(f"storage.index_background_entries must be >= 0, not {entries!r}")
-        changes["hash_index_background_entries"] = entries
+        name = "storage.index_background_entries"
+        changes["hash_index_background_entries"] = whole_number(name, entries, 0)
     return dataclasses.replace(default, **changes)
+
+
+def whole_number(name: str, value: object, minimum: int, unit: str = "") -> int:
+    """`value` if it is an integer of at least `minimum`; raises ConfigError naming `name`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be {unit}>= {minimum}, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

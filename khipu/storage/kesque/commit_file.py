@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -131,15 +133,25 @@ def decode_commit(data: bytes, path: Path) -> CommitState:
         raise StoreCorrupted(path, 0, f"unreadable commit file: {error}") from error
 
 
-def decode_commit_file(data: bytes, path: Path, published: int | None = None) -> CommitState:
+def decode_commit_file(data: bytes, path: Path) -> CommitState:
     """The newest valid commit in a commit file's bytes, of either layout (see the module
-    docstring), not newer than `published` when given (a reader: the commit counter's
-    published sequence). Raises StoreCorrupted when no slot holds such a commit."""
-    candidates = commit_candidates(data, path)
-    for state in candidates:
-        if published is None or state.sequence <= published:
-            return state
-    raise StoreCorrupted(path, 0, f"no commit slot at or before published commit {published}")
+    docstring). Raises StoreCorrupted when there is none."""
+    return commit_candidates(data, path)[0]
+
+
+def read_published(path: Path, published: Callable[[], int | None]) -> tuple[CommitState, bytes]:
+    """A reader's commit: the newest one in the commit file at `path` not newer than
+    `published()` (the commit counter's published sequence; None: the newest), and the file's
+    bytes. The writer may fill both slots between the two reads, so it reads again (up to 100
+    times, 1 ms apart). Raises FileNotFoundError, StoreCorrupted."""
+    for _ in range(100):
+        sequence = published()
+        data = path.read_bytes()
+        for state in commit_candidates(data, path):
+            if sequence is None or state.sequence <= sequence:
+                return state, data
+        time.sleep(0.001)
+    raise StoreCorrupted(path, 0, "no commit slot holds the published commit")
 
 
 def commit_candidates(data: bytes, path: Path) -> list[CommitState]:

@@ -41,7 +41,7 @@ from khipu.storage.kesque.commit_file import TopicState
 from khipu.storage.kesque.config import KesqueConfig
 from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.hash_index import HashIndex, build_index, index_file_name
-from khipu.storage.kesque.index_builder import BuildRequest, BuildResult, enter_segment
+from khipu.storage.kesque.index_builder import BuildRequest, BuildResult, enter_committed
 from khipu.storage.kesque.segment import Segment
 
 logger = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class IndexGrowth:
         try:
             if (grown.generation, grown.slots_log2) != (request.generation + 1, request.slots_log2):
                 raise ValueError(f"{request.temporary} is not the generation the child was asked")
-            caught_up = self._catch_up(grown, result.reached, state, segments)
+            caught_up = enter_committed(grown, segments, result.reached, state)
             if result.records + caught_up != state.records:
                 raise ValueError(
                     f"{result.records} + {caught_up} records entered, "
@@ -294,20 +294,6 @@ class IndexGrowth:
         )
         replay = result.reached if self.config.fsync else None
         return GrownIndex(grown, result.entries + caught_up, replay)
-
-    @staticmethod
-    def _catch_up(
-        grown: HashIndex, reached: tuple[int, int], state: TopicState, segments: list[Segment]
-    ) -> int:
-        """Enter into `grown` the records from `reached` to the committed end of `state`;
-        return how many. Raises OSError, StoreCorrupted."""
-        entered = 0
-        first_ordinal, first_position = reached
-        for segment in segments[first_ordinal : state.segments]:
-            start = first_position if segment.ordinal == first_ordinal else 0
-            end = state.end if segment.ordinal == state.segments - 1 else segment.size
-            entered += enter_segment(grown, segment, start, end)
-        return entered
 
     def _fall_back(
         self, builder: _Builder, reason: str, index: HashIndex, needed: int

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from khipu.storage.kesque.errors import StoreCorrupted
 from khipu.storage.kesque.hash_index import HashIndex
-from khipu.storage.kesque.segment import Segment, scan_records
+from khipu.storage.kesque.segment import Segment, byte_ranges, scan_records
 
 
 def retire_uncommitted(index: HashIndex, regions: Iterable[tuple[Segment, int, int]]) -> int:
@@ -45,11 +45,8 @@ def replay_committed(
     """Enter into `index` every record from byte first[1] of segment first[0] up to the
     committed end `last_end` of the last segment that has no entry there; return how many.
     Raises StoreCorrupted at a damaged committed record."""
-    first_ordinal, first_position = first
     added = 0
-    for segment in segments[first_ordinal:]:
-        start = first_position if segment.ordinal == first_ordinal else 0
-        end = last_end if segment is segments[-1] else segment.size
+    for segment, start, end in byte_ranges(segments, first, len(segments), last_end):
         for record in scan_records(segment.read, start, end, segment.path):
             hashed = index.hash_of(record.key)
             location = (segment.ordinal, record.position, record.length)

@@ -428,8 +428,8 @@ class HashTopic(TopicLog):
         self._staged = index.stage(self._pending) if self._pending else None
 
     def enter_index(self) -> None:
-        """Commit step 3 (the records and the commit file are durable): give the staged entries
-        their hashes (or insert them); start an fsync of the index in the background when
+        """Commit step 3 (the records and the commit file are durable): give the entries staged
+        at step 2 their hashes; start an fsync of the index in the background when
         `index_sync_bytes` of records were entered since the last one began. Until it is done,
         the commit file names where the records begin whose entries may not be durable, and a
         writer re-enters them at open (hash_recovery.py)."""
@@ -437,10 +437,8 @@ class HashTopic(TopicLog):
         assert index is not None
         pending = self._pending
         if pending:
-            if self._staged is not None and len(self._staged) == len(pending):
-                index.enter_staged(pending, self._staged)
-            else:
-                index.insert_many(pending)
+            assert self._staged is not None  # step 2 staged every pending entry
+            index.enter_staged(pending, self._staged)
             self._staged = None
             if self._grown is not None:
                 self._grown_used += len(pending)

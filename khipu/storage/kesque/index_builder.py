@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from khipu.storage.kesque.commit_counter import CommitCounter
-from khipu.storage.kesque.commit_file import COMMIT_FILE_NAME, TopicState, decode_commit_file
+from khipu.storage.kesque.commit_file import COMMIT_FILE_NAME, TopicState, read_published
 from khipu.storage.kesque.crc32c import crc32c
 from khipu.storage.kesque.errors import KesqueError, StoreCorrupted
 from khipu.storage.kesque.hash_index import (
@@ -53,7 +53,13 @@ from khipu.storage.kesque.hash_index import (
     HashIndex,
     index_file_name,
 )
-from khipu.storage.kesque.segment import HEADER_SIZE, RECORD_HEADER, Segment, list_segment_bases
+from khipu.storage.kesque.segment import (
+    HEADER_SIZE,
+    RECORD_HEADER,
+    Segment,
+    byte_ranges,
+    list_segment_bases,
+)
 
 COPY_CHUNK_SLOTS = 1 << 14
 """Slots copied between two looks at the parent."""
@@ -262,10 +268,11 @@ def published_topic_state(
 ) -> TopicState:
     """The topic's state in the newest published commit (a slot not yet published may name
     records a failed commit will cut). Raises OSError, StoreCorrupted."""
-    commit_path = store_path / COMMIT_FILE_NAME
-    published = counter.published if counter is not None else None
-    state = decode_commit_file(commit_path.read_bytes(), commit_path, published)
-    return state.topic(topic)
+
+    def published() -> int | None:
+        return counter.published if counter is not None else None
+
+    return read_published(store_path / COMMIT_FILE_NAME, published)[0].topic(topic)
 
 
 def enter_records(
@@ -281,18 +288,27 @@ def enter_records(
     bases = list_segment_bases(request.directory)[: state.segments]
     for ordinal in range(len(segments), len(bases)):
         segments.append(Segment(request.directory, bases[ordinal], ordinal, writable=False))
-    first_ordinal, first_position = start
-    entered = 0
-    parent_check = functools.partial(check_parent, request.parent_pid)
-    for segment in segments[first_ordinal : state.segments]:
-        begin = first_position if segment.ordinal == first_ordinal else 0
-        if segment.ordinal == state.segments - 1:
-            end = state.end
-        else:
-            segment.refresh_size()
-            end = segment.size
-        entered += enter_segment(target, segment, begin, end, parent_check)
-    return entered
+    for segment in segments[start[0] : state.segments - 1]:
+        segment.refresh_size()  # opened when it was the last one: it grew since
+    return enter_committed(
+        target, segments, start, state, functools.partial(check_parent, request.parent_pid)
+    )
+
+
+def enter_committed(
+    target: HashIndex,
+    segments: list[Segment],
+    start: tuple[int, int],
+    state: TopicState,
+    between_chunks: Callable[[], None] = lambda: None,
+) -> int:
+    """Insert into `target` an entry for every record of `segments` from `start` (segment
+    ordinal, position) to the committed end of `state`; return how many. Raises OSError,
+    StoreCorrupted, and what `between_chunks` raises (see `enter_segment`)."""
+    return sum(
+        enter_segment(target, segment, begin, end, between_chunks)
+        for segment, begin, end in byte_ranges(segments, start, state.segments, state.end)
+    )
 
 
 def enter_segment(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -223,3 +223,14 @@ def scan_records(
             record = decode_record(buffer, 0, position, file, verify)
         yield record
         position += record.length
+
+
+def byte_ranges(
+    segments: Sequence[Segment], first: tuple[int, int], count: int, end: int
+) -> Iterator[tuple[Segment, int, int]]:
+    """(segment, start, end) over the log bytes from `first` (segment ordinal, position) up
+    to byte `end` of segment `count - 1`; each segment in between to its size."""
+    first_ordinal, first_position = first
+    for segment in segments[first_ordinal:count]:
+        start = first_position if segment.ordinal == first_ordinal else 0
+        yield segment, start, end if segment.ordinal == count - 1 else segment.size

@@ -35,7 +35,7 @@ from khipu.storage.kesque.commit_file import (
     SLOT_BYTES,
     CommitSlots,
     CommitState,
-    commit_candidates,
+    read_published,
     write_commit,
 )
 from khipu.storage.kesque.commit_recovery import durable_commit
@@ -117,18 +117,13 @@ class Kesque:
 
         Raises StoreMissing if there is no commit file, StoreCorrupted if it is damaged (or,
         after many tries, never holds the published commit)."""
-        for _ in range(100):
-            published = self._counter.published if self._counter is not None else None
-            try:
-                data = self.commit_path.read_bytes()
-            except FileNotFoundError:
-                raise StoreMissing(self.path) from None
-            candidates = commit_candidates(data, self.commit_path)
-            for state in candidates:
-                if published is None or state.sequence <= published:
-                    return state, data
-            time.sleep(0.001)  # the writer wrote both slots since we read `published`
-        raise StoreCorrupted(self.commit_path, 0, "no commit slot holds the published commit")
+        try:
+            return read_published(self.commit_path, self._published)
+        except FileNotFoundError:
+            raise StoreMissing(self.path) from None
+
+    def _published(self) -> int | None:
+        return self._counter.published if self._counter is not None else None
 
     def _watch_counter(self, seen: int) -> None:
         """Point every topic at the commit counter (or, without one, at a counter that always

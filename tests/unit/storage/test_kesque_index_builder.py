@@ -51,6 +51,15 @@ def request_for(
     return dataclasses.replace(request, **changes)  # type: ignore[arg-type]
 
 
+def built_entries(request: BuildRequest) -> list[tuple[int, int, int, int]]:
+    """The live entries of the file a build wrote."""
+    built = HashIndex(request.temporary, writable=False)
+    try:
+        return list(built.live_entries())
+    finally:
+        built.close()
+
+
 @pytest.fixture
 def config(small_config: KesqueConfig) -> KesqueConfig:
     return KesqueConfig(**{**small_config.__dict__, "hash_index_initial_slots": 1024})
@@ -109,11 +118,7 @@ def test_a_build_close_to_the_end_stops_at_the_boundary_and_copies_only_what_lie
         request = request_for(writer, boundary, catch_up=1000)
         result = build(request)
         assert result.reached == (boundary.segments - 1, boundary.end) and result.records == 60
-        built = HashIndex(request.temporary, writable=False)
-        try:
-            entries = set(built.live_entries())
-        finally:
-            built.close()
+        entries = set(built_entries(request))
         assert entries == before - {tuple(retired)}
         assert result.entries == len(entries)
 
@@ -208,11 +213,7 @@ def test_a_durable_build_flushes_as_it_copies_and_copies_the_same(
         expected = set(storage.index.live_entries())
         request = request_for(writer, state, catch_up=0, durable=True)
         build(request)
-        built = HashIndex(request.temporary, writable=False)
-        try:
-            assert set(built.live_entries()) == expected
-        finally:
-            built.close()
+        assert set(built_entries(request)) == expected
     assert len(flushed) >= 5
     assert all(offset % mmap.PAGESIZE == 0 for offset, _ in flushed)
     ends = [offset + size for offset, size in flushed]
@@ -236,8 +237,4 @@ def test_records_larger_than_a_scan_chunk_are_entered(
         request = request_for(writer, boundary, catch_up=0)
         result = build(request)
         assert result.entries == len(expected) == 62
-        built = HashIndex(request.temporary, writable=False)
-        try:
-            assert set(built.live_entries()) == expected
-        finally:
-            built.close()
+        assert set(built_entries(request)) == expected
