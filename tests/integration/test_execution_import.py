@@ -13,6 +13,7 @@ import pytest
 
 from khipu.cli import main
 from khipu.devnet.generate import GeneratedChain, generate_chain
+from khipu.execution.block_executor import LocalPool
 from tests.chain_helpers import read_blocks
 from tests.conftest import conformance_full, require_testdata
 from tests.integration.node_helpers import ReferenceChain, make_chain
@@ -31,6 +32,11 @@ def import_json(
 
 
 ETHTEST_BLOCKS = 20  # blocks 11 (56 txs) and 12 (3 txs) of the ethtest chain run in parallel
+
+
+def start_now(runner: LocalPool) -> None:
+    """LocalPool.start_in_background that returns once the workers are up."""
+    runner.pool.start_workers()
 
 
 def block_lines(stderr: str) -> list[dict[str, str]]:
@@ -160,8 +166,12 @@ def test_run_with_parallel_execution_reaches_the_reference_head(
 
 
 def test_the_adaptive_choice_runs_a_conflicting_amm_chain_serially(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # What the executor chooses once parallel blocks showed one chain is this test's subject,
+    # so the workers are up before the first block. (Started in the background, as `khipu
+    # import` does, they may come up only after these 8 blocks of ~60 ms: all run batched.)
+    monkeypatch.setattr(LocalPool, "start_in_background", start_now)
     amm = generate_chain(tmp_path / "amm", 8, 16, "amm", 5)  # swaps, most on one pool
     serial, _ = import_json(
         capsys, tmp_path / "serial", amm.genesis_path, amm.chain_path, "--serial"
